@@ -1,0 +1,145 @@
+"""Message schemas, defined once. JSON on the wire; timestamps ISO 8601 in UTC ("...Z").
+
+Every message is a pydantic model: ``Model.model_validate_json(raw)`` to read, ``to_json()`` to write.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+IDENT = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Kind(StrEnum):
+    water = "water"
+    rain = "rain"
+    crowd = "crowd"
+    camera = "camera"
+
+
+class Category(StrEnum):
+    """What a warning is about; decides routing and contingency plans."""
+
+    water = "water"
+    rain = "rain"
+    crowd = "crowd"
+
+
+class Tier(StrEnum):
+    """Warning tiers, lowest to highest (蓝/黄/橙/红)."""
+
+    blue = "blue"
+    yellow = "yellow"
+    orange = "orange"
+    red = "red"
+
+    @property
+    def rank(self) -> int:
+        return list(Tier).index(self)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Quantity(Message):
+    value: float
+    unit: str = Field(min_length=1, max_length=16)
+
+
+class Reading(Message):
+    """One sample of one sensor: one or more parameter values, each with its unit."""
+
+    sensor_id: str = Field(pattern=IDENT)
+    kind: Kind
+    station: str = Field(pattern=IDENT, description="station, gauge or zone id")
+    district: str = Field(pattern=IDENT)
+    ts: UtcDatetime
+    values: dict[str, Quantity] = Field(min_length=1, max_length=64)
+
+
+
+class CameraDetection(Reading):
+    """An edge-AI camera's finding: a Reading of kind camera plus the label and its confidence.
+
+    Measures go in ``values`` (``oil_area`` m2, ``person_count`` persons, ``flood_depth`` m).
+    """
+
+    kind: Literal[Kind.camera] = Kind.camera
+    detection: Literal["oil_sheen", "crowd", "road_flooding"]
+    confidence: float = Field(ge=0.0, le=1.0)
+    image_ref: str | None = Field(default=None, max_length=512)
+
+
+class Alert(Message):
+    """A model's finding about one sensor or station; input of the warning stage."""
+
+    alert_id: str
+    category: Category
+    rule: str = Field(description="what found it, e.g. gb3838_exceedance")
+    sensor_id: str
+    station: str
+    district: str
+    township: str = ""
+    ts: UtcDatetime = Field(description="event time of the reading that completed the finding")
+    parameter: str
+    value: float
+    unit: str
+    limit: float
+    severity: float = Field(ge=0.0, le=1.0, description="0 = at the limit, 1 = far beyond it")
+    message: str
+    resolved: bool = False
+    detected_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin only inside this module
+    """A tiered, routed warning for operators: which area, which tier, which levels, which departments."""
+
+    warning_id: str
+    incident_id: str
+    category: Category
+    tier: Tier
+    district: str
+    township: str = ""
+    station: str
+    levels: list[str]
+    departments: list[str]
+    title: str
+    message: str
+    checklist: list[str] = []
+    alert_ids: list[str]
+    ts: UtcDatetime
+    issued_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class DeadLetter(Message):
+    """Input that could not be accepted, with why. Raw payload kept (truncated) for diagnosis."""
+
+    code: str = Field(description="short reason class for counting, e.g. invalid, unknown_sensor, duplicate")
+    reason: str
+    source_topic: str
+    payload: str
+    payload_bytes: int
+    truncated: bool = False
+    stage: str = "bridge"
+    received_at: UtcDatetime = Field(default_factory=utc_now)
+    sensor_id: str | None = None
+    kind: str | None = None

@@ -1,0 +1,48 @@
+"""Topic names, defined once. MQTT: ``<root>/<district>/<kind>/<sensor_id>``; Kafka: see below."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.schemas import Kind
+
+# Kafka topics
+READINGS: dict[Kind, str] = {kind: f"readings.{kind.value}" for kind in Kind}
+ALERTS = "alerts"
+WARNINGS = "warnings"
+DEADLETTER = "deadletter"
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, WARNINGS, DEADLETTER)
+
+
+@dataclass(frozen=True)
+class MqttAddress:
+    district: str
+    kind: Kind
+    sensor_id: str
+
+
+def mqtt_topic(root: str, district: str, kind: Kind | str, sensor_id: str) -> str:
+    return f"{root}/{district}/{Kind(kind).value}/{sensor_id}"
+
+
+def mqtt_subscription(root: str) -> str:
+    """Every sensor topic, and nothing else (status topics have fewer levels)."""
+    return f"{root}/+/+/+"
+
+
+def bridge_status_topic(root: str) -> str:
+    """Retained 'online'/'offline' of the bridge (offline is its MQTT last will)."""
+    return f"{root}/status/bridge"
+
+
+def parse_mqtt_topic(topic: str, root: str) -> MqttAddress:
+    """Split a sensor topic; ValueError with the reason when it does not follow the layout."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != root:
+        raise ValueError(f"topic {topic!r} is not {root}/<district>/<kind>/<sensor_id>")
+    _, district, kind, sensor_id = parts
+    try:
+        kind_value = Kind(kind)
+    except ValueError:
+        raise ValueError(f"unknown kind {kind!r} in topic (expected one of {[k.value for k in Kind]})") from None
+    return MqttAddress(district=district, kind=kind_value, sensor_id=sensor_id)

@@ -1,0 +1,147 @@
+"""Turn one MQTT message into a valid ``Reading`` or a ``DeadLetter`` that says why. Never raises.
+
+Checks, in order: size, topic layout, JSON and schema, topic/payload agreement, sensor registry,
+parameter names, units (converted to the canonical unit), physically possible range, clock skew,
+duplicates. Late (out-of-order) readings are valid and forwarded: the agents order by event time.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from pipeline.city import City
+from pipeline.schemas import CameraDetection, DeadLetter, Kind, Quantity, Reading
+from pipeline.topics import parse_mqtt_topic
+
+PAYLOAD_KEEP_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    unit: str
+    convert: dict[str, float]
+    min: float
+    max: float
+
+
+def parameter_specs(raw: dict) -> dict[Kind, dict[str, ParameterSpec]]:
+    """config/parameters.toml as {kind: {parameter: spec}}."""
+    return {Kind(kind): {name: ParameterSpec(**spec) for name, spec in params.items()} for kind, params in raw.items()}
+
+
+class Rejected(Exception):
+    """A message that cannot be accepted: a short code (for counting) and the reason (for people)."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+class ReadingValidator:
+    def __init__(
+        self,
+        city: City,
+        specs: dict[Kind, dict[str, ParameterSpec]],
+        topic_root: str,
+        max_payload_bytes: int = 65536,
+        max_future_s: float = 300,
+        dedup_window: int = 100_000,
+    ):
+        self.city = city
+        self.specs = specs
+        self.topic_root = topic_root
+        self.max_payload_bytes = max_payload_bytes
+        self.max_future_s = max_future_s
+        self.dedup_window = dedup_window
+        self._seen: OrderedDict[tuple[str, datetime], None] = OrderedDict()
+
+    def validate(self, topic: str, payload: bytes, now: datetime) -> Reading | DeadLetter:
+        try:
+            return self._accept(topic, payload, now)
+        except Rejected as e:
+            return self._dead_letter(topic, payload, e.code, str(e))
+        except Exception as e:  # a bug here must not stop the bridge; the record says what happened
+            return self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}")
+
+    def _accept(self, topic: str, payload: bytes, now: datetime) -> Reading:
+        if len(payload) > self.max_payload_bytes:
+            raise Rejected("too_large", f"payload too large: {len(payload)} bytes > {self.max_payload_bytes}")
+        try:
+            address = parse_mqtt_topic(topic, self.topic_root)
+        except ValueError as e:
+            raise Rejected("bad_topic", str(e)) from None
+        model = CameraDetection if address.kind is Kind.camera else Reading
+        try:
+            reading = model.model_validate_json(payload)
+        except ValidationError as e:
+            raise Rejected("invalid", _describe(e)) from None
+
+        for field, from_topic in (("sensor_id", address.sensor_id), ("kind", address.kind), ("district", address.district)):
+            if getattr(reading, field) != from_topic:
+                raise Rejected("topic_mismatch", f"{field} {getattr(reading, field)!r} does not match topic {topic!r}")
+        sensor = self.city.sensors.get(reading.sensor_id)
+        if sensor is None:
+            raise Rejected("unknown_sensor", f"unknown sensor {reading.sensor_id!r}")
+        if sensor.kind is not reading.kind or sensor.station.id != reading.station or sensor.district != reading.district:
+            raise Rejected(
+                "sensor_mismatch",
+                f"sensor {reading.sensor_id!r} is registered as {sensor.kind.value} at "
+                f"{sensor.district}/{sensor.station.id}, not {reading.kind.value} at {reading.district}/{reading.station}"
+            )
+
+        values = {name: self._canonical(reading.kind, name, q) for name, q in reading.values.items()}
+
+        if (reading.ts - now).total_seconds() > self.max_future_s:
+            raise Rejected("future_timestamp", f"timestamp {reading.ts.isoformat()} is more than {self.max_future_s:g} s in the future")
+        key = (reading.sensor_id, reading.ts)
+        if key in self._seen:
+            raise Rejected("duplicate", f"duplicate reading: {reading.sensor_id} at {reading.ts.isoformat()} already accepted")
+        self._seen[key] = None
+        if len(self._seen) > self.dedup_window:
+            self._seen.popitem(last=False)
+        return reading.model_copy(update={"values": values})
+
+    def _canonical(self, kind: Kind, name: str, q: Quantity) -> Quantity:
+        spec = self.specs.get(kind, {}).get(name)
+        if spec is None:
+            raise Rejected("unknown_parameter", f"unknown parameter {name!r} for {kind.value} (known: {sorted(self.specs.get(kind, {}))})")
+        if q.unit == spec.unit:
+            value = q.value
+        elif q.unit in spec.convert:
+            value = q.value * spec.convert[q.unit]
+        else:
+            accepted = [spec.unit, *spec.convert]
+            raise Rejected("wrong_unit", f"wrong unit for {name}: {q.unit!r} (accepted: {accepted})")
+        if not spec.min <= value <= spec.max:
+            raise Rejected("impossible_value", f"impossible value for {name}: {value:g} {spec.unit} outside [{spec.min:g}, {spec.max:g}]")
+        return Quantity(value=value, unit=spec.unit)
+
+    @staticmethod
+    def _dead_letter(topic: str, payload: bytes, code: str, reason: str) -> DeadLetter:
+        text = payload.decode("utf-8", errors="backslashreplace")
+        parts = topic.split("/")
+        return DeadLetter(
+            code=code,
+            reason=reason,
+            source_topic=topic,
+            payload=text[:PAYLOAD_KEEP_CHARS],
+            payload_bytes=len(payload),
+            truncated=len(text) > PAYLOAD_KEEP_CHARS,
+            kind=parts[2] if len(parts) == 4 else None,
+            sensor_id=parts[3] if len(parts) == 4 else None,
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    """Pydantic errors as one line: 'invalid reading: ts: Input should have timezone info; ...'."""
+    parts = []
+    for err in error.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "invalid reading: " + "; ".join(parts)
+
+
