@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 IDENT = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -109,6 +109,11 @@ class Alert(Message):
     resolved: bool = False
     detected_at: UtcDatetime = Field(default_factory=utc_now)
 
+    @property
+    def incident_key(self) -> str:
+        """Alerts about the same place, category and parameter belong to one incident (and partition)."""
+        return f"{self.category.value}:{self.station}:{self.parameter}"
+
 
 class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin only inside this module
     """A tiered, routed warning for operators: which area, which tier, which levels, which departments."""
@@ -143,3 +148,11 @@ class DeadLetter(Message):
     received_at: UtcDatetime = Field(default_factory=utc_now)
     sensor_id: str | None = None
     kind: str | None = None
+
+
+_ANY_READING = TypeAdapter(CameraDetection | Reading)
+
+
+def parse_reading(raw: bytes | str) -> Reading:
+    """A reading of any kind from JSON (a CameraDetection when it carries a detection)."""
+    return _ANY_READING.validate_json(raw)

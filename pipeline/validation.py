@@ -26,6 +26,7 @@ class ParameterSpec:
     convert: dict[str, float]
     min: float
     max: float
+    label: str = ""
 
 
 def parameter_specs(raw: dict) -> dict[Kind, dict[str, ParameterSpec]]:

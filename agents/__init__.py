@@ -1,0 +1,1 @@
+"""Faust agents: thin loops over streams that call models/ and publish results."""

@@ -1,0 +1,76 @@
+"""The Faust app and its topics. Start a worker with ``yuflow worker``.
+
+Every topic is created with the same partition count (``kafka.partitions``): Faust crashes when a
+source topic and its table's changelog disagree. The group-join timings come from the settings; the
+defaults suit the embedded Tansu broker, where Kafka's defaults make joins take 30-80 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import faust
+
+from pipeline.schemas import DeadLetter, Kind
+from pipeline.settings import load_settings
+from pipeline.topics import ALERTS, DEADLETTER, READINGS, WARNINGS
+
+SETTINGS = load_settings()
+log = logging.getLogger("yuflow.agents")
+
+app = faust.App(
+    SETTINGS.worker.app_id,
+    broker=[f"kafka://{address}" for address in SETTINGS.kafka.bootstrap.split(",")],
+    store=SETTINGS.worker.store,
+    topic_partitions=SETTINGS.kafka.partitions,
+    topic_replication_factor=SETTINGS.kafka.replication,
+    broker_session_timeout=SETTINGS.kafka.session_timeout_s,
+    broker_rebalance_timeout=SETTINGS.kafka.rebalance_timeout_s,
+    broker_heartbeat_interval=SETTINGS.kafka.heartbeat_interval_s,
+    consumer_auto_offset_reset="earliest",
+    web_host="127.0.0.1",
+    web_bind="127.0.0.1",  # loopback only; the default binds every interface
+    web_port=SETTINGS.worker.web_port,
+    autodiscover=False,
+)
+
+
+def _topic(name: str) -> faust.TopicT:
+    # Messages are pydantic models serialised by us (pipeline/schemas.py): raw bytes on the Faust side.
+    return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+
+readings_topics = {kind: _topic(READINGS[kind]) for kind in Kind}
+alerts_topic = _topic(ALERTS)
+warnings_topic = _topic(WARNINGS)
+deadletter_topic = _topic(DEADLETTER)
+
+
+async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception) -> None:
+    """Record a message an agent could not process, with why, instead of crashing the agent."""
+    log.exception("%s agent could not process a record from %s", stage, source.get_topic_name())
+    record = DeadLetter(
+        code="agent_error",
+        reason=f"{type(error).__name__}: {error}"[:1000],
+        source_topic=source.get_topic_name(),
+        payload=raw.decode("utf-8", errors="backslashreplace")[:4096],
+        payload_bytes=len(raw),
+        truncated=len(raw) > 4096,
+        stage=stage,
+    )
+    await deadletter_topic.send(value=record.to_json())
+
+
+def register_agents() -> faust.App:
+    """Import the agent modules (they register on ``app``) and return the app."""
+    from agents import sink, warnings, water  # noqa: F401
+
+    return app
+
+
+def run_worker(loglevel: str = "info") -> None:
+    """Run a Faust worker in this process until SIGINT/SIGTERM (Faust's own command line)."""
+    register_agents()
+    sys.argv = ["yuflow worker", "worker", "--loglevel", loglevel, "--web-port", str(SETTINGS.worker.web_port)]
+    app.main()

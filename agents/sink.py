@@ -1,0 +1,47 @@
+"""InfluxDB sink agents: every reading, alert, warning and dead letter, written in batches.
+
+``stream.take(n, within=s)`` gathers up to ``influx.batch_size`` messages or ``flush_interval_s``;
+the writer retries transient failures, so offsets are not committed past unwritten data.
+"""
+
+from __future__ import annotations
+
+from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, readings_topics, warnings_topic
+from pipeline.influx import InfluxWriter, alert_line, deadletter_line, reading_line, warning_line
+from pipeline.schemas import Alert, DeadLetter, Warning, parse_reading
+
+BATCH = SETTINGS.influx.batch_size
+WITHIN_S = SETTINGS.influx.flush_interval_s
+
+writer = InfluxWriter(SETTINGS.influx)
+
+
+def _reading(raw: bytes) -> str:
+    return reading_line(parse_reading(raw))
+
+
+async def _sink(stream, to_line) -> None:
+    async for batch in stream.take(BATCH, within=WITHIN_S):
+        await writer.write([to_line(raw) for raw in batch])
+
+
+@app.agent(app.topic(*(t.get_topic_name() for t in readings_topics.values()), value_serializer="raw", key_serializer="raw"))
+async def sink_readings(stream):
+    await _sink(stream, _reading)
+
+
+@app.agent(alerts_topic, name="sink_alerts")
+async def sink_alerts(stream):
+    await _sink(stream, lambda raw: alert_line(Alert.model_validate_json(raw)))
+
+
+@app.agent(warnings_topic, name="sink_warnings")
+async def sink_warnings(stream):
+    await _sink(stream, lambda raw: warning_line(Warning.model_validate_json(raw)))
+
+
+@app.agent(deadletter_topic, name="sink_deadletter")
+async def sink_deadletter(stream):
+    await _sink(stream, lambda raw: deadletter_line(DeadLetter.model_validate_json(raw)))
+
+

@@ -1,0 +1,155 @@
+"""MQTT -> Kafka bridge.
+
+Subscribes (QoS 1, persistent session) to ``<root>/+/+/+``, validates each message into a ``Reading``
+(pipeline/validation.py) and forwards it to ``readings.<kind>`` keyed by sensor id; anything invalid
+goes to ``deadletter`` with the raw payload, topic and reason. A message is acknowledged to the MQTT
+broker only after Kafka has acknowledged the record, so a bridge killed at any point loses nothing:
+the broker redelivers what was not acknowledged when the bridge reconnects (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaProducer
+
+from pipeline.city import City, default_city, load_toml
+from pipeline.mqtt import make_client
+from pipeline.schemas import DeadLetter, utc_now
+from pipeline.settings import Settings
+from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, mqtt_subscription
+from pipeline.validation import ReadingValidator, parameter_specs
+
+log = logging.getLogger("yuflow.bridge")
+
+
+@dataclass
+class BridgeStats:
+    received: int = 0
+    forwarded: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class Bridge:
+    def __init__(self, settings: Settings, city: City | None = None):
+        self.settings = settings
+        self.validator = ReadingValidator(
+            city or default_city(),
+            parameter_specs(load_toml("parameters")),
+            settings.mqtt.topic_root,
+            max_payload_bytes=settings.bridge.max_payload_bytes,
+            max_future_s=settings.bridge.max_future_s,
+            dedup_window=settings.bridge.dedup_window,
+        )
+        self.stats = BridgeStats()
+        self._stop = asyncio.Event()
+        self._failed: BaseException | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        client = self._mqtt_client(loop, inbox)
+        mqtt_settings = self.settings.mqtt
+        client.connect_async(mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s)
+        client.loop_start()
+        last_report = time.monotonic()
+        try:
+            while not self._stop.is_set() and self._failed is None:
+                try:
+                    item = await asyncio.wait_for(inbox.get(), timeout=0.5)
+                except TimeoutError:
+                    item = None
+                if item is not None:
+                    await self._forward(producer, client, item)
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    log.info("bridge received=%d forwarded=%d dead_lettered=%d", *vars(self.stats).values())
+        finally:
+            await producer.flush()
+            client.publish(bridge_status_topic(mqtt_settings.topic_root), b"offline", qos=1, retain=True).wait_for_publish(2)
+            client.disconnect()
+            client.loop_stop()
+            await producer.stop()
+        if self._failed is not None:
+            raise RuntimeError("Kafka did not accept a record; stopping so MQTT redelivers it") from self._failed
+
+    async def _forward(self, producer: AIOKafkaProducer, client: mqtt.Client, item: Inbound) -> None:
+        self.stats.received += 1
+        result = self.validator.validate(item.topic, item.payload, utc_now())
+        if isinstance(result, DeadLetter):
+            self.stats.dead_lettered += 1
+            log.warning("dead letter from %s: %s", item.topic, result.reason)
+            topic, key = DEADLETTER, (result.sensor_id or item.topic)
+        else:
+            self.stats.forwarded += 1
+            topic, key = READINGS[result.kind], result.sensor_id
+        delivery = await producer.send(topic, result.to_json(), key=key.encode())
+        delivery.add_done_callback(lambda fut: self._on_delivered(fut, client, item))
+
+    def _on_delivered(self, fut: asyncio.Future, client: mqtt.Client, item: Inbound) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._failed = fut.exception() or asyncio.CancelledError()
+            log.error("Kafka send failed for %s: %s", item.topic, self._failed)
+            return
+        client.ack(item.mid, item.qos)
+
+    def _mqtt_client(self, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Inbound]) -> mqtt.Client:
+        mqtt_settings = self.settings.mqtt
+        client = make_client(mqtt_settings, f"{mqtt_settings.client_id_prefix}-bridge", persistent=True, manual_ack=True)
+        status_topic = bridge_status_topic(mqtt_settings.topic_root)
+        client.will_set(status_topic, b"offline", qos=1, retain=True)
+
+        def on_connect(client, userdata, flags, reason_code, properties):
+            if reason_code.is_failure:
+                log.error("MQTT connect refused: %s", reason_code)
+                return
+            client.subscribe(mqtt_subscription(mqtt_settings.topic_root), qos=mqtt_settings.qos)
+            log.info("connected to MQTT %s:%d", mqtt_settings.host, mqtt_settings.port)
+
+        def on_subscribe(client, userdata, mid, reason_codes, properties):
+            client.publish(status_topic, online_status(os.getpid()), qos=1, retain=True)
+
+        def on_message(client, userdata, msg: mqtt.MQTTMessage):
+            loop.call_soon_threadsafe(inbox.put_nowait, Inbound(msg.topic, msg.payload, msg.mid, msg.qos))
+
+        client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
+        return client
+
+
+def online_status(pid: int) -> bytes:
+    """The retained status a subscribed bridge publishes; the pid tells a fresh bridge from a stale one."""
+    return f"online pid={pid}".encode()
+
+
+def run_bridge(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        bridge = Bridge(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, bridge.stop)
+        await bridge.run()
+
+    asyncio.run(main())

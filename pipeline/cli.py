@@ -1,0 +1,208 @@
+"""The ``yuflow`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pipeline.schemas import Tier
+from pipeline.settings import load_settings, masked_dict
+
+app = typer.Typer(help="Yuflow: streaming sensor analytics for city governance.", no_args_is_help=True, add_completion=False)
+config_app = typer.Typer(help="Settings.", no_args_is_help=True)
+services_app = typer.Typer(help="Embedded MQTT, Kafka and InfluxDB services.", no_args_is_help=True)
+warnings_app = typer.Typer(help="The operators' warning stream.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(services_app, name="services")
+app.add_typer(warnings_app, name="warnings")
+
+console = Console()
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False) -> None:
+    """Print the effective settings (defaults < user file < YUFLOW_* env), secrets masked."""
+    data = masked_dict(load_settings())
+    if as_json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    table = Table(title="Effective settings", show_lines=False)
+    table.add_column("setting")
+    table.add_column("value")
+
+    def rows(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                rows(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            table.add_row(prefix, str(value))
+
+    rows("", data)
+    console.print(table)
+
+
+def _print_statuses(statuses) -> None:
+    table = Table()
+    for column in ("service", "state", "address", "pid", "detail"):
+        table.add_column(column)
+    colours = {"started": "green", "running": "green", "external": "cyan", "stopped": "dim", "down": "red", "unhealthy": "red"}
+    for s in statuses:
+        table.add_row(s.name, f"[{colours.get(s.state, 'white')}]{s.state}[/]", s.address, str(s.pid or ""), s.detail)
+    console.print(table)
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start (or check, when external) MQTT, Kafka and InfluxDB; create topics and the database."""
+    from pipeline import services
+
+    try:
+        with console.status("starting services..."):
+            statuses = services.up(load_settings())
+    except services.ServiceError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    _print_statuses(statuses)
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the services Yuflow started (never external ones, never foreign processes)."""
+    from pipeline import services
+
+    _print_statuses(services.down(load_settings()))
+
+
+@services_app.command("status")
+def services_status() -> None:
+    from pipeline import services
+
+    statuses = services.status(load_settings())
+    _print_statuses(statuses)
+    if any(s.state in ("stopped", "down", "unhealthy") for s in statuses):
+        raise typer.Exit(3)
+
+
+@app.command()
+def bridge(log_level: str = "INFO") -> None:
+    """Run the MQTT -> Kafka bridge until interrupted."""
+    from pipeline.bridge import run_bridge
+
+    _logging(log_level)
+    run_bridge(load_settings())
+
+
+@app.command()
+def worker(log_level: str = "info") -> None:
+    """Run a Faust worker with every agent until interrupted."""
+    from agents.app import run_worker
+
+    run_worker(log_level)
+
+
+@warnings_app.command("tail")
+def warnings_tail(
+    tier: Annotated[Optional[Tier], typer.Option(help="only this tier and above")] = None,
+    district: Annotated[Optional[str], typer.Option()] = None,
+    department: Annotated[Optional[str], typer.Option()] = None,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="replay the topic from its start")] = False,
+    max_warnings: Annotated[Optional[int], typer.Option("--max", help="stop after this many")] = None,
+    timeout_s: Annotated[Optional[float], typer.Option("--timeout", help="stop after this many seconds")] = None,
+) -> None:
+    """Follow the warnings topic: a live table of the latest warnings."""
+    from pipeline.operators import WarningFilter, follow_warnings, warnings_table
+
+    settings = load_settings()
+    where = WarningFilter(min_tier=tier, district=district, department=department)
+    seen = []
+
+    async def follow(live: Live) -> None:
+        async for warning in follow_warnings(settings, from_beginning, timeout_s, where):
+            seen.append(warning)
+            live.update(warnings_table(seen[-25:]))
+            if max_warnings is not None and len(seen) >= max_warnings:
+                return
+
+    with Live(warnings_table([]), console=console, refresh_per_second=4, transient=False) as live:
+        try:
+            asyncio.run(follow(live))
+        except KeyboardInterrupt:
+            pass
+    if not console.is_terminal:
+        for w in seen:  # one JSON line per warning for pipes and scripts
+            print(w.model_dump_json())
+
+
+@app.command()
+def query(
+    influxql: Annotated[str, typer.Argument(help='e.g. SELECT count("do") FROM readings WHERE time > now() - 1d')],
+    as_csv: Annotated[bool, typer.Option("--csv")] = False,
+) -> None:
+    """Run an InfluxQL query against the configured InfluxDB; print a table (or CSV)."""
+    from pipeline.influx import influxql as run
+
+    try:
+        series = run(load_settings().influx, influxql)
+    except Exception as e:
+        console.print(f"[red]query failed:[/] {e}")
+        raise typer.Exit(1) from None
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        for s in series:
+            tag_names = sorted(s["tags"])
+            writer.writerow(["name", *tag_names, *s["columns"]])
+            for row in s["values"]:
+                writer.writerow([s["name"], *(s["tags"][t] for t in tag_names), *row])
+        return
+    for s in series:
+        console.print(series_table(s))
+    if not series:
+        console.print("(no rows)")
+
+
+def series_table(s: dict) -> Table:
+    tags = ", ".join(f"{k}={v}" for k, v in s["tags"].items())
+    table = Table(title=f"{s['name']} {tags}".strip())
+    for column in s["columns"]:
+        table.add_column(column)
+    for row in s["values"]:
+        cells = [_iso_ms(v) if c == "time" and isinstance(v, int) else str(v) for c, v in zip(s["columns"], row)]
+        table.add_row(*cells)
+    return table
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="leave services, worker and bridge running")] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="seconds to wait for the warning")] = 90,
+) -> None:
+    """Start everything, publish a short feed with a DO sag and a malformed payload, show the result."""
+    from pipeline.demo import run_demo
+
+    raise typer.Exit(run_demo(load_settings(), console, keep=keep, timeout_s=timeout_s))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Seeded city simulator, scenarios with ground truth, MQTT publisher, record/replay."""
