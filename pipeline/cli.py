@@ -122,6 +122,7 @@ def warnings_tail(
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="replay the topic from its start")] = False,
     max_warnings: Annotated[Optional[int], typer.Option("--max", help="stop after this many")] = None,
     timeout_s: Annotated[Optional[float], typer.Option("--timeout", help="stop after this many seconds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per warning instead of the live table")] = False,
 ) -> None:
     """Follow the warnings topic: a live table of the latest warnings."""
     from pipeline.operators import WarningFilter, follow_warnings, warnings_table
@@ -130,21 +131,24 @@ def warnings_tail(
     where = WarningFilter(min_tier=tier, district=district, department=department)
     seen = []
 
-    async def follow(live: Live) -> None:
+    async def follow(live: Live | None) -> None:
         async for warning in follow_warnings(settings, from_beginning, timeout_s, where):
             seen.append(warning)
-            live.update(warnings_table(seen[-25:]))
+            if live is None:
+                print(warning.model_dump_json(), flush=True)
+            else:
+                live.update(warnings_table(seen[-25:]))
             if max_warnings is not None and len(seen) >= max_warnings:
                 return
 
-    with Live(warnings_table([]), console=console, refresh_per_second=4, transient=False) as live:
-        try:
-            asyncio.run(follow(live))
-        except KeyboardInterrupt:
-            pass
-    if not console.is_terminal:
-        for w in seen:  # one JSON line per warning for pipes and scripts
-            print(w.model_dump_json())
+    try:
+        if as_json:
+            asyncio.run(follow(None))
+        else:
+            with Live(warnings_table([]), console=console, refresh_per_second=4) as live:
+                asyncio.run(follow(live))
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()

@@ -1,0 +1,67 @@
+"""Real services for the integration tests: started once per session on free loopback ports.
+
+Mosquitto, the Tansu Kafka-protocol broker and InfluxDB run from a temporary data directory; a Faust
+worker and the bridge run as subprocesses (`python -m pipeline.cli worker|bridge`), configured by the
+same YUFLOW_* environment variables a user would set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from pipeline import services
+from pipeline.demo import bridge_online
+from pipeline.processes import Background
+from pipeline.settings import Settings, load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    worker: Background
+    bridge: Background
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("yuflow")
+    influx_port = free_port()
+    env = {
+        "YUFLOW_DATA_DIR": str(data_dir),
+        "YUFLOW_MQTT__PORT": str(free_port()),
+        "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{influx_port}",
+        "YUFLOW_WORKER__WEB_PORT": str(free_port()),
+        "YUFLOW_INFLUX__FLUSH_INTERVAL_S": "0.5",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the subprocesses and load_settings() both read them
+    settings = load_settings()
+    processes: list[Background] = []
+    try:
+        services.up(settings)
+        worker = Background("worker", ["worker"], settings)
+        bridge = Background("bridge", ["bridge"], settings)
+        processes += [worker, bridge]
+        bridge_online(settings, bridge.pid, timeout_s=60)
+        yield Stack(settings, worker, bridge)
+    finally:
+        for p in reversed(processes):
+            p.stop()
+        services.down(settings)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

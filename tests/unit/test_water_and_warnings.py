@@ -1,0 +1,60 @@
+from datetime import timedelta
+
+from agents.warnings import decide
+from agents.water import LIMITS, assess
+from models.persistence import PersistenceState
+from pipeline.city import default_city, load_toml
+from pipeline.schemas import Alert, Reading, Tier
+from tests.unit.helpers import encode, water_payload
+
+CITY = default_city()
+RULES = load_toml("warnings")
+ROUTING = load_toml("routing")
+
+
+def run(do_values: list[float], start: int = 0):
+    """Feed DO values through the water rule; return every alert raised or cleared."""
+    states: dict[str, PersistenceState] = {}
+    alerts: list[Alert] = []
+    for i, do in enumerate(do_values):
+        payload = water_payload(minutes=start + 10 * i, values={"do": {"value": do, "unit": "mg/L"}})
+        reading = Reading.model_validate_json(encode(payload))
+        new_states, new_alerts = assess(reading, LIMITS[reading.station], states, 3, CITY)
+        states.update(new_states)
+        alerts += new_alerts
+    return alerts
+
+
+def test_single_spike_is_not_an_alert():
+    assert run([6.5, 3.0, 6.4, 3.1, 3.2, 6.6]) == []
+
+
+def test_three_low_readings_raise_one_alert_then_recovery_clears_it():
+    alerts = run([6.5, 4.0, 3.5, 3.4, 3.3, 3.2, 6.1, 6.2, 6.3])
+    assert [a.resolved for a in alerts] == [False, True]
+    raised = alerts[0]
+    assert raised.parameter == "do" and raised.value == 3.4 and raised.limit == 5.0  # class III
+    assert 0 < raised.severity < 1 and "below" in raised.message
+    assert raised.incident_key == "water:puhe-zhaixi-bridge:do"
+
+
+def test_station_class_sets_the_limit():
+    # ruxi-intake is a class II drinking-water source: DO must stay >= 6 mg/L
+    assert LIMITS["ruxi-intake"]["do"].low == 6.0 and LIMITS["puhe-zhaixi-bridge"]["do"].low == 5.0
+
+
+def test_one_warning_per_incident_and_a_new_one_on_escalation():
+    mild, deep, resolved = run([3.9] * 3)[0], run([1.0] * 3)[0], run([3.0] * 3 + [6.0] * 3)[1]
+    incident, warning = decide(mild, None, CITY, RULES, ROUTING)
+    assert warning.tier is Tier.blue and incident["open"]
+    assert warning.departments == ROUTING["categories"]["water"]["blue"]
+    assert "蒲河寨溪大桥断面" in warning.title and warning.checklist
+    same, none = decide(mild, incident, CITY, RULES, ROUTING)
+    assert none is None and same == incident
+    escalated_incident, escalation = decide(deep, incident, CITY, RULES, ROUTING)
+    assert escalation.tier is Tier.red and escalation.incident_id == warning.incident_id
+    assert "city" in escalation.levels and "emergency_management" in escalation.departments
+    closed, nothing = decide(resolved, escalated_incident, CITY, RULES, ROUTING)
+    assert nothing is None and closed["open"] is False
+    reopened, new_warning = decide(mild.model_copy(update={"ts": mild.ts + timedelta(days=1)}), closed, CITY, RULES, ROUTING)
+    assert new_warning is not None and new_warning.incident_id != warning.incident_id
