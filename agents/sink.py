@@ -16,6 +16,11 @@ WITHIN_S = SETTINGS.influx.flush_interval_s
 writer = InfluxWriter(SETTINGS.influx)
 
 
+@app.on_before_shutdown.connect
+async def close_writer(sender, **kwargs) -> None:
+    await writer.close()
+
+
 def _reading(raw: bytes) -> str:
     return reading_line(parse_reading(raw))
 
