@@ -50,15 +50,7 @@ deadletter_topic = _topic(DEADLETTER)
 async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception) -> None:
     """Record a message an agent could not process, with why, instead of crashing the agent."""
     log.exception("%s agent could not process a record from %s", stage, source.get_topic_name())
-    record = DeadLetter(
-        code="agent_error",
-        reason=f"{type(error).__name__}: {error}"[:1000],
-        source_topic=source.get_topic_name(),
-        payload=raw.decode("utf-8", errors="backslashreplace")[:4096],
-        payload_bytes=len(raw),
-        truncated=len(raw) > 4096,
-        stage=stage,
-    )
+    record = DeadLetter.of("agent_error", f"{type(error).__name__}: {error}"[:1000], source.get_topic_name(), raw, stage=stage)
     await deadletter_topic.send(value=record.to_json())
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 IDENT = r"^[A-Za-z0-9_.-]{1,64}$"
+PAYLOAD_KEEP_CHARS = 4096  # of a dead letter's raw payload
 
 
 def _utc(ts: datetime) -> datetime:
@@ -148,6 +149,20 @@ class DeadLetter(Message):
     received_at: UtcDatetime = Field(default_factory=utc_now)
     sensor_id: str | None = None
     kind: str | None = None
+
+    @classmethod
+    def of(cls, code: str, reason: str, source_topic: str, payload: bytes, **context) -> "DeadLetter":
+        """A record for ``payload``, kept as text (undecodable bytes escaped), truncated past 4 KiB."""
+        text = payload.decode("utf-8", errors="backslashreplace")
+        return cls(
+            code=code,
+            reason=reason,
+            source_topic=source_topic,
+            payload=text[:PAYLOAD_KEEP_CHARS],
+            payload_bytes=len(payload),
+            truncated=len(text) > PAYLOAD_KEEP_CHARS,
+            **context,
+        )
 
 
 _ANY_READING = TypeAdapter(CameraDetection | Reading)

@@ -17,7 +17,6 @@ from pipeline.city import City
 from pipeline.schemas import CameraDetection, DeadLetter, Kind, Quantity, Reading
 from pipeline.topics import parse_mqtt_topic
 
-PAYLOAD_KEEP_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -123,18 +122,9 @@ class ReadingValidator:
 
     @staticmethod
     def _dead_letter(topic: str, payload: bytes, code: str, reason: str) -> DeadLetter:
-        text = payload.decode("utf-8", errors="backslashreplace")
         parts = topic.split("/")
-        return DeadLetter(
-            code=code,
-            reason=reason,
-            source_topic=topic,
-            payload=text[:PAYLOAD_KEEP_CHARS],
-            payload_bytes=len(payload),
-            truncated=len(text) > PAYLOAD_KEEP_CHARS,
-            kind=parts[2] if len(parts) == 4 else None,
-            sensor_id=parts[3] if len(parts) == 4 else None,
-        )
+        address = {"kind": parts[2], "sensor_id": parts[3]} if len(parts) == 4 else {}
+        return DeadLetter.of(code, reason, topic, payload, **address)
 
 
 def _describe(error: ValidationError) -> str:
