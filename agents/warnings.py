@@ -29,8 +29,7 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
     if incident is None or not incident["open"]:
         incident = {"incident_id": f"{alert.incident_key}:{int(alert.ts.timestamp())}", "open": True}
     levels, departments = route(alert.category.value, tier.value, routing)
-    station = city.stations.get(alert.station)
-    facts = {"station_name": station.name if station else alert.station, "parameter": alert.parameter}
+    facts = {"station_name": city.site_name(alert.station), "parameter": alert.parameter}
     warning = Warning(
         warning_id=f"{incident['incident_id']}:{tier.value}",
         incident_id=incident["incident_id"],

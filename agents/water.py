@@ -44,16 +44,17 @@ def assess(
         if limit is None:
             continue
         severity = limit.severity(quantity.value)
-        state, change = step(states.get(parameter, PersistenceState()), severity is not None, persistence)
+        state, change = step(states.get(parameter, PersistenceState()), severity, persistence)
         new_states[parameter] = state
         if change is None:
             continue
         label = load_toml("parameters")["water"][parameter].get("label", parameter)
-        if change is Change.raised:
+        if change is not Change.cleared:
             relation = "below" if limit.low is not None and quantity.value < limit.low else "above"
+            running = f"for {persistence} readings running" if change is Change.raised else "and worsening"
             message = (
-                f"{station.name}: {label} {quantity.value:g} {quantity.unit} {relation} the class "
-                f"{station.target_class} limit {limit.bound:g} for {persistence} readings running"
+                f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} {relation} the class "
+                f"{station.target_class} limit {limit.bound:g} {running}"
             )
         else:
             message = f"{station.name}: {label} back within the class {station.target_class} limit"
@@ -95,6 +96,6 @@ async def water(stream):
             await dead_letter("water", readings_topics[Kind.water], raw, error)
             continue
         for parameter, state in new_states.items():
-            persistence_table[keys[parameter]] = [state.bad_run, state.good_run, state.active]
+            persistence_table[keys[parameter]] = [state.bad_run, state.good_run, state.active, state.reported_severity]
         for alert in alerts:
             await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 CLASSES = ("I", "II", "III", "IV", "V")
 
 
@@ -33,6 +35,22 @@ class Limit:
         if self.high is not None and value > self.high:
             return min(1.0, (value - self.high) / self.high) if self.high > 0 else 1.0
         return None
+
+    def severity_many(self, values: np.ndarray) -> np.ndarray:
+        """Vectorised ``severity``: NaN where a value meets the limit.
+
+        >>> Limit("do", low=5.0).severity_many(np.array([6.0, 4.0, -1.0]))
+        array([nan, 0.2, 1. ])
+        """
+        values = np.asarray(values, dtype=float)
+        out = np.full(values.shape, np.nan)
+        if self.low is not None:
+            below = values < self.low
+            out[below] = np.minimum(1.0, (self.low - values[below]) / self.low) if self.low > 0 else 1.0
+        if self.high is not None:
+            above = values > self.high
+            out[above] = np.minimum(1.0, (values[above] - self.high) / self.high) if self.high > 0 else 1.0
+        return out
 
     @property
     def bound(self) -> float:

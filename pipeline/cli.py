@@ -26,6 +26,17 @@ app.add_typer(config_app, name="config")
 app.add_typer(services_app, name="services")
 app.add_typer(warnings_app, name="warnings")
 
+
+def _register_simulator() -> None:
+    # the simulator is an application on top of the pipeline; the CLI is where the two meet
+    from sensors_sim.cli import replay, sim_app
+
+    app.add_typer(sim_app, name="sim")
+    app.command("replay")(replay)
+
+
+_register_simulator()
+
 console = Console()
 
 
@@ -172,20 +183,22 @@ def query(
             for row in s["values"]:
                 writer.writerow([s["name"], *(s["tags"][t] for t in tag_names), *row])
         return
-    for s in series:
-        console.print(series_table(s))
+    for name in dict.fromkeys(s["name"] for s in series):
+        console.print(series_table([s for s in series if s["name"] == name]))
     if not series:
         console.print("(no rows)")
 
 
-def series_table(s: dict) -> Table:
-    tags = ", ".join(f"{k}={v}" for k, v in s["tags"].items())
-    table = Table(title=f"{s['name']} {tags}".strip())
-    for column in s["columns"]:
+def series_table(series: list[dict]) -> Table:
+    """InfluxQL series of one measurement as one table: a column per tag, then the value columns."""
+    tag_names = sorted({k for s in series for k in s["tags"]})
+    table = Table(title=series[0]["name"] if series else "")
+    for column in [*tag_names, *(series[0]["columns"] if series else [])]:
         table.add_column(column)
-    for row in s["values"]:
-        cells = [_iso_ms(v) if c == "time" and isinstance(v, int) else str(v) for c, v in zip(s["columns"], row)]
-        table.add_row(*cells)
+    for s in series:
+        for row in s["values"]:
+            cells = [_iso_ms(v) if c == "time" and isinstance(v, int) else str(v) for c, v in zip(s["columns"], row)]
+            table.add_row(*(s["tags"].get(t, "") for t in tag_names), *cells)
     return table
 
 

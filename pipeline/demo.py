@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.panel import Panel
@@ -23,8 +24,18 @@ from pipeline.processes import Background, wait_until
 from pipeline.schemas import Warning, utc_now
 from pipeline.settings import Settings
 from pipeline.topics import bridge_status_topic
-from sensors_sim.demo_feed import SAG_SENSOR, demo_feed, malformed_message
-from sensors_sim.publisher import publish, reading_messages
+from sensors_sim.publisher import publish_timed
+from sensors_sim.recording import Recording, messages
+from sensors_sim.scenario import load_scenario, simulate
+
+SAG_SENSOR = "wq-puhe-zhaixi-bridge"
+
+
+def demo_recording() -> tuple[Recording, int]:
+    """The simulator's 'demo' scenario, and the shift (ms) that makes its last reading 'now'."""
+    city = default_city()
+    recording = simulate(load_scenario("demo", city=city), city)
+    return recording, int(utc_now().timestamp() * 1000) - int(recording.frame["ts_ms"].max())
 
 
 def bridge_online(settings: Settings, pid: int, timeout_s: float = 30) -> None:
@@ -42,25 +53,35 @@ def bridge_online(settings: Settings, pid: int, timeout_s: float = 30) -> None:
         client.loop_stop()
 
 
-async def first_sag_warning(settings: Settings, since, timeout_s: float, worker: Background) -> Warning | None:
-    """The demo's DO warning, or None on timeout or when the worker dies first."""
+async def sag_warnings(settings: Settings, since, timeout_s: float, worker: Background) -> list[Warning]:
+    """The warnings for the sag's station: up to the first DO warning and 5 s after it (escalations,
+    other parameters). Empty on timeout or when the worker dies first."""
+    found: list[Warning] = []
 
-    async def find() -> Warning | None:
-        async for warning in follow_warnings(settings, from_beginning=True, timeout_s=timeout_s):
-            if warning.ts >= since and warning.alert_ids[0].startswith(f"{SAG_SENSOR}:do:"):
-                return warning
-        return None
+    async def collect() -> None:
+        try:
+            async with asyncio.timeout(timeout_s) as window:
+                async for warning in follow_warnings(settings, from_beginning=True):
+                    if warning.ts < since or not warning.alert_ids[0].startswith(f"{SAG_SENSOR}:"):
+                        continue
+                    found.append(warning)
+                    if warning.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") and not any(
+                        w.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") for w in found[:-1]
+                    ):  # the first DO warning: a few seconds more for escalations and other parameters
+                        window.reschedule(asyncio.get_running_loop().time() + 5)
+        except TimeoutError:
+            pass
 
     async def worker_exits() -> None:
         while worker.alive():
             await asyncio.sleep(0.5)
 
-    tasks = [asyncio.create_task(find()), asyncio.create_task(worker_exits())]
+    tasks = [asyncio.create_task(collect()), asyncio.create_task(worker_exits())]
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    return tasks[0].result() if tasks[0] in done else None
+    return found if tasks[0] in done and any(w.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") for w in found) else []
 
 
 def _count(settings: Settings, query: str) -> int:
@@ -76,8 +97,6 @@ def malformed_reason(settings: Settings) -> str:
 def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s: float = 90) -> int:
     started = time.monotonic()
     background: list[Background] = []
-    city = default_city()
-
     def step(text: str) -> None:
         console.print(f"[dim]{time.monotonic() - started:5.1f}s[/] {text}")
 
@@ -91,37 +110,42 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
             bridge_online(settings, background[1].pid)
         step(f"worker (pid {background[0].pid}) and bridge (pid {background[1].pid}) running")
 
-        feed = demo_feed(city, end=utc_now())
-        since = feed.readings[0].ts.isoformat().replace("+00:00", "Z")
+        recording, shift = demo_recording()
+        frame = recording.frame
+        valid = frame[~frame["malformed"]]
+        first_ts = datetime.fromtimestamp((int(frame["ts_ms"].min()) + shift) / 1000, UTC)
+        since = first_ts.isoformat().replace("+00:00", "Z")
         readings_before = _count(settings, f"SELECT count(\"do\") FROM readings WHERE time >= '{since}'")
         deadletters_before = _count(settings, f"SELECT count(\"count\") FROM deadletter WHERE time >= '{since}'")
-        messages = list(reading_messages(feed.readings, settings.mqtt.topic_root))
-        messages.insert(len(messages) // 3, malformed_message(city, settings.mqtt.topic_root))
-        acknowledged = publish(messages, settings.mqtt)
+        acknowledged = publish_timed(messages(frame, settings.mqtt.topic_root, shift), settings.mqtt)
+        sag = recording.truth.of_type("do_sag")[0]
         step(
-            f"published {acknowledged} MQTT messages: {len(feed.readings)} readings from "
-            f"{len({r.sensor_id for r in feed.readings})} water stations, a DO sag at {SAG_SENSOR} "
-            f"{feed.sag_start:%H:%M}-{feed.sag_end:%H:%M} UTC, and 1 malformed payload"
+            f"published {acknowledged} MQTT messages from the simulator's 'demo' scenario: {valid['msg'].nunique()} readings "
+            f"({len(valid)} values) from {valid['sensor_id'].nunique()} water stations, a DO sag from {sag.source_id} "
+            f"reaching {', '.join(sag.affected_sensors)}, and {int(frame.groupby('msg')['malformed'].first().sum())} malformed payload"
         )
+        expected_readings = int(valid[valid["parameter"] == "do"]["msg"].nunique())
 
         with console.status("waiting for the warning..."):
-            warning = asyncio.run(first_sag_warning(settings, feed.readings[0].ts, timeout_s, background[0]))
-        if warning is None:
+            warnings = asyncio.run(sag_warnings(settings, first_ts, timeout_s, background[0]))
+        if not warnings:
             state = "worker exited" if not background[0].alive() else f"no warning within {timeout_s:g} s"
             console.print(f"[red]{state}[/]; worker log:\n{background[0].log_tail(40)}")
             return 1
-        step("warning received on the 'warnings' topic:")
-        console.print(warnings_table([warning], title="Operators' warning stream"))
+        step(f"warnings received on the 'warnings' topic (ground truth: first crossing "
+             f"{sag.expected_detection:%H:%M} UTC + shift, worst tier {sag.expected_tier}):")
+        console.print(warnings_table(warnings, title="Operators' warning stream"))
+        worst = max(warnings, key=lambda w: w.tier.rank)
         console.print(
             Panel(
-                "\n".join([f"incident {warning.incident_id}", f"levels: {', '.join(warning.levels)}", "checklist:"]
-                          + [f"  - {item}" for item in warning.checklist]),
-                title=warning.title,
+                "\n".join([f"incident {worst.incident_id}", f"levels: {', '.join(worst.levels)}",
+                           f"departments: {', '.join(worst.departments)}", "checklist:"]
+                          + [f"  - {item}" for item in worst.checklist]),
+                title=worst.title,
             )
         )
 
-        since = feed.readings[0].ts.isoformat().replace("+00:00", "Z")
-        query = f"SELECT count(\"do\") AS readings FROM readings WHERE time >= '{since}' GROUP BY station"
+        query = f"SELECT count(\"do\") AS readings FROM readings WHERE time >= '{since}' GROUP BY district"
         deadletters = f"SELECT count(\"count\") AS deadletters FROM deadletter WHERE time >= '{since}' GROUP BY code"
 
         def total(series: list[dict]) -> int:
@@ -130,7 +154,7 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         # earlier demo runs may have written into the same window: count what this run adds
         with console.status("waiting for InfluxDB to hold every reading..."):
             series = wait_until(
-                lambda: (found := influxql(settings.influx, query)) and total(found) - readings_before >= len(feed.readings) and found,
+                lambda: (found := influxql(settings.influx, query)) and total(found) - readings_before >= expected_readings and found,
                 30, interval_s=0.5, what="the readings in InfluxDB",
             )
             dead = wait_until(
@@ -140,12 +164,10 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         from pipeline.cli import series_table
 
         step(f"InfluxQL> {query}")
-        for s in series:
-            console.print(series_table(s))
-        step(f"this run: {total(series) - readings_before} readings in InfluxDB (published {len(feed.readings)})")
+        console.print(series_table(series))
+        step(f"this run: {total(series) - readings_before} readings in InfluxDB (published {expected_readings})")
         step(f"InfluxQL> {deadletters}")
-        for s in dead:
-            console.print(series_table(s))
+        console.print(series_table(dead))
         step(f"this run: {total(dead) - deadletters_before} dead letter(s), reason: {malformed_reason(settings)}")
         step("[green]demo complete[/]")
         return 0

@@ -85,6 +85,11 @@ class WorkerSettings(BaseModel):
     store: str = "memory://"
 
 
+class CitySettings(BaseModel):
+    file: str = "city.toml"  # in config/
+    scale: int = Field(1, ge=1)
+
+
 class WaterSettings(BaseModel):
     persistence_readings: int = Field(3, ge=1)
     default_class: Literal["I", "II", "III", "IV", "V"] = "III"
@@ -101,6 +106,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     bridge: BridgeSettings = BridgeSettings()
     worker: WorkerSettings = WorkerSettings()
+    city: CitySettings = CitySettings()
     water: WaterSettings = WaterSettings()
 
     @classmethod

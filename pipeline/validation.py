@@ -86,11 +86,11 @@ class ReadingValidator:
         sensor = self.city.sensors.get(reading.sensor_id)
         if sensor is None:
             raise Rejected("unknown_sensor", f"unknown sensor {reading.sensor_id!r}")
-        if sensor.kind is not reading.kind or sensor.station.id != reading.station or sensor.district != reading.district:
+        if sensor.kind is not reading.kind or sensor.site != reading.station or sensor.district != reading.district:
             raise Rejected(
                 "sensor_mismatch",
                 f"sensor {reading.sensor_id!r} is registered as {sensor.kind.value} at "
-                f"{sensor.district}/{sensor.station.id}, not {reading.kind.value} at {reading.district}/{reading.station}"
+                f"{sensor.district}/{sensor.site}, not {reading.kind.value} at {reading.district}/{reading.station}"
             )
 
         values = {name: self._canonical(reading.kind, name, q) for name, q in reading.values.items()}

@@ -1,4 +1,4 @@
-"""MQTT -> bridge -> Kafka -> Faust agents -> warnings and InfluxDB, on real services."""
+"""MQTT -> bridge -> Kafka -> Faust agents -> warnings and InfluxDB, on real services, fed by the simulator."""
 
 from __future__ import annotations
 
@@ -8,34 +8,21 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from pipeline.demo import SAG_SENSOR, demo_recording
 from pipeline.influx import influxql
 from pipeline.operators import follow_warnings
 from pipeline.processes import wait_until
 from pipeline.schemas import DeadLetter, Kind, Quantity, Reading, Tier, utc_now
 from pipeline.topics import DEADLETTER, READINGS, mqtt_topic
-from sensors_sim.publisher import publish, reading_messages
+from sensors_sim.publisher import publish, publish_timed, reading_messages
+from sensors_sim.recording import messages
 
 pytestmark = pytest.mark.integration
-
-
-def water_series(sensor_id: str, station: str, do_values: list[float], end_offset_h: float, district: str = "qijiang") -> list[Reading]:
-    end = utc_now() - timedelta(hours=end_offset_h)
-    return [
-        Reading(
-            sensor_id=sensor_id,
-            kind=Kind.water,
-            station=station,
-            district=district,
-            ts=end - timedelta(minutes=10 * (len(do_values) - i)),
-            values={"do": Quantity(value=do, unit="mg/L"), "ph": Quantity(value=7.3, unit="pH")},
-        )
-        for i, do in enumerate(do_values)
-    ]
 
 
 async def consume_all(settings, topic: str, timeout_s: float, stop) -> list[bytes]:
@@ -52,50 +39,86 @@ async def consume_all(settings, topic: str, timeout_s: float, stop) -> list[byte
     return values
 
 
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
 @pytest.fixture(scope="module")
-def do_sag(stack):
-    """A DO sag at Puhe Zhaixi Bridge (class III, DO >= 5 mg/L): 4 readings below 3.5 among normal ones."""
-    readings = water_series("wq-puhe-zhaixi-01", "puhe-zhaixi-bridge", [7.1, 7.0, 6.8, 3.4, 3.2, 3.1, 3.3, 6.9, 7.2], end_offset_h=1)
-    assert publish(reading_messages(readings, stack.settings.mqtt.topic_root), stack.settings.mqtt) == len(readings)
-    return readings
+def demo_run(stack):
+    """The simulator's 'demo' scenario (a DO sag at Puhe Zhaixi Bridge, one malformed payload) over MQTT."""
+    recording, shift = demo_recording()
+    frame = recording.frame
+    sent = publish_timed(messages(frame, stack.settings.mqtt.topic_root, shift), stack.settings.mqtt)
+    assert sent == frame["msg"].nunique()
+    return recording, shift
 
 
-def test_do_sag_on_mqtt_yields_a_warning(stack, do_sag):
-    async def first_warning():
+def test_do_sag_on_mqtt_yields_a_warning_that_escalates_to_the_true_tier(stack, demo_run):
+    recording, shift = demo_run
+    since = datetime.fromtimestamp((int(recording.frame["ts_ms"].min()) + shift) / 1000, UTC)
+    sag = recording.truth.of_type("do_sag")[0]
+
+    async def station_warnings():
+        found = []
         async for w in follow_warnings(stack.settings, from_beginning=True, timeout_s=90):
-            if w.station == "puhe-zhaixi-bridge" and w.ts >= do_sag[0].ts:
-                return w
+            if w.alert_ids[0].startswith(f"{SAG_SENSOR}:") and w.ts >= since:
+                found.append(w)
+                do_count = sum(x.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") for x in found)
+                if do_count >= 2 and max(x.tier.rank for x in found) >= Tier(sag.expected_tier).rank:
+                    return found
+        return found
 
-    warning = asyncio.run(first_warning())
-    assert warning is not None, stack.worker.log_tail(40)
-    assert warning.tier in (Tier.yellow, Tier.orange)  # 3.1-3.4 mg/L against a 5 mg/L limit
-    assert warning.district == "qijiang" and warning.ts == do_sag[5].ts  # third low reading completes it
-    assert "water_bureau" in warning.departments and "district" in warning.levels
-    assert "溶解氧" in warning.message
+    warnings = asyncio.run(station_warnings())
+    do = [w for w in warnings if w.alert_ids[0].startswith(f"{SAG_SENSOR}:do:")]
+    assert do, stack.worker.log_tail(40)
+    first = do[0]
+    assert first.district == "qijiang" and "grassroots_governance_centre" in first.departments and "溶解氧" in first.message
+    # the third low reading completes the persistence rule: never before the truth's expected detection
+    assert first.ts.timestamp() * 1000 >= sag.expected_detection.timestamp() * 1000 + shift
+    assert len(do) >= 2 and len({w.incident_id for w in do}) == 1  # one incident, escalated as the sag deepened
+    assert [w.tier.rank for w in do] == sorted({w.tier.rank for w in do})
+    # the worst tier across the station's parameters (DO, NH3-N, COD) is the truth's expected tier
+    assert max(w.tier.rank for w in warnings) == Tier(sag.expected_tier).rank
+    worst = max(warnings, key=lambda w: w.tier.rank)
+    assert "water_bureau" in worst.departments and "district" in worst.levels
 
 
-def test_readings_are_queryable_in_influxdb(stack, do_sag):
-    since = do_sag[0].ts.isoformat().replace("+00:00", "Z")
-    until = do_sag[-1].ts.isoformat().replace("+00:00", "Z")
-    query = f"SELECT count(\"do\"), min(\"do\") FROM readings WHERE sensor_id = 'wq-puhe-zhaixi-01' AND time >= '{since}' AND time <= '{until}'"
+def test_readings_are_queryable_in_influxdb(stack, demo_run):
+    recording, shift = demo_run
+    frame = recording.frame
+    do_rows = frame[(frame["parameter"] == "do") & ~frame["malformed"] & (frame["sensor_id"] == SAG_SENSOR)]
+    since, until = iso(int(do_rows["ts_ms"].min()) + shift), iso(int(do_rows["ts_ms"].max()) + shift)
+    query = f"SELECT count(\"do\"), min(\"do\") FROM readings WHERE sensor_id = '{SAG_SENSOR}' AND time >= '{since}' AND time <= '{until}'"
 
     def counted():
         series = influxql(stack.settings.influx, query)
-        return series if series and series[0]["values"][0][1] == len(do_sag) else None
+        return series if series and series[0]["values"][0][1] == do_rows["ts_ms"].nunique() else None
 
     series = wait_until(counted, 60, what="readings in InfluxDB")
-    assert series[0]["values"][0][2] == pytest.approx(3.1)
+    assert series[0]["values"][0][2] == pytest.approx(do_rows["value"].min())
     alerts = f"SELECT count(\"severity\") FROM alerts WHERE station = 'puhe-zhaixi-bridge' AND time >= '{since}'"
     assert wait_until(lambda: influxql(stack.settings.influx, alerts), 30, what="the alert in InfluxDB")
 
 
+def test_simulated_malformed_payload_is_dead_lettered(stack, demo_run):
+    recording, shift = demo_run
+    broken = [p for _, _, p in messages(recording.frame[recording.frame["malformed"]], stack.settings.mqtt.topic_root, shift)]
+    assert len(broken) == 1
+    def records(got: list[bytes]) -> list[DeadLetter]:
+        return [r for r in map(DeadLetter.model_validate_json, got) if r.payload == broken[0].decode()]
+
+    record = records(asyncio.run(consume_all(stack.settings, DEADLETTER, 30, records)))[0]
+    assert record.code == "invalid" and "Invalid JSON" in record.reason
+
+
 def test_malformed_payload_is_dead_lettered_and_the_bridge_keeps_running(stack):
     settings = stack.settings
-    topic = mqtt_topic(settings.mqtt.topic_root, "liangping", "water", "wq-ruxi-intake-01")
+    topic = mqtt_topic(settings.mqtt.topic_root, "liangping", "water", "wq-ruxi-mingda")
     marker = f"broken-{time.time_ns()}"
-    after = water_series("wq-ruxi-intake-01", "ruxi-intake", [7.5], end_offset_h=3, district="liangping")[0]
-    messages = [(topic, f'{{"sensor_id": "{marker}", '.encode()), *reading_messages([after], settings.mqtt.topic_root)]
-    assert publish(messages, settings.mqtt) == 2
+    after = Reading(sensor_id="wq-ruxi-mingda", kind=Kind.water, station="ruxi-mingda", district="liangping", ts=utc_now(),
+                    values={"do": Quantity(value=7.5, unit="mg/L")})
+    messages_ = [(topic, f'{{"sensor_id": "{marker}", '.encode()), *reading_messages([after], settings.mqtt.topic_root)]
+    assert publish(messages_, settings.mqtt) == 2
 
     dead = asyncio.run(consume_all(settings, DEADLETTER, 30, lambda got: any(marker.encode() in v for v in got)))
     record = next(DeadLetter.model_validate_json(v) for v in dead if marker.encode() in v)
@@ -115,7 +138,7 @@ def tail(*options: str, timeout_s: int = 60) -> str:
     return out.stdout
 
 
-def test_warnings_tail_follows_the_topic(stack, do_sag):
+def test_warnings_tail_follows_the_topic(stack, demo_run):
     table = tail("--district", "qijiang")
     assert "Yuflow warnings" in table and "puhe-zhaixi-bridge" in table  # the rich table
     lines = tail("--district", "qijiang", "--department", "water_bureau", "--json").splitlines()

@@ -6,12 +6,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-TOPIC = "yuflow/qijiang/water/wq-puhe-zhaixi-01"
+TOPIC = "yuflow/qijiang/water/wq-puhe-zhaixi-bridge"
 
 
 def water_payload(minutes: int = 0, **changes) -> dict:
     payload = {
-        "sensor_id": "wq-puhe-zhaixi-01",
+        "sensor_id": "wq-puhe-zhaixi-bridge",
         "kind": "water",
         "station": "puhe-zhaixi-bridge",
         "district": "qijiang",

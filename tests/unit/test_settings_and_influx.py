@@ -35,7 +35,7 @@ def test_config_show_masks_secrets():
 def test_reading_line_protocol_escapes_tags():
     reading = Reading.model_validate_json(encode(water_payload(ts="2026-01-01T00:00:00Z")))
     assert reading_line(reading) == (
-        "readings,district=qijiang,kind=water,sensor_id=wq-puhe-zhaixi-01,station=puhe-zhaixi-bridge "
+        "readings,district=qijiang,kind=water,sensor_id=wq-puhe-zhaixi-bridge,station=puhe-zhaixi-bridge "
         "do=6.5,ph=7.2 1767225600000000000"
     )
 

@@ -30,7 +30,7 @@ def test_valid_reading_passes_and_units_are_canonical(validator):
         (TOPIC, encode(water_payload(ts="2026-11-24T10:00:00")), "invalid", "timezone"),
         (TOPIC, encode(water_payload(values={"do": {"value": "high", "unit": "mg/L"}})), "invalid", "values.do.value"),
         ("yuflow/qijiang/water", encode(water_payload()), "bad_topic", "not yuflow/<district>"),
-        ("yuflow/qijiang/water/wq-puhe-upper-01", encode(water_payload()), "topic_mismatch", "sensor_id"),
+        ("yuflow/qijiang/water/wq-puhe-upper", encode(water_payload()), "topic_mismatch", "sensor_id"),
         ("yuflow/qijiang/water/wq-nowhere", encode(water_payload(sensor_id="wq-nowhere")), "unknown_sensor", "wq-nowhere"),
         (TOPIC, encode(water_payload(station="puhe-upper")), "sensor_mismatch", "registered"),
         (TOPIC, encode(water_payload(values={"co2": {"value": 1, "unit": "ppm"}})), "unknown_parameter", "co2"),
@@ -86,7 +86,7 @@ mutated_readings = st.builds(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    topic=st.sampled_from([TOPIC, "yuflow/qijiang/camera/cam-ruxi-intake-01"]) | st.text(max_size=60),
+    topic=st.sampled_from([TOPIC, "yuflow/liangping/camera/cam-ruxi-mingda"]) | st.text(max_size=60),
     payload=st.binary(max_size=300) | mutated_readings,
 )
 def test_validator_never_raises(topic, payload):

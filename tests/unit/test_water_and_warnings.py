@@ -39,8 +39,8 @@ def test_three_low_readings_raise_one_alert_then_recovery_clears_it():
 
 
 def test_station_class_sets_the_limit():
-    # ruxi-intake is a class II drinking-water source: DO must stay >= 6 mg/L
-    assert LIMITS["ruxi-intake"]["do"].low == 6.0 and LIMITS["puhe-zhaixi-bridge"]["do"].low == 5.0
+    # the intake section is a class II drinking-water source: DO must stay >= 6 mg/L
+    assert LIMITS["ruxi-intake-section"]["do"].low == 6.0 and LIMITS["puhe-zhaixi-bridge"]["do"].low == 5.0
 
 
 def test_one_warning_per_incident_and_a_new_one_on_escalation():
