@@ -98,10 +98,12 @@ def random_release_event(city: City, rng: np.random.Generator, duration_h: float
     if kind == "do_sag":
         return {"type": "do_sag", "source": source.id, "at_h": at_h, "duration_h": float(rng.uniform(0.3, 0.5) * duration_h),
                 "loads_kg_h": {"nh3n": float(rng.uniform(5, 20)), "cod": float(rng.uniform(30, 120))}}
-    loads = {"sewage_plant": {"nh3n": (20, 80), "cod": (200, 600)}, "factory": {"cod": (200, 900), "oil": (5, 40)},
-             "outfall": {"cod": (100, 500), "tp": (5, 20)}, "vessel": {"oil": (20, 100)}}[source.type]
-    return {"type": "release", "source": source.id, "at_h": at_h, "duration_min": float(rng.uniform(10, 120)),
-            "loads_kg": {p: float(rng.uniform(*r)) for p, r in loads.items()}}
+    profiles = load_toml("sources")["profiles"]
+    profile = profiles.get(f"{source.type}.{source.subtype}", profiles[source.type])
+    total_kg = float(rng.uniform(100, 800)) if source.type != "vessel" else float(rng.uniform(20, 100))
+    # each release deviates from the inventory's typical mix (lognormal, ~30%)
+    loads = {p: total_kg * share * float(rng.lognormal(0, 0.3)) for p, share in profile.items()}
+    return {"type": "release", "source": source.id, "at_h": at_h, "duration_min": float(rng.uniform(10, 120)), "loads_kg": loads}
 
 
 def random_scenario(city: City, seed: int, duration_h: float = 48.0, scale: int = 1) -> Scenario:
