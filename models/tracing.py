@@ -92,6 +92,21 @@ def _better_release(best, series, routes, y, yy, duration_s, t0):
     return best
 
 
+def _refine(best, series, routes, y, yy):
+    """Continuous start time and duration from the grid optimum (Nelder-Mead): plumes a few km from
+    their source are sharper than any grid step."""
+    from scipy.optimize import minimize
+
+    def sse(params: np.ndarray) -> float:
+        return _better_release(None, series, routes, y, yy, float(np.exp(params[1])), np.array([params[0]]))[0]
+
+    start = np.array([best[1], np.log(best[2])])
+    result = minimize(sse, start, method="Nelder-Mead", options={"xatol": 1.0, "fatol": 1e-9, "maxiter": 200,
+                                                                   "initial_simplex": [start, start + [300, 0], start + [0, 0.3]]})
+    refined = _better_release(None, series, routes, y, yy, float(np.exp(result.x[1])), np.array([result.x[0]]))
+    return refined if refined[0] < best[0] else best
+
+
 def trace(
     network: RiverNetwork,
     candidates: Sequence[Candidate],
@@ -105,6 +120,7 @@ def trace(
     max_travel_s: float = 48 * 3600,
     signature_weight: float = 6.0,
     top_k: int = 5,
+    noise_sd: Mapping[str, float] | None = None,
 ) -> list[Suspect]:
     """Candidates ranked by posterior probability (the top ``top_k``).
 
@@ -114,7 +130,9 @@ def trace(
     first = next(s for s in series if s.station_id == first_station)
     first_t = first_t_s
     pollutants = sorted({p for s in series for p in s.excess})
-    y = {p: np.concatenate([np.asarray(s.excess.get(p, np.zeros(len(s.t_s))), float) for s in series]) for p in pollutants}
+    # residuals are weighed by each pollutant's noise, so 0.01 mg/L of oil counts as much as 1 mg/L of COD
+    weight = {p: 1.0 / max(noise_sd.get(p, 1.0), 1e-6) if noise_sd else 1.0 for p in pollutants}
+    y = {p: weight[p] * np.concatenate([np.asarray(s.excess.get(p, np.zeros(len(s.t_s))), float) for s in series]) for p in pollutants}
     yy = {p: float(v @ v) for p, v in y.items()}
     n_total = sum(len(s.t_s) for s in series) * len(pollutants)
 
@@ -133,11 +151,12 @@ def trace(
                 routes.append((tau, sigma, network.discharge_m3s(s.point)))
         best = None
         for d in durations_s:
-            t0 = np.arange(first_t - tau_first - d - 2 * 3600, first_t - tau_first + t0_step_s, t0_step_s)
+            step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
+            t0 = np.arange(first_t - tau_first - d - 2 * 3600, first_t - tau_first + step, step)
             best = _better_release(best, series, routes, y, yy, d, t0)
-        for d in best[2] * np.geomspace(0.6, 1.6, 9):  # refine the duration and start around the grid optimum
-            best = _better_release(best, series, routes, y, yy, d, best[1] + np.arange(-3 * t0_step_s, 3 * t0_step_s + 1, t0_step_s / 5))
-        sse, t0_best, d_best, m_best = best
+        best = _refine(best, series, routes, y, yy)
+        sse, t0_best, d_best, m_weighted = best
+        m_best = {p: m / weight[p] for p, m in m_weighted.items()}
         signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels
         observed = np.array([m_best[p] for p in signature])
         profile = np.array([emission_profile(profiles, c.type, c.subtype).get(p, 0.0) for p in signature])
@@ -147,8 +166,9 @@ def trace(
         return []
 
     sse_min = min(f[1] for f in fits)
-    # residual variance of the best fit, floored so that a perfect fit does not make ranks infinitely sharp
-    s2 = max(sse_min / max(n_total, 1), 1e-4)
+    # residual variance of the best fit (1 when the model explains all but the noise), floored so that
+    # a perfect fit does not make the ranking infinitely sharp
+    s2 = max(sse_min / max(n_total, 1), 1.0)
     lead = leading_pollutant({p: sum(f[4][p] for f in fits) for p in pollutants})
     log_post = np.array([
         -(f[1] - sse_min) / (2 * s2) + signature_weight * (f[5] - 1) + np.log(priors.get(lead, {}).get(f[0].type, 0.05))

@@ -92,16 +92,19 @@ def gb3838_detections(city: City, data: dict[str, StationData], persistence: int
     return found
 
 
-def excess_series(d: StationData, t_detect: float, until_s: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Concentrations above the station's own baseline (median before the incident), up to ``until_s``."""
+def excess_series(d: StationData, t_detect: float, until_s: float, lookback_s: float) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
+    """Concentrations above the station's own baseline (median before the incident) from
+    ``lookback_s`` before the detection up to ``until_s``, and the baseline's robust noise (sd)."""
     before = d.t_s < t_detect - 3600
-    window = (d.t_s >= t_detect - 24 * 3600) & (d.t_s <= until_s)
-    excess = {}
+    window = (d.t_s >= t_detect - lookback_s) & (d.t_s <= until_s)
+    excess, noise = {}, {}
     for p in POLLUTANTS:
         if p in d.values:
-            base = np.median(d.values[p][before][-144:]) if before.sum() >= 6 else np.median(d.values[p][: max(6, len(d.t_s) // 10)])
-            excess[p] = np.clip(d.values[p][window] - base, 0, None)
-    return d.t_s[window], excess
+            history = d.values[p][before] if before.sum() >= 6 else d.values[p][: max(6, len(d.t_s) // 10)]
+            base = np.median(history)
+            excess[p] = d.values[p][window] - base  # not clipped: noise must average out, not add up
+            noise[p] = 1.4826 * float(np.median(np.abs(history - base)))
+    return d.t_s[window], excess, noise
 
 
 def trace_incident(city: City, data: dict[str, StationData], first: Detection, until_s: float):
@@ -112,13 +115,17 @@ def trace_incident(city: City, data: dict[str, StationData], first: Detection, u
     candidates = [Candidate(s.id, s.type, s.point, s.name, s.subtype) for s in city.sources.values()
                   if (tau := net.travel_time_s(s.point, station.point)) is not None and tau <= cfg["fit"]["max_travel_h"] * 3600]
     relevant = [sid for sid in data if any(net.path(c.point, city.stations[sid].point) for c in candidates)]
-    series = []
+    series, noise = [], {}
+    lookback_s = cfg["fit"]["max_travel_h"] * 3600  # long enough to see a plume pass any upstream station
     for sid in relevant:
-        t, excess = excess_series(data[sid], first.t_s, until_s)
+        t, excess, sd = excess_series(data[sid], first.t_s, until_s, lookback_s)
         series.append(StationSeries(sid, city.stations[sid].point, t, excess))
+        for p, v in sd.items():
+            noise.setdefault(p, []).append(v)
     return trace(net, candidates, series, first.station_id, first.t_s, load_toml("sources")["profiles"], cfg["priors"],
                  durations_s=[m * 60 for m in cfg["fit"]["durations_min"]], t0_step_s=cfg["fit"]["t0_step_min"] * 60,
-                 max_travel_s=cfg["fit"]["max_travel_h"] * 3600, signature_weight=cfg["fit"]["signature_weight"])
+                 max_travel_s=cfg["fit"]["max_travel_h"] * 3600, signature_weight=cfg["fit"]["signature_weight"],
+                 noise_sd={p: float(np.median(v)) for p, v in noise.items()})
 
 
 def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) -> RunSummary:
