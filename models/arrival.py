@@ -31,6 +31,7 @@ def predict_arrival(
     mass_kg: float,
     threshold_mg_l: float,
     velocity_uncertainty: float = 0.1,
+    velocity_factor: float = 1.0,
 ) -> Arrival | None:
     """When and how strongly a fitted release reaches ``target``; None when the target is not downstream.
 
@@ -43,6 +44,7 @@ def predict_arrival(
     tau = network.travel_time_s(source, target)
     if tau is None:
         return None
+    tau /= velocity_factor  # the flow fitted to today's observations
     sigma = float(dispersion_sigma_s(tau, network.distance_km(source, target), network.dispersion_m2s(target)))
     t = np.arange(0, tau + release_duration_s + 8 * sigma + 3600, 60.0)
     c = plume_mg_l(t, tau, sigma, release_duration_s, mass_kg, network.discharge_m3s(target))

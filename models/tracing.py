@@ -56,9 +56,27 @@ class Suspect:
     release_duration_s: float
     masses_kg: dict[str, float]
     fit_error: float            # residual RMS / signal RMS
-    signature_match: float      # cosine similarity with the type's emission profile
+    signature_match: float      # 1 = the pollutant mix is exactly the source type's profile
     explanation: str
+    velocity_factor: float = 1.0  # fitted flow relative to the nominal
     point: Point = field(default=("", 0.0))
+
+
+def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float = 0.5, floor: float = 0.02) -> float:
+    """How well an incident's pollutant mix matches an emission profile: a log-normal likelihood of
+    each pollutant's share (``spread`` = sd of the log share), so a pollutant the source does not
+    emit (share ~0) counts against it as much as a missing main pollutant.
+
+    >>> sewage, outfall = np.array([0.85, 0.15, 0.0]), np.array([0.8, 0.1, 0.1])  # cod, nh3n, tp
+    >>> seen = np.array([80.0, 9.0, 11.0])  # kg: phosphorus present
+    >>> signature_loglik(seen, outfall) > signature_loglik(seen, sewage)
+    True
+    """
+    if observed_kg.sum() <= 0 or profile.sum() <= 0:
+        return -len(profile) * np.log(1 / floor) ** 2 / (2 * spread**2)
+    observed = observed_kg / observed_kg.sum()
+    expected = profile / profile.sum()
+    return float(-np.sum(np.log((observed + floor) / (expected + floor)) ** 2) / (2 * spread**2))
 
 
 def leading_pollutant(masses: Mapping[str, float]) -> str:
@@ -68,18 +86,34 @@ def leading_pollutant(masses: Mapping[str, float]) -> str:
     return "cod"
 
 
-def _better_release(best, series, routes, y, yy, duration_s, t0):
+@dataclass(frozen=True)
+class Route:
+    """From a candidate to a station, at nominal flow."""
+
+    travel_s: float
+    distance_km: float
+    dispersion_m2s: float
+    discharge_m3s: float
+
+    def unit_plume(self, t_rel: np.ndarray, duration_s: float, velocity_factor: float) -> np.ndarray:
+        tau = self.travel_s / velocity_factor
+        sigma = float(dispersion_sigma_s(tau, self.distance_km, self.dispersion_m2s))
+        return plume_mg_l(t_rel, tau, sigma, duration_s, 1.0, self.discharge_m3s)
+
+
+def _better_release(best, series, routes, y, yy, duration_s, t0, velocity_factor=1.0, flow_sd=0.1):
     """Least-squares masses for each start time in ``t0``; the better of that optimum and ``best``.
 
-    ``best`` and the result are (sse, start_s, duration_s, {pollutant: kg}). A unit-mass plume per
-    station (zeros where the candidate is not upstream) is scaled per pollutant in closed form.
+    ``best`` and the result are (objective, start_s, duration_s, velocity_factor, {pollutant: kg}); the
+    objective is the weighted SSE plus the prior on today's flow, ((factor - 1) / flow_sd)². A unit-mass
+    plume per station (zeros where the candidate is not upstream) is scaled per pollutant in closed form.
     """
     g = np.concatenate([
-        np.zeros((len(t0), len(s.t_s))) if r is None else plume_mg_l(s.t_s[None, :] - t0[:, None], r[0], r[1], duration_s, 1.0, r[2])
+        np.zeros((len(t0), len(s.t_s))) if r is None else r.unit_plume(s.t_s[None, :] - t0[:, None], duration_s, velocity_factor)
         for s, r in zip(series, routes)
     ], axis=1)
     gg = np.einsum("ij,ij->i", g, g)
-    sse = np.zeros(len(t0))
+    sse = np.full(len(t0), ((velocity_factor - 1) / flow_sd) ** 2)
     masses = {}
     for p, yp in y.items():
         gy = g @ yp
@@ -88,22 +122,23 @@ def _better_release(best, series, routes, y, yy, duration_s, t0):
         sse += yy[p] - 2 * m * gy + m * m * gg
     i = int(np.argmin(sse))
     if best is None or sse[i] < best[0]:
-        return float(sse[i]), float(t0[i]), float(duration_s), {p: float(m[i]) for p, m in masses.items()}
+        return float(sse[i]), float(t0[i]), float(duration_s), float(velocity_factor), {p: float(m[i]) for p, m in masses.items()}
     return best
 
 
 def _refine(best, series, routes, y, yy):
-    """Continuous start time and duration from the grid optimum (Nelder-Mead): plumes a few km from
-    their source are sharper than any grid step."""
+    """Continuous start time, duration and flow factor from the grid optimum (Nelder-Mead): plumes a
+    few km from their source are sharper than any grid step, and today's flow is not the nominal one."""
     from scipy.optimize import minimize
 
-    def sse(params: np.ndarray) -> float:
-        return _better_release(None, series, routes, y, yy, float(np.exp(params[1])), np.array([params[0]]))[0]
+    def objective(params: np.ndarray) -> float:  # start in hours, log duration, log flow factor: similar scales
+        return _better_release(None, series, routes, y, yy, float(np.exp(params[1])), np.array([params[0] * 3600]), float(np.exp(params[2])))[0]
 
-    start = np.array([best[1], np.log(best[2])])
-    result = minimize(sse, start, method="Nelder-Mead", options={"xatol": 1.0, "fatol": 1e-9, "maxiter": 200,
-                                                                   "initial_simplex": [start, start + [300, 0], start + [0, 0.3]]})
-    refined = _better_release(None, series, routes, y, yy, float(np.exp(result.x[1])), np.array([result.x[0]]))
+    start = np.array([best[1] / 3600, np.log(best[2]), 0.0])
+    simplex = [start, start + [0.1, 0, 0], start + [0, 0.3, 0], start + [0, 0, 0.1]]
+    result = minimize(objective, start, method="Nelder-Mead", options={"xatol": 2e-3, "fatol": 1e-3, "maxiter": 150, "initial_simplex": simplex})
+    t0_h, log_d, log_v = result.x
+    refined = _better_release(None, series, routes, y, yy, float(np.exp(log_d)), np.array([t0_h * 3600]), float(np.exp(log_v)))
     return refined if refined[0] < best[0] else best
 
 
@@ -144,24 +179,20 @@ def trace(
         routes = []
         for s in series:
             tau = network.travel_time_s(c.point, s.point)
-            if tau is None:
-                routes.append(None)
-            else:
-                sigma = float(dispersion_sigma_s(tau, network.distance_km(c.point, s.point), network.dispersion_m2s(s.point)))
-                routes.append((tau, sigma, network.discharge_m3s(s.point)))
+            routes.append(None if tau is None else
+                          Route(tau, network.distance_km(c.point, s.point), network.dispersion_m2s(s.point), network.discharge_m3s(s.point)))
         best = None
         for d in durations_s:
             step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
             t0 = np.arange(first_t - tau_first - d - 2 * 3600, first_t - tau_first + step, step)
             best = _better_release(best, series, routes, y, yy, d, t0)
         best = _refine(best, series, routes, y, yy)
-        sse, t0_best, d_best, m_weighted = best
+        sse, t0_best, d_best, v_best, m_weighted = best
         m_best = {p: m / weight[p] for p, m in m_weighted.items()}
         signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels
         observed = np.array([m_best[p] for p in signature])
         profile = np.array([emission_profile(profiles, c.type, c.subtype).get(p, 0.0) for p in signature])
-        cos = float(observed @ profile / (np.linalg.norm(observed) * np.linalg.norm(profile))) if observed.any() and profile.any() else 0.0
-        fits.append((c, sse, t0_best, d_best, m_best, cos, tau_first))
+        fits.append((c, sse, t0_best, d_best, m_best, signature_loglik(observed, profile), tau_first / v_best, v_best))
     if not fits:
         return []
 
@@ -171,24 +202,26 @@ def trace(
     s2 = max(sse_min / max(n_total, 1), 1.0)
     lead = leading_pollutant({p: sum(f[4][p] for f in fits) for p in pollutants})
     log_post = np.array([
-        -(f[1] - sse_min) / (2 * s2) + signature_weight * (f[5] - 1) + np.log(priors.get(lead, {}).get(f[0].type, 0.05))
+        -(f[1] - sse_min) / (2 * s2) + signature_weight * f[5] + np.log(priors.get(lead, {}).get(f[0].type, 0.05))
         for f in fits
     ])
     post = np.exp(log_post - log_post.max())
     post /= post.sum()
     signal_rms = np.sqrt(sum(yy.values()) / max(n_total, 1))
     suspects = []
-    for (c, sse, t0_best, d_best, m_best, cos, tau_first), prob in zip(fits, post):
+    for (c, sse, t0_best, d_best, m_best, sig, tau_first, v_best), prob in zip(fits, post):
+        match = float(np.exp(sig / max(len(signature), 1)))
         distance = network.distance_km(c.point, first.point)
         fit_error = float(np.sqrt(max(sse, 0) / max(n_total, 1)) / max(signal_rms, 1e-12))
         main = max(m_best, key=m_best.get)
         suspects.append(Suspect(
             source_id=c.id, source_type=c.type, probability=float(prob), distance_km=float(distance), travel_time_h=tau_first / 3600,
             release_start_s=t0_best, release_duration_s=float(d_best), masses_kg={p: round(m, 3) for p, m in m_best.items()},
-            fit_error=fit_error, signature_match=cos, point=c.point,
+            velocity_factor=v_best,
+            fit_error=fit_error, signature_match=match, point=c.point,
             explanation=(f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_first / 3600:.1f} h upstream of {first.station_id}: "
                          f"release of ~{m_best[main]:.0f} kg {main} over {d_best / 60:.0f} min fits with {fit_error:.0%} error, "
-                         f"signature match {cos:.2f}"),
+                         f"signature match {match:.2f}"),
         ))
     suspects.sort(key=lambda s: -s.probability)
     return suspects[:top_k]

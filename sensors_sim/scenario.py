@@ -45,6 +45,7 @@ class Scenario:
     visitor_zones: tuple[str, ...] = ()
     zone_share: float = 1.0  # of the day's visitors, the share that passes through the monitored zones
     scale: int = 1
+    flow_factor: float = 1.0  # today's river velocities relative to the city model's nominal ones
 
 
 def scenario_names() -> dict[str, str]:
@@ -81,29 +82,47 @@ def load_scenario(name: str, seed: int | None = None, duration_h: float | None =
         visitors_per_day=s.get("visitors_per_day"),
         visitor_zones=tuple(s.get("visitor_zones", [])),
         zone_share=s.get("zone_share", 1.0),
+        flow_factor=s.get("flow_factor", 1.0),
         scale=scale,
     )
 
 
 def random_release_event(city: City, rng: np.random.Generator, duration_h: float, kind: str = "release") -> dict:
-    """A release at a random source with pollutants typical of its type, timed inside the run."""
-    sources = [s for s in city.sources.values() if kind != "oil_spill" or s.type in ("factory", "vessel")]
-    if kind == "do_sag":
-        sources = [s for s in city.sources.values() if s.type == "sewage_plant"] or sources
-    source = sources[int(rng.integers(0, len(sources)))]
-    at_h = float(rng.uniform(0.1, 0.4) * duration_h)
-    if kind == "oil_spill":
-        return {"type": "oil_spill", "source": source.id, "at_h": at_h, "duration_min": float(rng.uniform(15, 90)),
-                "loads_kg": {"oil": float(rng.uniform(20, 150))}, "area_m2": float(rng.uniform(100, 800))}
-    if kind == "do_sag":
-        return {"type": "do_sag", "source": source.id, "at_h": at_h, "duration_h": float(rng.uniform(0.3, 0.5) * duration_h),
-                "loads_kg_h": {"nh3n": float(rng.uniform(5, 20)), "cod": float(rng.uniform(30, 120))}}
+    """A release at a random source with pollutants typical of its type, timed inside the run.
+
+    Loads are drawn as the concentration they add at the source (mass = concentration × discharge ×
+    duration), and sources on rivers too large for any plausible release to show (> 200 m³/s) are
+    left out: the evaluation needs events that a station could see.
+    """
+    network = city.network
+    sources = [s for s in city.sources.values() if network.discharge_m3s(s.point) <= 200]
     profiles = load_toml("sources")["profiles"]
-    profile = profiles.get(f"{source.type}.{source.subtype}", profiles[source.type])
-    total_kg = float(rng.uniform(100, 800)) if source.type != "vessel" else float(rng.uniform(20, 100))
+
+    def profile(s) -> dict:
+        return profiles.get(f"{s.type}.{s.subtype}", profiles[s.type])
+
+    if kind == "oil_spill":  # sources that handle oil: vessels, food and machinery plants, ...
+        sources = [s for s in sources if "oil" in profile(s)]
+    elif kind == "do_sag":
+        sources = [s for s in sources if s.type == "sewage_plant"] or sources
+    source = sources[int(rng.integers(0, len(sources)))]
+    q_m3s = network.discharge_m3s(source.point)
+    at_h = float(rng.uniform(0.1, 0.4) * duration_h)
+    if kind == "do_sag":  # a plant under-treating for days: NH3-N and COD up, DO down
+        nh3n_mg_l, cod_mg_l = float(rng.uniform(0.8, 3.0)), float(rng.uniform(5, 20))
+        return {"type": "do_sag", "source": source.id, "at_h": at_h, "duration_h": float(rng.uniform(0.3, 0.5) * duration_h),
+                "loads_kg_h": {"nh3n": nh3n_mg_l * q_m3s * 3.6, "cod": cod_mg_l * q_m3s * 3.6}}
+    duration_min = float(rng.uniform(15, 90)) if kind == "oil_spill" else float(rng.uniform(10, 120))
+    mix = profile(source)
+    if kind == "oil_spill":  # oil, with whatever else the source's effluent carries in its usual proportion
+        oil_kg = float(rng.uniform(1, 10)) * q_m3s * duration_min * 60 / 1000
+        loads = {p: oil_kg * share / mix["oil"] * float(rng.lognormal(0, 0.3)) for p, share in mix.items()}
+        return {"type": "oil_spill", "source": source.id, "at_h": at_h, "duration_min": duration_min,
+                "loads_kg": loads, "area_m2": float(rng.uniform(100, 800))}
+    total_kg = float(rng.uniform(10, 60)) * q_m3s * duration_min * 60 / 1000
     # each release deviates from the inventory's typical mix (lognormal, ~30%)
-    loads = {p: total_kg * share * float(rng.lognormal(0, 0.3)) for p, share in profile.items()}
-    return {"type": "release", "source": source.id, "at_h": at_h, "duration_min": float(rng.uniform(10, 120)), "loads_kg": loads}
+    loads = {p: total_kg * share * float(rng.lognormal(0, 0.3)) for p, share in mix.items()}
+    return {"type": "release", "source": source.id, "at_h": at_h, "duration_min": duration_min, "loads_kg": loads}
 
 
 def random_scenario(city: City, seed: int, duration_h: float = 48.0, scale: int = 1) -> Scenario:
@@ -193,6 +212,7 @@ def simulate(scn: Scenario, city: City) -> Recording:
         clean = {p: a.copy() for p, a in series.clean.items()}
         limits = [class_limits(load_toml("gb3838"), s.target_class) for s in stations]
         points = [s.point for s in stations]
+        network = city.network if scn.flow_factor == 1.0 else city.network.with_velocity_factor(scn.flow_factor)
         for n, event in enumerate(water_events):
             source = city.sources[event["source"]]
             start_s = event["at_h"] * 3600
@@ -202,12 +222,12 @@ def simulate(scn: Scenario, city: City) -> Recording:
             else:
                 duration_s = event["duration_min"] * 60
                 loads = dict(event["loads_kg"])
-            plume = water.release(city.network, source.point, points, t_w, start_s, duration_s, loads, DECAY_PER_DAY)
+            plume = water.release(network, source.point, points, t_w, start_s, duration_s, loads, DECAY_PER_DAY)
             before = {p: clean[p].copy() for p in ("do", *loads)}
             water.apply(clean, plume)
-            truth.append(_water_truth(scn, city, event, n, source, stations, plume, before, clean, limits, t_w, start_s, duration_s, rules))
+            truth.append(_water_truth(scn, city, network, event, n, source, stations, plume, before, clean, limits, t_w, start_s, duration_s, rules))
             if event["type"] == "oil_spill" and "camera" in scn.feeds:
-                _oil_detections(scn, city, cams, camera_index, event, source, plume, t_cam, start_s, duration_s, rng["camera"])
+                _oil_detections(scn, city, network, cams, camera_index, event, source, t_cam, start_s, duration_s, rng["camera"])
         if "water" in scn.feeds:
             values = {p: clean[p] + series.noise[p] for p in water.PARAMS}
             feeds.append(_Feed("water", [water_sensor_id(s.id) for s in stations], [s.id for s in stations],
@@ -273,7 +293,7 @@ def simulate(scn: Scenario, city: City) -> Recording:
 
 
 # ---------------------------------------------------------------------------------------------
-def _water_truth(scn, city, event, n, source, stations, plume, before, clean, limits, t_w, start_s, duration_s, rules) -> TruthEvent:
+def _water_truth(scn, city, network, event, n, source, stations, plume, before, clean, limits, t_w, start_s, duration_s, rules) -> TruthEvent:
     """Stations the release reaches, when the clean signal first breaks a limit, and how far."""
     affected, first_cross, worst = [], None, 0.0
     arrivals, peaks = {}, {}
@@ -299,7 +319,7 @@ def _water_truth(scn, city, event, n, source, stations, plume, before, clean, li
                 worst = max(worst, float(np.nanmax(sev)))
     intakes = {}
     for intake in city.intakes.values():
-        tau = city.network.travel_time_s(source.point, intake.point)
+        tau = network.travel_time_s(source.point, intake.point)
         if tau is not None:
             intakes[intake.id] = round(tau / 3600, 4)
     last_arrival = max(arrivals.values(), default=0.0) * 3600
@@ -313,13 +333,13 @@ def _water_truth(scn, city, event, n, source, stations, plume, before, clean, li
         affected_sensors=affected,
         expected_detection=None if first_cross is None else _iso(scn, first_cross),
         expected_tier=tier_from_severity(worst, rules) if first_cross is not None else None,
-        details={"source_type": source.type, "source_point": list(source.point), "pollutants": sorted(plume.added),
+        details={"source_type": source.type, "source_point": list(source.point), "pollutants": sorted(plume.added), "flow_factor": scn.flow_factor,
                  "release_duration_s": duration_s, "arrival_h": arrivals, "peak_mg_l": peaks, "intake_arrival_h": intakes,
                  **({"area_m2": event["area_m2"]} if "area_m2" in event else {})},
     )
 
 
-def _oil_detections(scn, city, cams, camera_index, event, source, plume, t_cam, start_s, duration_s, r) -> None:
+def _oil_detections(scn, city, network, cams, camera_index, event, source, t_cam, start_s, duration_s, r) -> None:
     """Cameras on downstream stations see a sheen while oil passes; area scaled to the first sighting."""
     from models.transport import dispersion_sigma_s, plume_mg_l
 
@@ -328,11 +348,11 @@ def _oil_detections(scn, city, cams, camera_index, event, source, plume, t_cam, 
         if cam.target != "station" or "oil_sheen" not in cam.detects:
             continue
         station = city.stations[cam.site]
-        tau = city.network.travel_time_s(source.point, station.point)
+        tau = network.travel_time_s(source.point, station.point)
         if tau is None:
             continue
-        sigma = float(dispersion_sigma_s(tau, city.network.distance_km(source.point, station.point), city.network.dispersion_m2s(station.point)))
-        oil = plume_mg_l(t_cam - start_s, tau, sigma, duration_s, event["loads_kg"]["oil"], city.network.discharge_m3s(station.point), DECAY_PER_DAY["oil"])
+        sigma = float(dispersion_sigma_s(tau, network.distance_km(source.point, station.point), network.dispersion_m2s(station.point)))
+        oil = plume_mg_l(t_cam - start_s, tau, sigma, duration_s, event["loads_kg"]["oil"], network.discharge_m3s(station.point), DECAY_PER_DAY["oil"])
         sightings.append((tau, cam, oil))
     if not sightings:
         return
