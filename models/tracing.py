@@ -156,6 +156,7 @@ def trace(
     signature_weight: float = 6.0,
     top_k: int = 5,
     noise_sd: Mapping[str, float] | None = None,
+    residual_correlation: float = 10.0,
 ) -> list[Suspect]:
     """Candidates ranked by posterior probability (the top ``top_k``).
 
@@ -198,8 +199,9 @@ def trace(
 
     sse_min = min(f[1] for f in fits)
     # residual variance of the best fit (1 when the model explains all but the noise), floored so that
-    # a perfect fit does not make the ranking infinitely sharp
-    s2 = max(sse_min / max(n_total, 1), 1.0)
+    # a perfect fit does not make the ranking infinitely sharp, and inflated because misfit residuals
+    # come in runs (a plume's worth of samples), not as independent draws
+    s2 = max(sse_min / max(n_total, 1), 1.0) * residual_correlation
     lead = leading_pollutant({p: sum(f[4][p] for f in fits) for p in pollutants})
     log_post = np.array([
         -(f[1] - sse_min) / (2 * s2) + signature_weight * f[5] + np.log(priors.get(lead, {}).get(f[0].type, 0.05))

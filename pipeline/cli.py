@@ -29,9 +29,10 @@ app.add_typer(warnings_app, name="warnings")
 
 def _register_simulator() -> None:
     # the simulator is an application on top of the pipeline; the CLI is where the two meet
-    from sensors_sim.cli import replay, sim_app
+    from sensors_sim.cli import eval_app, replay, sim_app
 
     app.add_typer(sim_app, name="sim")
+    app.add_typer(eval_app, name="eval")
     app.command("replay")(replay)
 
 
