@@ -15,23 +15,14 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from models.arrival import predict_arrival
 from models.standards import class_limits
-from models.tracing import Candidate, StationSeries, trace
 from pipeline.city import City, load_toml
+from pipeline.water_tracing import History, trace_incident
 from sensors_sim.recording import Recording
 from sensors_sim.scenario import Scenario, load_scenario, random_release_event, simulate
 
-POLLUTANTS = ("oil", "nh3n", "cod", "tp")
 POLLUTION_TYPES = ("release", "oil_spill", "do_sag")
 PERSISTENCE = 3
-
-
-@dataclass
-class StationData:
-    station_id: str
-    t_s: np.ndarray                 # seconds since the run start
-    values: dict[str, np.ndarray]
 
 
 @dataclass
@@ -66,7 +57,7 @@ class RunSummary:
     sensor_days: float = 0.0
 
 
-def station_data(rec: Recording) -> dict[str, StationData]:
+def station_data(rec: Recording) -> dict[str, History]:
     """Per station: deduplicated, time-ordered values of every water parameter."""
     water = rec.frame[(rec.frame["kind"] == "water") & ~rec.frame["malformed"]]
     start_ms = int(rec.truth.start.timestamp() * 1000)
@@ -75,11 +66,11 @@ def station_data(rec: Recording) -> dict[str, StationData]:
     out = {}
     for site, block in wide.groupby(level=0, observed=True):
         t = (block.index.get_level_values(1).to_numpy() - start_ms) / 1000
-        out[str(site)] = StationData(str(site), t, {p: block[p].to_numpy() for p in block.columns})
+        out[str(site)] = History(t, {p: block[p].to_numpy() for p in block.columns})
     return out
 
 
-def gb3838_detections(city: City, data: dict[str, StationData], persistence: int = PERSISTENCE) -> list[Detection]:
+def gb3838_detections(city: City, data: dict[str, History], persistence: int = PERSISTENCE) -> list[Detection]:
     """Every start of ``persistence`` consecutive exceedances (one per station, parameter and episode)."""
     gb = load_toml("gb3838")
     found = []
@@ -93,44 +84,6 @@ def gb3838_detections(city: City, data: dict[str, StationData], persistence: int
             starts = np.flatnonzero(run & ~np.concatenate([[False], run[:-1]]))
             found += [Detection(sid, float(d.t_s[i]), p) for i in starts]
     return found
-
-
-def excess_series(d: StationData, t_detect: float, until_s: float, lookback_s: float) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
-    """Concentrations above the station's own baseline (median before the incident) from
-    ``lookback_s`` before the detection up to ``until_s``, and the baseline's robust noise (sd)."""
-    before = d.t_s < t_detect - 3600
-    window = (d.t_s >= t_detect - lookback_s) & (d.t_s <= until_s)
-    excess, noise = {}, {}
-    for p in POLLUTANTS:
-        if p in d.values:
-            history = d.values[p][before] if before.sum() >= 6 else d.values[p][: max(6, len(d.t_s) // 10)]
-            base = np.median(history)
-            excess[p] = d.values[p][window] - base  # not clipped: noise must average out, not add up
-            noise[p] = 1.4826 * float(np.median(np.abs(history - base)))
-    return d.t_s[window], excess, noise
-
-
-def trace_incident(city: City, data: dict[str, StationData], first: Detection, until_s: float):
-    """Candidates upstream of the first detecting station, fitted to every station that could see them."""
-    cfg = load_toml("tracing")
-    net = city.network
-    station = city.stations[first.station_id]
-    travel = {s.id: net.travel_time_s(s.point, station.point) for s in city.sources.values()}
-    candidates = [Candidate(s.id, s.type, s.point, s.name, s.subtype) for s in city.sources.values()
-                  if travel[s.id] is not None and travel[s.id] <= cfg["fit"]["max_travel_h"] * 3600]
-    relevant = [sid for sid in data if any(net.path(c.point, city.stations[sid].point) for c in candidates)]
-    series, noise = [], {}
-    # long enough to see a plume from the furthest candidate pass every station upstream of the first
-    lookback_s = max((travel[c.id] for c in candidates), default=0.0) + 6 * 3600
-    for sid in relevant:
-        t, excess, sd = excess_series(data[sid], first.t_s, until_s, lookback_s)
-        series.append(StationSeries(sid, city.stations[sid].point, t, excess))
-        for p, v in sd.items():
-            noise.setdefault(p, []).append(v)
-    return trace(net, candidates, series, first.station_id, first.t_s, load_toml("sources")["profiles"], cfg["priors"],
-                 durations_s=[m * 60 for m in cfg["fit"]["durations_min"]], t0_step_s=cfg["fit"]["t0_step_min"] * 60,
-                 max_travel_s=cfg["fit"]["max_travel_h"] * 3600, signature_weight=cfg["fit"]["signature_weight"],
-                 noise_sd={p: float(np.median(v)) for p, v in noise.items()}, residual_correlation=cfg["fit"]["residual_correlation"])
 
 
 def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) -> RunSummary:
@@ -151,24 +104,19 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
             if e.expected_detection is not None:
                 result.delay_min = (first.t_s - (e.expected_detection - start).total_seconds()) / 60
             started = time.perf_counter()
-            suspects = trace_incident(city, data, first, first.t_s + observe_h * 3600)
-            ids = [s.source_id for s in suspects]
+            traced = trace_incident(city, data, first.station_id, first.t_s, first.t_s + observe_h * 3600)
+            result.compute_ms = (time.perf_counter() - started) * 1000
+            ids = [s.source_id for s in traced.suspects]
             result.ranking = ids
             result.rank_of_truth = ids.index(e.source_id) + 1 if e.source_id in ids else None
             result.top1 = ids[0] if ids else None
-            result.explanation = suspects[0].explanation if suspects else ""
+            result.explanation = traced.suspects[0].explanation if traced.suspects else ""
             errors = []
-            for intake_id, true_h in e.details.get("intake_arrival_h", {}).items():
-                if suspects:
-                    best = suspects[0]
-                    a = predict_arrival(city.network, best.point, city.intakes[intake_id].point, intake_id, best.release_start_s,
-                                        best.release_duration_s, max(best.masses_kg.values()), 0.05,
-                                        velocity_factor=best.velocity_factor)
-                    if a is not None:
-                        true_arrival = t0 + true_h * 3600
-                        errors.append(abs(a.arrival_s - true_arrival) / (true_h * 3600))
-                        result.arrivals[intake_id] = ((a.arrival_s - t0) / 3600, true_h)
-            result.compute_ms = (time.perf_counter() - started) * 1000
+            for a in traced.arrivals:
+                true_h = e.details.get("intake_arrival_h", {}).get(a.target_id)
+                if true_h is not None:
+                    errors.append(abs(a.arrival_s - (t0 + true_h * 3600)) / (true_h * 3600))
+                    result.arrivals[a.target_id] = ((a.arrival_s - t0) / 3600, true_h)
             result.arrival_error = min(errors) if errors else None
         summary.events.append(result)
     # findings outside every event's affected stations and window are false alarms (one per episode)
