@@ -14,7 +14,7 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import ALERTS, DEADLETTER, READINGS, WARNINGS
+from pipeline.topics import ALERTS, DEADLETTER, READINGS, TRACING, WARNINGS
 
 SETTINGS = load_settings()
 log = logging.getLogger("yuflow.agents")
@@ -44,6 +44,7 @@ def _topic(name: str) -> faust.TopicT:
 readings_topics = {kind: _topic(READINGS[kind]) for kind in Kind}
 alerts_topic = _topic(ALERTS)
 warnings_topic = _topic(WARNINGS)
+tracing_topic = _topic(TRACING)
 deadletter_topic = _topic(DEADLETTER)
 
 
@@ -56,7 +57,7 @@ async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Excep
 
 def register_agents() -> faust.App:
     """Import the agent modules (they register on ``app``) and return the app."""
-    from agents import sink, warnings, water  # noqa: F401
+    from agents import sink, tracing, warnings, water  # noqa: F401
 
     return app
 

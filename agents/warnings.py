@@ -6,10 +6,10 @@ the same way, so an incident's alerts and state share a partition.
 
 from __future__ import annotations
 
-from agents.app import SETTINGS, alerts_topic, app, dead_letter, warnings_topic
+from agents.app import SETTINGS, alerts_topic, app, dead_letter, tracing_topic, warnings_topic
 from models.warnings import route, tier_from_severity
 from pipeline.city import City, default_city, load_toml
-from pipeline.schemas import Alert, Tier, Warning
+from pipeline.schemas import Alert, Tier, TracingResult, Warning
 
 incidents_table = app.Table("incidents", default=None, partitions=SETTINGS.kafka.partitions)
 
@@ -49,6 +49,64 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
     return {**incident, "tier": tier.value}, warning
 
 
+def dam_before(city: City, source_point, intake_point):
+    """The interception-dam site furthest downstream between a source and the intake it threatens."""
+    on_path = [(city.network.distance_km(source_point, d.point), d) for d in city.dams.values()
+               if city.network.path(source_point, d.point) and city.network.path(d.point, intake_point)]
+    return max(on_path, key=lambda x: x[0])[1] if on_path else None
+
+
+def decide_traced(result: TracingResult, incident: dict | None, city: City, rules: dict, routing: dict) -> tuple[dict | None, Warning | None]:
+    """A warning naming the suspected source and the intake at risk, once per incident, top suspect and tier.
+
+    The tier is the incident's, raised to red when the plume is due at an intake within
+    ``escalation.intake_hours_red`` hours.
+    """
+    # a closed station-level incident still gets its source warning: the plume has moved on downstream
+    if incident is None or not result.suspects:
+        return incident, None
+    top = result.suspects[0]
+    tier = Tier(incident["tier"])
+    threatened = [a for a in result.arrivals if a.hours_left >= 0]
+    first_intake = min(threatened, key=lambda a: a.hours_left) if threatened else None
+    if first_intake is not None and first_intake.hours_left <= rules["escalation"]["intake_hours_red"]:
+        tier = Tier.red
+    if incident.get("traced") == top.source_id and Tier(incident.get("traced_tier", "blue")).rank >= tier.rank:
+        return incident, None
+    levels, departments = route(result.category.value, tier.value, routing)
+    source = city.sources[top.source_id]
+    checklist = []
+    if first_intake is not None:
+        intake = city.intakes[first_intake.intake_id]
+        dam = dam_before(city, source.point, intake.point)
+        facts = {"enterprise": top.enterprise or top.name, "source_name": top.name, "distance_km": top.distance_km,
+                 "probability": top.probability, "dam_name": dam.name if dam else "取水口上游", "intake_name": intake.name,
+                 "hours_left": first_intake.hours_left}
+        checklist = [item.format(**facts) for item in rules["checklists_traced"].get(result.category.value, [])]
+    arrival = (f"; due at {first_intake.name} in {first_intake.hours_left:.1f} h "
+               f"({first_intake.earliest:%H:%M}-{first_intake.latest:%H:%M} UTC)") if first_intake else ""
+    warning = Warning(
+        warning_id=f"{incident['incident_id']}:source:{top.source_id}:{tier.value}",
+        incident_id=incident["incident_id"],
+        category=result.category,
+        tier=tier,
+        district=result.district,
+        township=result.township,
+        station=result.station,
+        levels=levels,
+        departments=departments,
+        title=f"{tier.value.upper()} water warning at {city.site_name(result.station)}: suspected source {top.name} ({top.probability:.0%})",
+        message=top.explanation + arrival,
+        checklist=checklist,
+        suspects=result.suspects,
+        arrivals=result.arrivals,
+        alert_ids=[f"tracing:{result.incident_key}"],
+        ts=result.ts,
+    )
+    return {**incident, "tier": max(tier, Tier(incident["tier"]), key=lambda t: t.rank).value, "traced": top.source_id,
+            "traced_tier": tier.value}, warning
+
+
 CITY = default_city()
 RULES = load_toml("warnings")
 ROUTING = load_toml("routing")
@@ -64,5 +122,20 @@ async def warn(stream):
             await dead_letter("warnings", alerts_topic, raw, error)
             continue
         incidents_table[alert.incident_key] = incident
+        if warning is not None:
+            await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())
+
+
+@app.agent(tracing_topic)
+async def warn_traced(stream):
+    async for raw in stream:
+        try:
+            result = TracingResult.model_validate_json(raw)
+            incident, warning = decide_traced(result, incidents_table.get(result.incident_key), CITY, RULES, ROUTING)
+        except Exception as error:  # one bad record must not stop the stream
+            await dead_letter("warnings", tracing_topic, raw, error)
+            continue
+        if incident is not None:
+            incidents_table[result.incident_key] = incident
         if warning is not None:
             await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())

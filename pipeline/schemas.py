@@ -116,6 +116,47 @@ class Alert(Message):
         return f"{self.category.value}:{self.station}:{self.parameter}"
 
 
+class SourceSuspect(Message):
+    """A candidate source of a water incident, from tracing."""
+
+    source_id: str
+    name: str
+    type: str
+    enterprise: str = ""
+    probability: float = Field(ge=0.0, le=1.0)
+    distance_km: float
+    travel_time_h: float
+    explanation: str
+
+
+class IntakeArrival(Message):
+    """When a traced plume reaches a drinking-water intake (or other sensitive point)."""
+
+    intake_id: str
+    name: str
+    arrival: UtcDatetime
+    earliest: UtcDatetime
+    latest: UtcDatetime
+    peak_mg_l: float
+    hours_left: float
+
+
+class TracingResult(Message):
+    """The tracing agent's answer for one incident: suspects, ranked, and arrivals downstream."""
+
+    incident_key: str
+    category: Category
+    station: str
+    district: str
+    township: str = ""
+    parameter: str
+    ts: UtcDatetime
+    suspects: list[SourceSuspect]
+    arrivals: list[IntakeArrival] = []
+    compute_ms: float
+    computed_at: UtcDatetime = Field(default_factory=utc_now)
+
+
 class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin only inside this module
     """A tiered, routed warning for operators: which area, which tier, which levels, which departments."""
 
@@ -131,6 +172,8 @@ class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin o
     title: str
     message: str
     checklist: list[str] = []
+    suspects: list[SourceSuspect] = []
+    arrivals: list[IntakeArrival] = []
     alert_ids: list[str]
     ts: UtcDatetime
     issued_at: UtcDatetime = Field(default_factory=utc_now)

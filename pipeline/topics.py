@@ -11,7 +11,8 @@ READINGS: dict[Kind, str] = {kind: f"readings.{kind.value}" for kind in Kind}
 ALERTS = "alerts"
 WARNINGS = "warnings"
 DEADLETTER = "deadletter"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, WARNINGS, DEADLETTER)
+TRACING = "tracing"
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, DEADLETTER)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""Tracing agent: water alerts -> incidents traced to their likely source, with intake arrivals.
+
+An incident is traced on its first alert and again when it worsens (at most every RETRACE_S of event
+time): the stations' recent series come from InfluxDB, the fit runs in a worker thread so the stream
+keeps flowing, and the result goes to the ``tracing`` topic for the warning agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+from agents.app import SETTINGS, alerts_topic, app, dead_letter, tracing_topic
+from pipeline.city import default_city
+from pipeline.influx import influxql
+from pipeline.schemas import Alert, Category, IntakeArrival, SourceSuspect, TracingResult
+from pipeline.water_tracing import POLLUTANTS, History, stations_to_watch, trace_incident
+
+TRACED_PARAMETERS = {*POLLUTANTS, "do"}
+RETRACE_S = 1800.0
+CITY = default_city()
+
+traced_table = app.Table("traced", default=None, partitions=SETTINGS.kafka.partitions)
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def histories_from_influx(stations: list[str], since_s: float, until_s: float) -> dict[str, History]:
+    pattern = "|".join(stations)
+    fields = ", ".join(f'"{p}"' for p in POLLUTANTS)
+    query = (f"SELECT {fields} FROM readings WHERE kind = 'water' AND station =~ /^({pattern})$/ "
+             f"AND time >= '{_iso(since_s)}' AND time <= '{_iso(until_s)}' GROUP BY station")
+    out = {}
+    for series in influxql(SETTINGS.influx, query, timeout_s=30):
+        rows = np.array([[np.nan if v is None else v for v in row] for row in series["values"]], dtype=float)
+        columns = series["columns"]
+        out[series["tags"]["station"]] = History(rows[:, 0] / 1000, {c: rows[:, i] for i, c in enumerate(columns) if c != "time"})
+    return out
+
+
+def trace_alert(alert: Alert) -> TracingResult | None:
+    """Blocking: query the histories and fit. Runs in a worker thread."""
+    started = time.perf_counter()
+    detected_s = alert.ts.timestamp()
+    stations, lookback_s = stations_to_watch(CITY, alert.station)
+    histories = histories_from_influx(stations, detected_s - lookback_s - 24 * 3600, detected_s)
+    traced = trace_incident(CITY, histories, alert.station, detected_s, detected_s)
+    if not traced.suspects:
+        return None
+    suspects = []
+    for s in traced.suspects:
+        source = CITY.sources[s.source_id]
+        suspects.append(SourceSuspect(source_id=s.source_id, name=source.name, type=s.source_type, enterprise=source.enterprise,
+                                      probability=round(s.probability, 4), distance_km=round(s.distance_km, 2),
+                                      travel_time_h=round(s.travel_time_h, 2), explanation=s.explanation))
+    arrivals = [
+        IntakeArrival(intake_id=a.target_id, name=CITY.intakes[a.target_id].name, arrival=datetime.fromtimestamp(a.arrival_s, UTC),
+                      earliest=datetime.fromtimestamp(a.arrival_low_s, UTC), latest=datetime.fromtimestamp(a.arrival_high_s, UTC),
+                      peak_mg_l=round(a.peak_mg_l, 4), hours_left=round((a.arrival_s - detected_s) / 3600, 2))
+        for a in traced.arrivals if a.arrival_s >= detected_s - 3600  # not the intakes it has long passed
+    ]
+    return TracingResult(incident_key=alert.incident_key, category=alert.category, station=alert.station, district=alert.district,
+                         township=alert.township, parameter=alert.parameter, ts=alert.ts, suspects=suspects, arrivals=arrivals,
+                         compute_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+@app.agent(alerts_topic, name="trace")
+async def trace_alerts(stream):
+    async for raw in stream:
+        try:
+            alert = Alert.model_validate_json(raw)
+        except ValueError as error:
+            await dead_letter("tracing", alerts_topic, raw, error)
+            continue
+        if alert.category is not Category.water or alert.resolved or alert.parameter not in TRACED_PARAMETERS:
+            continue
+        last = traced_table.get(alert.incident_key)
+        if last is not None and alert.ts.timestamp() - last < RETRACE_S:
+            continue
+        traced_table[alert.incident_key] = alert.ts.timestamp()
+        await asyncio.sleep(2 * SETTINGS.influx.flush_interval_s)  # let the sink write the readings that raised it
+        try:
+            result = await asyncio.to_thread(trace_alert, alert)
+        except Exception as error:  # tracing must not stop the stream; the record says what failed
+            await dead_letter("tracing", alerts_topic, raw, error)
+            continue
+        if result is not None:
+            await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
+
+
