@@ -69,6 +69,20 @@ def trace_alert(alert: Alert) -> TracingResult | None:
                          compute_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
+async def _trace_and_publish(alert: Alert, raw: bytes) -> None:
+    await asyncio.sleep(2 * SETTINGS.influx.flush_interval_s)  # let the sink write the readings that raised it
+    try:
+        result = await asyncio.to_thread(trace_alert, alert)
+    except Exception as error:  # tracing must not stop anything; the record says what failed
+        await dead_letter("tracing", alerts_topic, raw, error)
+        return
+    if result is not None:
+        await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
+
+
+_running: set[asyncio.Task] = set()  # tracing runs beside the stream, so alerts keep flowing meanwhile
+
+
 @app.agent(alerts_topic, name="trace")
 async def trace_alerts(stream):
     async for raw in stream:
@@ -83,13 +97,6 @@ async def trace_alerts(stream):
         if last is not None and alert.ts.timestamp() - last < RETRACE_S:
             continue
         traced_table[alert.incident_key] = alert.ts.timestamp()
-        await asyncio.sleep(2 * SETTINGS.influx.flush_interval_s)  # let the sink write the readings that raised it
-        try:
-            result = await asyncio.to_thread(trace_alert, alert)
-        except Exception as error:  # tracing must not stop the stream; the record says what failed
-            await dead_letter("tracing", alerts_topic, raw, error)
-            continue
-        if result is not None:
-            await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
-
-
+        task = asyncio.create_task(_trace_and_publish(alert, raw))
+        _running.add(task)
+        task.add_done_callback(_running.discard)

@@ -126,19 +126,23 @@ def _better_release(best, series, routes, y, yy, duration_s, t0, velocity_factor
     return best
 
 
-def _refine(best, series, routes, y, yy):
+def _refine(best, series, routes, y, yy, duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_bounds: tuple[float, float] = (0.5, 2.0)):
     """Continuous start time, duration and flow factor from the grid optimum (Nelder-Mead): plumes a
     few km from their source are sharper than any grid step, and today's flow is not the nominal one."""
     from scipy.optimize import minimize
 
+    def clamp(params: np.ndarray) -> tuple[float, float, float]:  # an unseen end must not stretch a release to months
+        return (params[0] * 3600, float(np.clip(np.exp(params[1]), *duration_bounds_s)), float(np.clip(np.exp(params[2]), *flow_bounds)))
+
     def objective(params: np.ndarray) -> float:  # start in hours, log duration, log flow factor: similar scales
-        return _better_release(None, series, routes, y, yy, float(np.exp(params[1])), np.array([params[0] * 3600]), float(np.exp(params[2])))[0]
+        t0, d, v = clamp(params)
+        return _better_release(None, series, routes, y, yy, d, np.array([t0]), v)[0]
 
     start = np.array([best[1] / 3600, np.log(best[2]), 0.0])
     simplex = [start, start + [0.1, 0, 0], start + [0, 0.3, 0], start + [0, 0, 0.1]]
     result = minimize(objective, start, method="Nelder-Mead", options={"xatol": 2e-3, "fatol": 1e-3, "maxiter": 150, "initial_simplex": simplex})
-    t0_h, log_d, log_v = result.x
-    refined = _better_release(None, series, routes, y, yy, float(np.exp(log_d)), np.array([t0_h * 3600]), float(np.exp(log_v)))
+    t0, d, v = clamp(result.x)
+    refined = _better_release(None, series, routes, y, yy, d, np.array([t0]), v)
     return refined if refined[0] < best[0] else best
 
 

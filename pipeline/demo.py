@@ -62,13 +62,15 @@ async def sag_warnings(settings: Settings, since, timeout_s: float, worker: Back
         try:
             async with asyncio.timeout(timeout_s) as window:
                 async for warning in follow_warnings(settings, from_beginning=True):
-                    if warning.ts < since or not warning.alert_ids[0].startswith(f"{SAG_SENSOR}:"):
+                    if warning.ts < since or warning.station != "puhe-zhaixi-bridge":
                         continue
                     found.append(warning)
+                    if warning.suspects:  # traced to its source: the story is complete
+                        return
                     if warning.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") and not any(
                         w.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") for w in found[:-1]
-                    ):  # the first DO warning: a few seconds more for escalations and other parameters
-                        window.reschedule(asyncio.get_running_loop().time() + 5)
+                    ):  # the first DO warning: a little longer for escalations and the source
+                        window.reschedule(asyncio.get_running_loop().time() + 15)
         except TimeoutError:
             pass
 
@@ -135,15 +137,20 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         step(f"warnings received on the 'warnings' topic (ground truth: first crossing "
              f"{sag.expected_detection:%H:%M} UTC + shift, worst tier {sag.expected_tier}):")
         console.print(warnings_table(warnings, title="Operators' warning stream"))
-        worst = max(warnings, key=lambda w: w.tier.rank)
+        shown = next((w for w in warnings if w.suspects), max(warnings, key=lambda w: w.tier.rank))
+        suspects = [f"  {i}. {s.name} ({s.type}, {s.probability:.0%}): {s.distance_km:.1f} km, {s.travel_time_h:.1f} h upstream"
+                    for i, s in enumerate(shown.suspects[:3], 1)]
         console.print(
             Panel(
-                "\n".join([f"incident {worst.incident_id}", f"levels: {', '.join(worst.levels)}",
-                           f"departments: {', '.join(worst.departments)}", "checklist:"]
-                          + [f"  - {item}" for item in worst.checklist]),
-                title=worst.title,
+                "\n".join([f"incident {shown.incident_id}", f"levels: {', '.join(shown.levels)}",
+                           f"departments: {', '.join(shown.departments)}"]
+                          + (["suspected sources (traced upstream):", *suspects] if suspects else [])
+                          + ["checklist:"] + [f"  - {item}" for item in shown.checklist]),
+                title=shown.title,
             )
         )
+        if shown.suspects:
+            step(f"ground truth source: {sag.source_id} -> traced top-1: {shown.suspects[0].source_id}")
 
         query = f"SELECT count(\"do\") AS readings FROM readings WHERE time >= '{since}' GROUP BY district"
         deadletters = f"SELECT count(\"count\") AS deadletters FROM deadletter WHERE time >= '{since}' GROUP BY code"
