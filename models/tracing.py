@@ -87,31 +87,46 @@ def leading_pollutant(masses: Mapping[str, float]) -> str:
 
 
 @dataclass(frozen=True)
-class Route:
-    """From a candidate to a station, at nominal flow."""
+class Geometry:
+    """From one candidate to every sample of every station, at nominal flow: arrays of length N
+    (all stations' samples concatenated); ``reached`` is False where the candidate is not upstream."""
 
-    travel_s: float
-    distance_km: float
-    dispersion_m2s: float
-    discharge_m3s: float
+    t_s: np.ndarray
+    travel_s: np.ndarray
+    distance_km: np.ndarray
+    dispersion_m2s: np.ndarray
+    discharge_m3s: np.ndarray
+    reached: np.ndarray
 
-    def unit_plume(self, t_rel: np.ndarray, duration_s: float, velocity_factor: float) -> np.ndarray:
+    def unit_plume(self, t0: np.ndarray, duration_s: float, velocity_factor: float) -> np.ndarray:
+        """Concentration per kg released at each start time in ``t0``: (len(t0), N)."""
         tau = self.travel_s / velocity_factor
-        sigma = float(dispersion_sigma_s(tau, self.distance_km, self.dispersion_m2s))
-        return plume_mg_l(t_rel, tau, sigma, duration_s, 1.0, self.discharge_m3s)
+        sigma = dispersion_sigma_s(tau, self.distance_km, 1.0) * np.sqrt(self.dispersion_m2s)
+        g = plume_mg_l(self.t_s[None, :] - t0[:, None], tau, sigma, duration_s, 1.0, self.discharge_m3s)
+        return np.where(self.reached, g, 0.0)
 
 
-def _better_release(best, series, routes, y, yy, duration_s, t0, velocity_factor=1.0, flow_sd=0.1):
+def geometry(network: RiverNetwork, source: Point, series: Sequence[StationSeries]) -> Geometry:
+    columns = []
+    for s in series:
+        tau = network.travel_time_s(source, s.point)
+        n = len(s.t_s)
+        if tau is None:
+            columns.append((s.t_s, np.full(n, 1.0), np.full(n, 1.0), np.full(n, 1.0), np.full(n, 1.0), np.zeros(n, bool)))
+        else:
+            columns.append((s.t_s, np.full(n, tau), np.full(n, network.distance_km(source, s.point)),
+                            np.full(n, network.dispersion_m2s(s.point)), np.full(n, network.discharge_m3s(s.point)), np.ones(n, bool)))
+    return Geometry(*(np.concatenate(parts) for parts in zip(*columns)))
+
+
+def _better_release(best, geo: Geometry, y, yy, duration_s, t0, velocity_factor=1.0, flow_sd=0.1):
     """Least-squares masses for each start time in ``t0``; the better of that optimum and ``best``.
 
     ``best`` and the result are (objective, start_s, duration_s, velocity_factor, {pollutant: kg}); the
     objective is the weighted SSE plus the prior on today's flow, ((factor - 1) / flow_sd)². A unit-mass
-    plume per station (zeros where the candidate is not upstream) is scaled per pollutant in closed form.
+    plume (zero where the candidate is not upstream) is scaled per pollutant in closed form.
     """
-    g = np.concatenate([
-        np.zeros((len(t0), len(s.t_s))) if r is None else r.unit_plume(s.t_s[None, :] - t0[:, None], duration_s, velocity_factor)
-        for s, r in zip(series, routes)
-    ], axis=1)
+    g = geo.unit_plume(t0, duration_s, velocity_factor)
     gg = np.einsum("ij,ij->i", g, g)
     sse = np.full(len(t0), ((velocity_factor - 1) / flow_sd) ** 2)
     masses = {}
@@ -126,7 +141,7 @@ def _better_release(best, series, routes, y, yy, duration_s, t0, velocity_factor
     return best
 
 
-def _refine(best, series, routes, y, yy, duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_bounds: tuple[float, float] = (0.5, 2.0)):
+def _refine(best, geo: Geometry, y, yy, duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_bounds: tuple[float, float] = (0.5, 2.0)):
     """Continuous start time, duration and flow factor from the grid optimum (Nelder-Mead): plumes a
     few km from their source are sharper than any grid step, and today's flow is not the nominal one."""
     from scipy.optimize import minimize
@@ -136,13 +151,13 @@ def _refine(best, series, routes, y, yy, duration_bounds_s: tuple[float, float] 
 
     def objective(params: np.ndarray) -> float:  # start in hours, log duration, log flow factor: similar scales
         t0, d, v = clamp(params)
-        return _better_release(None, series, routes, y, yy, d, np.array([t0]), v)[0]
+        return _better_release(None, geo, y, yy, d, np.array([t0]), v)[0]
 
     start = np.array([best[1] / 3600, np.log(best[2]), 0.0])
     simplex = [start, start + [0.1, 0, 0], start + [0, 0.3, 0], start + [0, 0, 0.1]]
-    result = minimize(objective, start, method="Nelder-Mead", options={"xatol": 2e-3, "fatol": 1e-3, "maxiter": 150, "initial_simplex": simplex})
+    result = minimize(objective, start, method="Nelder-Mead", options={"xatol": 5e-3, "fatol": 1e-2, "maxiter": 90, "initial_simplex": simplex})
     t0, d, v = clamp(result.x)
-    refined = _better_release(None, series, routes, y, yy, d, np.array([t0]), v)
+    refined = _better_release(None, geo, y, yy, d, np.array([t0]), v)
     return refined if refined[0] < best[0] else best
 
 
@@ -181,17 +196,13 @@ def trace(
         tau_first = network.travel_time_s(c.point, first.point)
         if tau_first is None or tau_first > max_travel_s:
             continue
-        routes = []
-        for s in series:
-            tau = network.travel_time_s(c.point, s.point)
-            routes.append(None if tau is None else
-                          Route(tau, network.distance_km(c.point, s.point), network.dispersion_m2s(s.point), network.discharge_m3s(s.point)))
+        geo = geometry(network, c.point, series)
         best = None
         for d in durations_s:
             step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
             t0 = np.arange(first_t - tau_first - d - 2 * 3600, first_t - tau_first + step, step)
-            best = _better_release(best, series, routes, y, yy, d, t0)
-        best = _refine(best, series, routes, y, yy)
+            best = _better_release(best, geo, y, yy, d, t0)
+        best = _refine(best, geo, y, yy)
         sse, t0_best, d_best, v_best, m_weighted = best
         m_best = {p: m / weight[p] for p, m in m_weighted.items()}
         signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels

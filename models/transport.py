@@ -26,11 +26,11 @@ def dispersion_sigma_s(travel_s: float | np.ndarray, distance_km: float | np.nda
 
 def plume_mg_l(
     t_s: np.ndarray,
-    travel_s: float,
-    sigma_s: float,
+    travel_s: float | np.ndarray,
+    sigma_s: float | np.ndarray,
     duration_s: float,
     mass_kg: float,
-    discharge_m3s: float,
+    discharge_m3s: float | np.ndarray,
     decay_per_day: float = 0.0,
 ) -> np.ndarray:
     """Concentration (mg/L) at a section for times ``t_s`` after the release started.
@@ -43,7 +43,7 @@ def plume_mg_l(
     50.0
     """
     duration_s = max(duration_s, 1.0)
-    sigma_s = max(sigma_s, 1.0)
+    sigma_s = np.maximum(sigma_s, 1.0)  # scalars or arrays (one value per sample)
     mg = mass_kg * 1e6 * np.exp(-decay_per_day * travel_s / 86400)
     rate_mg_s = mg / duration_s
     flux_l_s = discharge_m3s * 1000
