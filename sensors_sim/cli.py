@@ -161,12 +161,16 @@ def eval_water(
     seed: Annotated[int, typer.Option(help="seed of the first randomised release")] = 1000,
     observe_h: Annotated[float, typer.Option("--observe", help="hours of data after the first detection used for tracing")] = 1.0,
     details: Annotated[bool, typer.Option(help="a line per event")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="the seed scenarios through the real pipeline instead")] = False,
 ) -> None:
     """Seed scenarios, a quiet week and RUNS random releases through the water models (no brokers)."""
     from pipeline.city import default_city
     from sensors_sim import eval_water as ev
 
     city = default_city()
+    if stream:
+        _eval_stream(city)
+        return
     with _progress() as progress:
         task = progress.add_task("evaluating", total=runs + 3)
         started = time.perf_counter()
@@ -192,3 +196,19 @@ def eval_water(
                                str(e.rank_of_truth or ""), e.top1 or "", f"{e.arrival_error:.1%}" if e.arrival_error is not None else "",
                                f"{e.compute_ms:.0f}" if e.compute_ms is not None else "", e.explanation)
         console.print(events)
+
+
+def _eval_stream(city) -> None:
+    from pipeline.settings import load_settings
+    from sensors_sim.eval_stream import evaluate_stream
+
+    results = evaluate_stream(load_settings(), city, log=lambda text: console.print(f"[dim]{text}[/]"))
+    table = Table(title="water seed scenarios through MQTT -> bridge -> Kafka -> Faust agents -> warnings")
+    for column in ("scenario", "warned", "delay min", "top-1 (truth)", "arrival error", "s to first warning", "s to traced warning"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.scenario, str(r.detected), f"{r.delay_min:.0f}" if r.delay_min is not None else "",
+                      f"{r.top1} ({r.truth_source})", f"{r.arrival_error:.1%}" if r.arrival_error is not None else "",
+                      f"{r.wall_s_to_warning:.1f}" if r.wall_s_to_warning is not None else "",
+                      f"{r.wall_s_to_source:.1f}" if r.wall_s_to_source is not None else "")
+    console.print(table)
