@@ -137,7 +137,9 @@ def _better_release(best, geo: Geometry, y, yy, duration_s, t0, velocity_factor=
         sse += yy[p] - 2 * m * gy + m * m * gg
     i = int(np.argmin(sse))
     if best is None or sse[i] < best[0]:
-        return float(sse[i]), float(t0[i]), float(duration_s), float(velocity_factor), {p: float(m[i]) for p, m in masses.items()}
+        # a mass below two standard errors (1 / sqrt(g·g) on noise-weighted data) is not evidence of that pollutant
+        kept = {p: float(m[i]) if m[i] * np.sqrt(gg[i]) > 2 else 0.0 for p, m in masses.items()}
+        return float(sse[i]), float(t0[i]), float(duration_s), float(velocity_factor), kept
     return best
 
 
