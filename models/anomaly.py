@@ -18,6 +18,7 @@ from scipy import stats
 from models.base import Detector
 
 GAUSS_MAD = math.sqrt(math.pi / 2)  # mean absolute deviation x this = standard deviation, for Gaussian noise
+UNSEEN_SPREAD = 3.0  # an hour of the day not seen yet may be this many sd of the learned profile off
 
 
 def score_from_z(z: float | np.ndarray, z0: float = 3.0, k: float = 2.0) -> np.ndarray:
@@ -26,29 +27,33 @@ def score_from_z(z: float | np.ndarray, z0: float = 3.0, k: float = 2.0) -> np.n
     >>> score_from_z(np.array([0.0, -3.0, 4.0, 7.0, -12.0, np.nan])).round(3)
     array([0.   , 0.   , 0.393, 0.865, 0.989, 0.   ])
     """
-    excess = np.nan_to_num(np.abs(np.asarray(z, dtype=float)) - z0, nan=0.0)
-    return 1.0 - np.exp(-np.maximum(excess, 0.0) / k)
+    excess = np.abs(np.asarray(z, dtype=float)) - z0
+    excess = np.where(excess > 0, excess, 0.0)  # NaN > 0 is False
+    return 1.0 - np.exp(-excess / k)
 
 
 class SeasonalRobustZ(Detector):
     """Robust z of one sensor parameter against its learned daily profile.
 
-    The normal reading at local hour ``h`` is ``profile(h) + level``. The daily ``profile`` lives on
-    ``n_bins`` knots around the clock, linearly interpolated between them; each knot is a running
-    (then exponentially weighted) mean of the readings near its hour, so one day of data gives a
-    first profile and later days refine it. ``level`` is a faster EWMA of the residuals and follows
-    slow day-to-day wander. The scale is an EWMA of absolute residuals (x sqrt(pi/2), a standard
-    deviation for Gaussian noise). The score maps ``z = residual / scale`` to [0, 1] with
-    ``1 - exp(-max(0, |z| - z0) / k)``.
+    The normal reading at local hour ``h`` is ``level + profile(h)``. ``level`` is a running mean,
+    then an EWMA over ``level_window`` readings, of the readings net of the profile: it follows
+    day-to-day wander. The daily ``profile`` lives on ``n_bins`` knots round the clock, linearly
+    interpolated; each knot is a running mean (then an EWMA over ``season_window`` effective
+    readings) of the readings net of the level near its hour, so the first day gives a first
+    profile and later days refine it. The scale is an EWMA of absolute residuals times
+    sqrt(pi/2) (a standard deviation for Gaussian noise), widened at hours of the day not seen yet
+    by 3 x the spread of the profile learned so far. The score maps ``z = residual / scale`` to
+    [0, 1] with ``1 - exp(-max(0, |z| - z0) / k)``.
 
     It returns 0 for the first ``grace_period`` learned readings: before that the scale is not
     known and every reading would look anomalous. With ``protect`` it does not learn readings that
     score above ``protect_threshold``, so an anomaly is not learned as normal.
 
-    When it fails: during the first day the profile is only a running mean of the last hour, so a
-    strong daily cycle inflates the scale until the profile has been seen once; slow changes (a
-    drift over days, a slow plume far downstream) are absorbed by ``level`` and never score high;
-    with ``protect``, a permanent step (a recalibration) keeps scoring high until ``reset``.
+    When it fails: on the first day the profile comes from the last hour seen, so an anomaly that
+    builds up slowly that day is partly learned; slow changes (a drift over days, a broad plume
+    far downstream) are absorbed by ``level`` and never score high; with ``protect``, a lasting
+    step (a recalibration) keeps scoring high until ``reset``; a daily cycle whose shape changes
+    from day to day (weather) widens the scale.
 
     Every column of a 2-D ``score_many`` input is an independent series sharing the clock (for
     example the ten parameters of one station); the state then holds one model per column.
@@ -58,10 +63,12 @@ class SeasonalRobustZ(Detector):
     n_bins
         Knots of the daily profile (24 = one per hour).
     level_window
-        Span of the level EWMA, in readings (72 = 12 h at 10-minute readings).
+        Span of the level EWMA, in readings (36 = 6 h at 10-minute readings).
     season_window
         Memory of each profile knot, in effective readings: a knot gains about
         ``24 / n_bins * 3600 / step_s`` per day (6 with 24 knots and 10-minute readings).
+    season_prior
+        Effective readings of "no daily cycle" each knot starts with (0: the first day counts fully).
     scale_window
         Span of the EWMA of absolute residuals, in readings.
     grace_period
@@ -99,16 +106,17 @@ class SeasonalRobustZ(Detector):
     >>> do[300] -= 1.0
     >>> s = SeasonalRobustZ().score_many(do, hours)
     >>> int(np.argmax(s)), round(float(s[300]), 2), int((s > 0.5).sum())
-    (300, 1.0, 1)
+    (300, 0.98, 1)
     """
 
     def __init__(
         self,
         n_bins: int = 24,
-        level_window: int = 72,
+        level_window: int = 36,
         season_window: float = 36.0,
-        scale_window: int = 144,
-        grace_period: int = 24,
+        season_prior: float = 0.0,
+        scale_window: int = 72,
+        grace_period: int = 12,
         z0: float = 3.0,
         k: float = 2.0,
         protect: bool = True,
@@ -121,11 +129,14 @@ class SeasonalRobustZ(Detector):
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if grace_period < 1:
             raise ValueError(f"grace_period must be >= 1, got {grace_period!r}")
+        if season_prior < 0:
+            raise ValueError(f"season_prior must be >= 0, got {season_prior!r}")
         if not 0.0 <= protect_threshold <= 1.0:
             raise ValueError(f"protect_threshold must be in [0, 1], got {protect_threshold!r}")
         self.n_bins = int(n_bins)
         self.level_window = level_window
         self.season_window = float(season_window)
+        self.season_prior = float(season_prior)
         self.scale_window = scale_window
         self.grace_period = int(grace_period)
         self.z0 = z0
@@ -162,37 +173,47 @@ class SeasonalRobustZ(Detector):
     def _residual(self, x: np.ndarray, k1: int, k2: int, w: float) -> tuple[np.ndarray, np.ndarray]:
         """Residual of ``x`` (NaN before the first reading) and its robust z (NaN while warming up)."""
         profile = (1.0 - w) * self._profile[k1] + w * self._profile[k2]
-        known = (1.0 - w) * np.minimum(self._weight[k1], 1.0) + w * np.minimum(self._weight[k2], 1.0)
+        scale = np.maximum(GAUSS_MAD * self._abs_dev, self.min_scale)
+        # an hour of the day not seen yet may be anywhere within the daily cycle seen so far
+        unknown = 1.0 - ((1.0 - w) * np.minimum(self._weight[k1], 1.0) + w * np.minimum(self._weight[k2], 1.0))
+        if np.any(unknown > 0):
+            seen = self._weight > 0
+            count = np.maximum(seen.sum(axis=0), 1)
+            mean = (self._profile * seen).sum(axis=0) / count
+            spread = np.sqrt((((self._profile - mean) ** 2) * seen).sum(axis=0) / count)
+            scale = np.hypot(scale, UNSEEN_SPREAD * unknown * spread)
         with np.errstate(invalid="ignore", divide="ignore"):
             r = np.where(self.n_seen > 0, x - (self._level + profile), np.nan)
-            scale = np.maximum(GAUSS_MAD * self._abs_dev, self.min_scale)
-            z = np.where(self.n_seen >= self.grace_period, known * r / scale, np.nan)
+            z = np.where(self.n_seen >= self.grace_period, r / scale, np.nan)
         return r, z
 
     def _learn(self, x: np.ndarray, r: np.ndarray, k1: int, k2: int, w: float, mask: np.ndarray) -> None:
         mask = mask & np.isfinite(x)
         has_r = mask & np.isfinite(r)
+        x0 = np.where(mask, x, 0.0)
         self.n_seen = self.n_seen + mask
         self._n_dev = self._n_dev + has_r
         a_scale = np.maximum(2.0 / (self.scale_window + 1), 1.0 / np.maximum(self._n_dev, 1.0))
-        self._abs_dev = np.where(has_r, self._abs_dev + a_scale * (np.abs(np.nan_to_num(r)) - self._abs_dev), self._abs_dev)
-        # the level is a running mean of the deseasonalised readings, then an EWMA; the profile knots
-        # learn what is left (0 = no daily cycle until one is seen)
+        self._abs_dev = self._abs_dev + has_r * a_scale * (np.abs(np.where(has_r, r, 0.0)) - self._abs_dev)
+        # the level is a running mean of the readings net of the profile, then an EWMA; the profile
+        # knots learn what the level leaves (0 = no daily cycle until one is seen)
         profile = (1.0 - w) * self._profile[k1] + w * self._profile[k2]
         a_level = np.maximum(2.0 / (self.level_window + 1), 1.0 / np.maximum(self.n_seen, 1))
-        self._level = np.where(mask, self._level + a_level * np.nan_to_num(x - profile - self._level), self._level)
-        deviation = np.nan_to_num(x - self._level)
+        self._level = self._level + mask * a_level * (x0 - profile - self._level)
+        deviation = x0 - self._level
         for knot, weight in ((k1, 1.0 - w), (k2, w)):
             if weight <= 0:
                 continue
-            self._weight[knot] = np.where(mask, self._weight[knot] + weight, self._weight[knot])
-            rate = weight / np.minimum(np.maximum(self._weight[knot], weight), self.season_window)
-            self._profile[knot] = np.where(mask, self._profile[knot] + rate * (deviation - self._profile[knot]), self._profile[knot])
+            self._weight[knot] = self._weight[knot] + mask * weight
+            rate = weight / np.minimum(np.maximum(self._weight[knot] + self.season_prior, weight), self.season_window)
+            self._profile[knot] = self._profile[knot] + mask * rate * (deviation - self._profile[knot])
 
     def _allowed(self, z: np.ndarray) -> np.ndarray:
-        if not self.protect:
+        if not self.protect or self.protect_threshold >= 1.0:
             return np.ones(np.shape(z), dtype=bool)
-        return score_from_z(z, self.z0, self.k) <= self.protect_threshold
+        z_protect = self.z0 - self.k * math.log1p(-self.protect_threshold)  # the |z| that scores protect_threshold
+        with np.errstate(invalid="ignore"):
+            return ~(np.abs(z) > z_protect)
 
     # --- one reading ----------------------------------------------------------------------------
     def z_one(self, x: Mapping[str, float]) -> float:
@@ -258,7 +279,8 @@ class StationMultivariate(Detector):
     When it fails: one wildly wrong parameter (a spike) dominates the distance just as it would a
     univariate detector, so use ``models.sensor_faults`` to tell sensor faults from pollution; it
     needs ``grace_period`` readings plus those of the inner detectors before it scores; missing
-    parameters count as z = 0 (unremarkable).
+    parameters count as z = 0 (unremarkable). A reading identical to the previous one in every
+    parameter (a frozen instrument) is scored but not learned.
 
     Parameters
     ----------
@@ -279,17 +301,18 @@ class StationMultivariate(Detector):
 
     Examples
     --------
+    Oxygen down and ammonia up, each about 4 sd: alone each is mild, together they are not.
+
     >>> rng = np.random.default_rng(3)
-    >>> det = StationMultivariate(["do", "nh3n"], grace_period=5, residual_options={"grace_period": 5})
-    >>> scores = []
-    >>> for i in range(16):
+    >>> det = StationMultivariate(["do", "nh3n"], grace_period=10, residual_options={"grace_period": 10})
+    >>> do_alone = SeasonalRobustZ(grace_period=10)
+    >>> for i in range(39):
     ...     x = {"do": 7.0 + rng.normal(0, 0.1), "nh3n": 0.30 + rng.normal(0, 0.02), "hour": 8 + i / 6}
-    ...     if i == 15:
-    ...         x = {"do": 6.3, "nh3n": 0.45, "hour": x["hour"]}  # oxygen down, ammonia up
-    ...     scores.append(det.score_one(x))
     ...     det.learn_one(x)
-    >>> [round(s, 2) for s in scores[9:]]
-    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    ...     do_alone.learn_one({"value": x["do"], "hour": x["hour"]})
+    >>> x = {"do": 6.6, "nh3n": 0.38, "hour": 14.5}
+    >>> round(det.score_one(x), 2), round(do_alone.score_one({"value": x["do"], "hour": 14.5}), 2)
+    (0.62, 0.26)
     """
 
     def __init__(
@@ -323,6 +346,7 @@ class StationMultivariate(Detector):
         K = len(self.parameters)
         self._mean = np.zeros(K)
         self._cov = np.eye(K)
+        self._last_row: np.ndarray | None = None
         self.n_seen = 0
 
     def _row(self, x: Mapping[str, float]) -> np.ndarray:
@@ -343,7 +367,9 @@ class StationMultivariate(Detector):
         r, z = inner._residual(row, k1, k2, w)
         z_eq = self._z_equivalent(z)
         score = float(score_from_z(z_eq, self.z0, self.k))
-        if learn and not (self.protect and score > self.protect_threshold):
+        frozen = self._last_row is not None and np.array_equal(row, self._last_row, equal_nan=True)
+        self._last_row = row
+        if learn and not frozen and not (self.protect and score > self.protect_threshold):
             inner._learn(row, r, k1, k2, w, np.ones(row.shape, dtype=bool))
             if np.isfinite(z).any():
                 self.n_seen += 1

@@ -159,7 +159,7 @@ eval_app = typer.Typer(help="Judge the models on simulated ground truth.", no_ar
 def eval_water(
     runs: Annotated[int, typer.Option(help="randomised releases (oil spills, releases, DO sags in turn)")] = 50,
     seed: Annotated[int, typer.Option(help="seed of the first randomised release")] = 1000,
-    observe_h: Annotated[float, typer.Option("--observe", help="hours of data after the first detection used for tracing")] = 1.0,
+    observe_h: Annotated[float, typer.Option("--observe", help="hours of data after the first detection used for tracing")] = 2.0,
     details: Annotated[bool, typer.Option(help="a line per event")] = False,
     stream: Annotated[bool, typer.Option("--stream", help="the seed scenarios through the real pipeline instead")] = False,
 ) -> None:

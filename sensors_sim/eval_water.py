@@ -17,6 +17,7 @@ import pandas as pd
 
 from models.standards import class_limits
 from pipeline.city import City, load_toml
+from models.sensor_faults import Finding, classify_station
 from pipeline.water_tracing import History, trace_incident
 from sensors_sim.recording import Recording
 from sensors_sim.scenario import Scenario, load_scenario, random_release_event, simulate
@@ -55,6 +56,7 @@ class RunSummary:
     events: list[EventResult] = field(default_factory=list)
     false_alarms: int = 0
     sensor_days: float = 0.0
+    faults: dict[str, tuple[int, int]] = field(default_factory=dict)  # type: (labelled correctly, injected)
 
 
 def station_data(rec: Recording) -> dict[str, History]:
@@ -86,9 +88,21 @@ def gb3838_detections(city: City, data: dict[str, History], persistence: int = P
     return found
 
 
+def statistical_findings(rec: Recording, data: dict[str, History]) -> dict[str, list[Finding]]:
+    """Per station: the statistical detectors' findings (pollution or sensor fault), test-then-train."""
+    local_offset_s = 8 * 3600
+    start_s = rec.truth.start.timestamp()
+    step_s = float(rec.truth.steps_s["water"])
+    return {sid: classify_station(h.t_s, h.values, ((start_s + local_offset_s + h.t_s) % 86400) / 3600, step_s)
+            for sid, h in data.items()}
+
+
 def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) -> RunSummary:
     data = station_data(rec)
-    detections = gb3838_detections(city, data)
+    findings = statistical_findings(rec, data)
+    # the standard's rule and the statistical detectors, whichever sees it first
+    detections = gb3838_detections(city, data) + [
+        Detection(sid, f.start_s, f.parameter or "multi") for sid, fs in findings.items() for f in fs if f.kind == "pollution"]
     start = rec.truth.start
     events = [e for e in rec.truth.events if e.type in POLLUTION_TYPES]
     summary = RunSummary(name=name, sensor_days=len(data) * (rec.truth.end - start).total_seconds() / 86400)
@@ -127,7 +141,25 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
         return False
 
     summary.false_alarms = sum(1 for i, d in enumerate(detections) if i not in matched and not in_event(d))
+    summary.faults = fault_scores(rec, findings)
     return summary
+
+
+def fault_scores(rec: Recording, findings: dict[str, list[Finding]]) -> dict[str, tuple[int, int]]:
+    """Per fault type: (injected faults labelled as that fault, injected faults) over water stations."""
+    start = rec.truth.start
+    scores: dict[str, list[int]] = {}
+    for e in rec.truth.of_type("fault"):
+        kind = e.details.get("fault")
+        station = e.affected_sensors[0].removeprefix("wq-") if e.affected_sensors else ""
+        if kind not in ("spike", "stuck", "drift") or station not in findings:
+            continue
+        t0, t1 = (e.start - start).total_seconds(), (e.end - start).total_seconds()
+        hit = any(f.kind == "fault" and f.fault == kind and f.start_s <= t1 + 3600 and f.end_s >= t0 - 3600 for f in findings[station])
+        tally = scores.setdefault(kind, [0, 0])
+        tally[0] += hit
+        tally[1] += 1
+    return {k: (v[0], v[1]) for k, v in scores.items()}
 
 
 def random_release_scenario(city: City, seed: int, duration_h: float = 36.0) -> Scenario:
@@ -175,6 +207,8 @@ def summarise(results: list[RunSummary]) -> pd.DataFrame:
             "top-3": np.mean([r is not None and r <= 3 for r in ranks]) if ranks else np.nan,
             "arrival error median": np.median(arrival) if arrival else np.nan,
             "trace ms median": np.median(ms) if ms else np.nan, "trace ms p95": np.percentile(ms, 95) if ms else np.nan,
+            **{f"{kind} faults labelled": (sum(r.faults.get(kind, (0, 0))[0] for r in runs) / n if (n := sum(r.faults.get(kind, (0, 0))[1] for r in runs)) else np.nan)
+               for kind in ("spike", "stuck", "drift")},
         })
     return pd.DataFrame(rows)
 
