@@ -145,9 +145,6 @@ class City:
                 return table[site_id].name
         return site_id
 
-    def sensors_of(self, kind: Kind) -> list[Sensor]:
-        return [s for s in self.sensors.values() if s.kind is kind]
-
 
 def water_sensor_id(station_id: str) -> str:
     return f"wq-{station_id}"

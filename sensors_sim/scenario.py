@@ -8,7 +8,7 @@ per-reading Python loops: the loops run over events, parameters and feeds.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -552,4 +552,4 @@ def _message_faults(scn, frame: pd.DataFrame, r, truth) -> pd.DataFrame:
     return pd.concat([frame, copies], ignore_index=True)
 
 
-__all__ = ["Scenario", "load_scenario", "random_scenario", "random_release_event", "scenario_names", "simulate", "replace"]
+__all__ = ["Scenario", "load_scenario", "random_scenario", "random_release_event", "scenario_names", "simulate"]
