@@ -216,12 +216,25 @@ class SeasonalRobustZ(Detector):
             return ~(np.abs(z) > z_protect)
 
     # --- one reading ----------------------------------------------------------------------------
+    def z_row(self, values: float | np.ndarray, hour: float) -> np.ndarray:
+        """Signed robust z of one reading of each series held (NaN while warming up); no learning."""
+        values = np.asarray(values, dtype=float)
+        if self._shape is None:
+            return np.full(values.shape, np.nan)
+        k1, k2, w = self._knots(hour)
+        return self._residual(values, int(k1), int(k2), float(w))[1]
+
+    def learn_row(self, values: float | np.ndarray, hour: float, learn: bool | np.ndarray = True) -> None:
+        """Learn one reading of each series held, except where ``learn`` is False or it is protected."""
+        values = np.asarray(values, dtype=float)
+        self._ensure_state(values.shape)
+        k1, k2, w = self._knots(hour)
+        r, z = self._residual(values, int(k1), int(k2), float(w))
+        self._learn(values, r, int(k1), int(k2), float(w), np.asarray(learn, dtype=bool) & self._allowed(z))
+
     def z_one(self, x: Mapping[str, float]) -> float:
         """Signed robust z of ``x["value"]`` at ``x["hour"]`` (NaN while warming up)."""
-        if self._shape is None:
-            return math.nan
-        k1, k2, w = self._knots(x["hour"])
-        return float(self._residual(np.asarray(float(x["value"])), int(k1), int(k2), float(w))[1])
+        return float(self.z_row(float(x["value"]), x["hour"]))
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """Score of ``x = {"value": reading, "hour": local hour 0-24}`` in [0, 1]; high = anomalous."""
@@ -229,11 +242,7 @@ class SeasonalRobustZ(Detector):
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Learn ``x = {"value": reading, "hour": local hour 0-24}`` (skipped if protected)."""
-        self._ensure_state(())
-        value = np.asarray(float(x["value"]))
-        k1, k2, w = self._knots(x["hour"])
-        r, z = self._residual(value, int(k1), int(k2), float(w))
-        self._learn(value, r, int(k1), int(k2), float(w), self._allowed(z))
+        self.learn_row(float(x["value"]), x["hour"])
 
     # --- a whole series -------------------------------------------------------------------------
     def z_many(self, values: np.ndarray, hours: np.ndarray, learn: np.ndarray | None = None) -> np.ndarray:
@@ -361,16 +370,15 @@ class StationMultivariate(Detector):
         tail = float(stats.chi2.sf(d2, df=len(d)))
         return float(stats.norm.isf(tail / 2)) if tail > 0 else math.inf
 
-    def _step(self, row: np.ndarray, k1: int, k2: int, w: float, learn: bool) -> float:
-        inner = self._residuals
-        inner._ensure_state(row.shape)
-        r, z = inner._residual(row, k1, k2, w)
+    def _step(self, row: np.ndarray, hour: float) -> float:
+        """Score one reading of the station, then learn it unless protected or frozen."""
+        z = self._residuals.z_row(row, hour)
         z_eq = self._z_equivalent(z)
         score = float(score_from_z(z_eq, self.z0, self.k))
         frozen = self._last_row is not None and np.array_equal(row, self._last_row, equal_nan=True)
         self._last_row = row
-        if learn and not frozen and not (self.protect and score > self.protect_threshold):
-            inner._learn(row, r, k1, k2, w, np.ones(row.shape, dtype=bool))
+        if not frozen and not (self.protect and score > self.protect_threshold):
+            self._residuals.learn_row(row, hour)
             if np.isfinite(z).any():
                 self.n_seen += 1
                 a = max(2.0 / (self.cov_window + 1), 1.0 / self.n_seen)
@@ -381,16 +389,11 @@ class StationMultivariate(Detector):
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """Score of ``x = {parameter: reading, ..., "hour": local hour}`` in [0, 1]; high = anomalous."""
-        if self._residuals._shape is None:
-            return 0.0
-        k1, k2, w = self._residuals._knots(x["hour"])
-        _, z = self._residuals._residual(self._row(x), int(k1), int(k2), float(w))
-        return float(score_from_z(self._z_equivalent(z), self.z0, self.k))
+        return float(score_from_z(self._z_equivalent(self._residuals.z_row(self._row(x), x["hour"])), self.z0, self.k))
 
     def learn_one(self, x: Mapping[str, float]) -> None:
-        """Learn one reading of the station (skipped if protected)."""
-        k1, k2, w = self._residuals._knots(x["hour"])
-        self._step(self._row(x), int(k1), int(k2), float(w), True)
+        """Learn one reading of the station (skipped if protected, or identical to the previous one)."""
+        self._step(self._row(x), x["hour"])
 
     def score_many(self, values: Mapping[str, np.ndarray], hours: np.ndarray) -> np.ndarray:
         """Scores (T,) of a station's series ``{parameter: (T,) array}``, test-then-train (state updated)."""
@@ -399,6 +402,5 @@ class StationMultivariate(Detector):
                              for p in self.parameters])
         if X.shape[0] != len(hours):
             raise ValueError(f"every series must have one value per hour: {X.shape[0]} != {len(hours)}")
-        k1s, k2s, ws = self._residuals._knots(hours)
-        z_eq = np.array([self._step(X[t], int(k1s[t]), int(k2s[t]), float(ws[t]), True) for t in range(len(hours))])
+        z_eq = np.array([self._step(X[t], float(hours[t])) for t in range(len(hours))])
         return score_from_z(z_eq, self.z0, self.k)

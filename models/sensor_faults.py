@@ -3,8 +3,8 @@
 A sensor that is stuck, spikes, drifts or drops out must not raise a pollution warning. Each fault
 leaves its own trace in a station's series (all parameters together):
 
-- **stuck**: the whole instrument freezes: every parameter exactly constant over several readings.
-  Real water never is (sensor noise alone moves the last digits).
+- **stuck**: the whole instrument freezes: (nearly) every parameter exactly constant over several
+  readings. Real water never is (sensor noise alone moves the last digits).
 - **spike**: one reading of one parameter far off, back to normal at the next reading.
 - **drift**: one parameter slowly departs over days (a step-free ramp) while the others do not.
 - **dropout**: a gap in the timestamps longer than 1.5 reporting steps.
@@ -31,8 +31,9 @@ from models.anomaly import SeasonalRobustZ, score_from_z
 # pH, conductivity and turbidity move with weather and runoff too: they neither make nor veto it.
 POLLUTION_SIGN = {"do": -1, "nh3n": 1, "cod": 1, "codmn": 1, "tp": 1, "oil": 1}
 MAD_TO_SD = 1 / 0.6745  # median absolute deviation x this = standard deviation, for Gaussian noise
-# SeasonalRobustZ settings classify_station runs (10-minute readings): the defaults (level over
-# 6 h) and a slow level (2 days) that a plume broadened by a long way downstream cannot drag along
+# SeasonalRobustZ settings classify_station runs, windows in readings (tuned for 10-minute
+# readings): the defaults (level over 6 h) and a slow level (2 days) that a plume broadened by a
+# long way downstream cannot drag along
 DETECTORS: tuple[Mapping[str, float], ...] = ({}, {"level_window": 288, "scale_window": 144})
 
 
@@ -121,7 +122,7 @@ def stuck_mask(X: np.ndarray, min_samples: int = 3, min_share: float = 0.8) -> n
 def spike_mask(
     X: np.ndarray,
     valid: np.ndarray | None = None,
-    k: float = 4.5,
+    k: float = 5.0,
     window: int = 144,
     min_scale: float = 1e-9,
     ts_s: np.ndarray | None = None,
@@ -213,7 +214,7 @@ def classify_station(
     persistence: int = 3,
     merge_gap: int = 6,
     stuck_min_samples: int = 3,
-    spike_k: float = 4.5,
+    spike_k: float = 5.0,
     detectors: Sequence[Mapping[str, float]] = DETECTORS,
 ) -> list[Finding]:
     """Label the anomalies of one station's series as pollution or sensor faults.

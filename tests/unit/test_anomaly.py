@@ -149,7 +149,7 @@ def test_multivariate_batch_equals_loop_and_skips_a_frozen_instrument():
         x = {**{p: values[p][i] for p in PARAMS}, "hour": hours[i]}
         loop.append(det.score_one(x))
         det.learn_one(x)
-        learned.append(int(det._residuals.n_seen[0]))
+        learned.append(det.n_seen)
     batch_det = StationMultivariate(PARAMS, grace_period=12)
     np.testing.assert_allclose(batch_det.score_many(values, hours), loop, atol=1e-12)
     assert learned[111] == learned[100]  # the 11 repeats were not learned
