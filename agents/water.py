@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, readings_topics
 from models.persistence import Change, PersistenceState, step
+from models.station_watch import StationWatch
 from models.standards import Limit, class_limits
 from pipeline.city import City, default_city, load_toml
 from pipeline.schemas import Alert, Category, Kind, Reading
@@ -18,6 +19,7 @@ from pipeline.schemas import Alert, Category, Kind, Reading
 PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
 
 persistence_table = app.Table("water_persistence", default=None, partitions=SETTINGS.kafka.partitions)
+watch_table = app.Table("water_watch", default=None, partitions=SETTINGS.kafka.partitions)  # statistical state per sensor
 
 
 def station_limits(city: City, gb3838: Mapping, default_class: str) -> dict[str, dict[str, Limit]]:
@@ -80,6 +82,32 @@ def assess(
     return new_states, alerts
 
 
+def watch_reading(reading: Reading, state: dict | None, city: City) -> tuple[dict, Alert | None]:
+    """The statistical screen for one reading: new state, and an early alert when pollution is raised.
+
+    Raised before any standard limit is crossed, so it is an early (blue) warning; the limit rule's
+    alerts for the same parameter escalate the same incident.
+    """
+    values = {p: q.value for p, q in reading.values.items()}
+    watch = StationWatch.from_state(state) if state else StationWatch(sorted(values))
+    verdict = watch.step(values, city.local_hour(reading.ts))
+    alert = None
+    if verdict.change == "raised" and verdict.parameter is not None:
+        station = city.stations[reading.station]
+        label = load_toml("parameters")["water"][verdict.parameter].get("label", verdict.parameter)
+        quantity = reading.values[verdict.parameter]
+        alert = Alert(
+            alert_id=f"{reading.sensor_id}:{verdict.parameter}:{int(reading.ts.timestamp() * 1000)}:statistical",
+            category=Category.water, rule="statistical", sensor_id=reading.sensor_id, station=reading.station,
+            district=reading.district, township=station.township, ts=reading.ts, parameter=verdict.parameter,
+            value=quantity.value, unit=quantity.unit, limit=LIMITS[reading.station][verdict.parameter].bound
+            if verdict.parameter in LIMITS[reading.station] else 0.0, severity=0.1,
+            message=(f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} is {verdict.z:.1f} robust sd from normal "
+                     f"for this hour, with related parameters moving too (early warning: no limit crossed yet)"),
+        )
+    return watch.state(), alert
+
+
 CITY = default_city()
 LIMITS = station_limits(CITY, load_toml("gb3838"), SETTINGS.water.default_class)
 
@@ -92,10 +120,14 @@ async def water(stream):
             keys = {p: f"{reading.sensor_id}|{p}" for p in reading.values}
             states = {p: PersistenceState(*persistence_table[k]) for p, k in keys.items() if k in persistence_table}
             new_states, alerts = assess(reading, LIMITS[reading.station], states, PERSISTENCE_READINGS, CITY)
+            watch_state, early = watch_reading(reading, watch_table.get(reading.sensor_id), CITY)
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("water", readings_topics[Kind.water], raw, error)
             continue
+        if early is not None:
+            alerts.insert(0, early)
         for parameter, state in new_states.items():
             persistence_table[keys[parameter]] = [state.bad_run, state.good_run, state.active, state.reported_severity]
+        watch_table[reading.sensor_id] = watch_state
         for alert in alerts:
             await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

@@ -164,6 +164,31 @@ class SeasonalRobustZ(Detector):
         elif shape != self._shape:
             raise ValueError(f"this detector holds series of shape {self._shape}, got readings of shape {shape}")
 
+    def state(self) -> dict:
+        """What it has learned, as plain data (for a Faust table); ``load_state`` restores it."""
+        if self._shape is None:
+            return {}
+        return {"shape": list(self._shape), "profile": self._profile.tolist(), "weight": self._weight.tolist(),
+                "level": self._level.tolist(), "abs_dev": self._abs_dev.tolist(), "n_dev": self._n_dev.tolist(),
+                "n_seen": self.n_seen.tolist()}
+
+    def load_state(self, state: Mapping) -> "SeasonalRobustZ":
+        """Restore what ``state`` returned (an empty state: nothing learned yet).
+
+        >>> a = SeasonalRobustZ(grace_period=2)
+        >>> for v in (8.0, 8.1, 7.9): a.learn_one({"value": v, "hour": 10.0})
+        >>> b = SeasonalRobustZ(grace_period=2).load_state(a.state())
+        >>> b.z_one({"value": 7.0, "hour": 10.0}) == a.z_one({"value": 7.0, "hour": 10.0})
+        True
+        """
+        self.reset()
+        if state:
+            self._shape = tuple(state["shape"])
+            self._profile, self._weight = np.array(state["profile"], float), np.array(state["weight"], float)
+            self._level, self._abs_dev = np.array(state["level"], float), np.array(state["abs_dev"], float)
+            self._n_dev, self.n_seen = np.array(state["n_dev"], float), np.array(state["n_seen"], np.int64)
+        return self
+
     def _knots(self, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pos = (np.asarray(hours, dtype=float) % 24.0) / 24.0 * self.n_bins
         low = np.floor(pos)

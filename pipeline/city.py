@@ -134,6 +134,11 @@ class City:
     cameras: dict[str, Camera]
     sensors: dict[str, Sensor] = field(default_factory=dict)
     network: RiverNetwork | None = None
+    utc_offset_h: float = 8.0  # local time of the city (Chongqing: UTC+8, no daylight saving)
+
+    def local_hour(self, ts) -> float:
+        """Local hour of day (0-24) of an aware datetime."""
+        return ((ts.timestamp() + self.utc_offset_h * 3600) % 86400) / 3600
 
     def __post_init__(self):
         self.network = RiverNetwork(self.rivers)
@@ -207,6 +212,7 @@ def parse_city(raw: dict) -> City:
         zones={z["id"]: Zone(**_tuples(z)) for z in raw.get("zones", [])},
         roads={r["id"]: Road(**r) for r in raw.get("roads", [])},
         cameras={c["id"]: Camera(**_tuples(c)) for c in raw.get("cameras", [])},
+        utc_offset_h=float(raw.get("utc_offset_h", 8.0)),
     )
     check(city)
     return city

@@ -58,3 +58,24 @@ def test_one_warning_per_incident_and_a_new_one_on_escalation():
     assert nothing is None and closed["open"] is False
     reopened, new_warning = decide(mild.model_copy(update={"ts": mild.ts + timedelta(days=1)}), closed, CITY, RULES, ROUTING)
     assert new_warning is not None and new_warning.incident_id != warning.incident_id
+
+
+def test_statistical_screen_warns_early_on_the_sag_and_not_on_a_quiet_week():
+    from agents.water import watch_reading
+    from sensors_sim.recording import messages
+    from sensors_sim.scenario import load_scenario, simulate
+
+    for name, expected in (("puhe_do_sag", {"puhe-zhaixi-bridge"}), ("quiet_week", set())):
+        rec = simulate(load_scenario(name, city=CITY), CITY)
+        water = rec.frame[(rec.frame["kind"] == "water") & ~rec.frame["malformed"]].sort_values(["ts_ms", "msg"])
+        states, alerted = {}, {}
+        for _, _, payload in messages(water, "yuflow"):
+            reading = Reading.model_validate_json(payload)
+            states[reading.sensor_id], alert = watch_reading(reading, states.get(reading.sensor_id), CITY)
+            if alert is not None:
+                alerted.setdefault(alert.station, alert)
+        assert expected <= set(alerted) and (expected or not alerted), (name, alerted)
+        for station in expected:
+            sag = rec.truth.of_type("do_sag")[0]
+            assert alerted[station].severity < 0.25 and alerted[station].rule == "statistical"  # early: blue
+            assert sag.start <= alerted[station].ts <= sag.expected_detection  # before the limit crossing
