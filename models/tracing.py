@@ -178,6 +178,7 @@ def trace(
     top_k: int = 5,
     noise_sd: Mapping[str, float] | None = None,
     residual_correlation: float = 10.0,
+    refine_within: float = 3.0,
 ) -> list[Suspect]:
     """Candidates ranked by posterior probability (the top ``top_k``).
 
@@ -193,7 +194,7 @@ def trace(
     yy = {p: float(v @ v) for p, v in y.items()}
     n_total = sum(len(s.t_s) for s in series) * len(pollutants)
 
-    fits = []
+    fits, grid = [], []
     for c in candidates:
         tau_first = network.travel_time_s(c.point, first.point)
         if tau_first is None or tau_first > max_travel_s:
@@ -204,7 +205,14 @@ def trace(
             step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
             t0 = np.arange(first_t - tau_first - d - 2 * 3600, first_t - tau_first + step, step)
             best = _better_release(best, geo, y, yy, d, t0)
-        best = _refine(best, geo, y, yy)
+        grid.append((c, geo, best, tau_first))
+    if not grid:
+        return []
+    # refining is the costly part: only candidates whose grid fit is within reach of the best
+    reach = refine_within * min(g[2][0] for g in grid)
+    for c, geo, best, tau_first in grid:
+        if best[0] <= reach:
+            best = _refine(best, geo, y, yy)
         sse, t0_best, d_best, v_best, m_weighted = best
         m_best = {p: m / weight[p] for p, m in m_weighted.items()}
         signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels
