@@ -16,7 +16,7 @@ import numpy as np
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, tracing_topic
 from pipeline.city import default_city
 from pipeline.influx import influxql
-from pipeline.schemas import Alert, Category, IntakeArrival, SourceSuspect, TracingResult
+from pipeline.schemas import Alert, CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult
 from pipeline.water_tracing import POLLUTANTS, History, stations_to_watch, trace_incident
 
 TRACED_PARAMETERS = {*POLLUTANTS, "do"}
@@ -43,6 +43,18 @@ def histories_from_influx(stations: list[str], since_s: float, until_s: float) -
     return out
 
 
+MIN_CAMERA_CONFIDENCE = 0.6  # below this, sheen detections are mostly sun glint and foam
+
+
+def camera_sightings(stations: list[str], since_s: float, until_s: float) -> list[CameraSighting]:
+    """Confident oil-sheen detections by cameras watching these stations in the window."""
+    query = (f"SELECT max(\"oil_area\"), max(\"confidence\") FROM readings WHERE kind = 'camera' AND detection = 'oil_sheen' "
+             f"AND confidence >= {MIN_CAMERA_CONFIDENCE} AND station =~ /^({'|'.join(stations)})$/ "
+             f"AND time >= '{_iso(since_s)}' AND time <= '{_iso(until_s)}' GROUP BY station, sensor_id")
+    return [CameraSighting(station=s["tags"]["station"], camera_id=s["tags"]["sensor_id"], area_m2=float(s["values"][0][1]),
+                           confidence=float(s["values"][0][2])) for s in influxql(SETTINGS.influx, query, timeout_s=30)]
+
+
 def trace_alert(alert: Alert) -> TracingResult | None:
     """Blocking: query the histories and fit. Runs in a worker thread."""
     started = time.perf_counter()
@@ -64,8 +76,10 @@ def trace_alert(alert: Alert) -> TracingResult | None:
                       peak_mg_l=round(a.peak_mg_l, 4), hours_left=round((a.arrival_s - detected_s) / 3600, 2))
         for a in traced.arrivals if a.arrival_s >= detected_s - 3600  # not the intakes it has long passed
     ]
+    sightings = camera_sightings(stations, detected_s - 6 * 3600, detected_s)
     return TracingResult(incident_key=alert.incident_key, category=alert.category, station=alert.station, district=alert.district,
                          township=alert.township, parameter=alert.parameter, ts=alert.ts, suspects=suspects, arrivals=arrivals,
+                         camera_sightings=sightings,
                          compute_ms=round((time.perf_counter() - started) * 1000, 1))
 
 

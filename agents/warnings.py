@@ -60,7 +60,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     """A warning naming the suspected source and the intake at risk, once per incident, top suspect and tier.
 
     The tier is the incident's, raised to red when the plume is due at an intake within
-    ``escalation.intake_hours_red`` hours.
+    ``escalation.intake_hours_red`` hours, and to at least orange when cameras saw the oil sheen.
     """
     # a closed station-level incident still gets its source warning: the plume has moved on downstream
     if incident is None or not result.suspects:
@@ -71,6 +71,11 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     first_intake = min(threatened, key=lambda a: a.hours_left) if threatened else None
     if first_intake is not None and first_intake.hours_left <= rules["escalation"]["intake_hours_red"]:
         tier = Tier.red
+    # cameras that saw a sheen on the river corroborate the incident: at least orange, and said so
+    seen = "".join(f"; oil sheen {c.area_m2:.0f} m² seen by camera {c.camera_id} at {city.site_name(c.station)} "
+                   f"(confidence {c.confidence:.0%})" for c in result.camera_sightings)
+    if result.camera_sightings and tier.rank < Tier.orange.rank:
+        tier = Tier.orange
     if incident.get("traced") == top.source_id and Tier(incident.get("traced_tier", "blue")).rank >= tier.rank:
         return incident, None
     levels, departments = route(result.category.value, tier.value, routing)
@@ -96,7 +101,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
         levels=levels,
         departments=departments,
         title=f"{tier.value.upper()} water warning at {city.site_name(result.station)}: suspected source {top.name} ({top.probability:.0%})",
-        message=top.explanation + arrival,
+        message=top.explanation + arrival + seen,
         checklist=checklist,
         suspects=result.suspects,
         arrivals=result.arrivals,

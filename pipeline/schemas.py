@@ -141,6 +141,15 @@ class IntakeArrival(Message):
     hours_left: float
 
 
+class CameraSighting(Message):
+    """An edge camera's oil-sheen detections at a station during an incident (corroboration)."""
+
+    station: str
+    camera_id: str
+    area_m2: float
+    confidence: float
+
+
 class TracingResult(Message):
     """The tracing agent's answer for one incident: suspects, ranked, and arrivals downstream."""
 
@@ -153,6 +162,7 @@ class TracingResult(Message):
     ts: UtcDatetime
     suspects: list[SourceSuspect]
     arrivals: list[IntakeArrival] = []
+    camera_sightings: list[CameraSighting] = []
     compute_ms: float
     computed_at: UtcDatetime = Field(default_factory=utc_now)
 

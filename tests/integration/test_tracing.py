@@ -38,5 +38,6 @@ def test_simulated_oil_spill_yields_a_warning_naming_the_source(stack):
     true_arrival_s = release_s + spill.details["intake_arrival_h"]["ruxi-intake"] * 3600
     assert abs(intake.arrival.timestamp() - true_arrival_s) <= 0.1 * spill.details["intake_arrival_h"]["ruxi-intake"] * 3600
     assert warning.tier is Tier.red  # due at a drinking-water intake within 6 h
+    assert "oil sheen" in warning.message and "cam-ruxi-mingda" in warning.message  # the camera corroborates
     assert any("截污坝" in item for item in warning.checklist) and any("停产" in item for item in warning.checklist)
     assert {"water_bureau", "ecology_environment", "emergency_management"} <= set(warning.departments)

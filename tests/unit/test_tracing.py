@@ -12,7 +12,7 @@ from models.river import RiverNetwork, RiverSpec
 from models.tracing import Candidate, StationSeries, trace
 from models.transport import dispersion_sigma_s, plume_mg_l
 from pipeline.city import default_city, load_toml
-from pipeline.schemas import Category, IntakeArrival, SourceSuspect, TracingResult
+from pipeline.schemas import CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult
 
 NET = RiverNetwork({"r": RiverSpec("r", (20.0,), (0.5,), (5.0,), dispersion_m2s=10.0)})
 PROFILES = {"sewage_plant": {"cod": 0.85, "nh3n": 0.15}, "vessel": {"oil": 1.0}}
@@ -88,3 +88,7 @@ def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_re
     assert other is not None and other.suspects[0].source_id == "ruxi-mingda-dock"
     _, far = decide_traced(_result(30.0), {"incident_id": "x", "open": True, "tier": "yellow"}, city, rules, routing)
     assert far.tier.value == "yellow"  # a day and more away: no escalation
+    seen = _result(30.0).model_copy(update={"camera_sightings": [
+        CameraSighting(station="ruxi-mingda", camera_id="cam-ruxi-mingda", area_m2=300, confidence=0.9)]})
+    _, corroborated = decide_traced(seen, {"incident_id": "y", "open": True, "tier": "yellow"}, city, rules, routing)
+    assert corroborated.tier.value == "orange" and "300 m²" in corroborated.message
