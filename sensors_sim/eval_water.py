@@ -88,9 +88,9 @@ def gb3838_detections(city: City, data: dict[str, History], persistence: int = P
     return found
 
 
-def statistical_findings(rec: Recording, data: dict[str, History]) -> dict[str, list[Finding]]:
+def statistical_findings(rec: Recording, data: dict[str, History], city: City) -> dict[str, list[Finding]]:
     """Per station: the statistical detectors' findings (pollution or sensor fault), test-then-train."""
-    local_offset_s = 8 * 3600
+    local_offset_s = city.utc_offset_h * 3600
     start_s = rec.truth.start.timestamp()
     step_s = float(rec.truth.steps_s["water"])
     return {sid: classify_station(h.t_s, h.values, ((start_s + local_offset_s + h.t_s) % 86400) / 3600, step_s)
@@ -99,7 +99,7 @@ def statistical_findings(rec: Recording, data: dict[str, History]) -> dict[str, 
 
 def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) -> RunSummary:
     data = station_data(rec)
-    findings = statistical_findings(rec, data)
+    findings = statistical_findings(rec, data, city)
     # the standard's rule and the statistical detectors, whichever sees it first
     detections = gb3838_detections(city, data) + [
         Detection(sid, f.start_s, f.parameter or "multi") for sid, fs in findings.items() for f in fs if f.kind == "pollution"]

@@ -8,6 +8,7 @@ per-reading Python loops: the loops run over events, parameters and feeds.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from models.standards import class_limits
+from models.tracing import emission_profile
 from models.warnings import tier_from_severity
 from pipeline.city import City, counter_sensor_id, load_toml, water_sensor_id
 from pipeline.settings import CONFIG_DIR
@@ -23,7 +25,6 @@ from sensors_sim.faults import FaultRates, FaultRecord, apply_array_faults
 from sensors_sim.recording import Recording
 from sensors_sim.truth import GroundTruth, TruthEvent
 
-LOCAL_OFFSET_S = 8 * 3600  # Chongqing local time, UTC+8, no daylight saving
 FEEDS = ("water", "rain", "crowd", "camera")
 DECAY_PER_DAY = {"oil": 0.3, "nh3n": 0.2, "cod": 0.1, "tp": 0.05}
 SPIKE_SCALE = {**water.NOISE, "rain": 2.0, "interval_s": 0.0, "count": 50.0, "flow_in": 5.0, "flow_out": 5.0}
@@ -98,8 +99,8 @@ def random_release_event(city: City, rng: np.random.Generator, duration_h: float
     sources = [s for s in city.sources.values() if network.discharge_m3s(s.point) <= 200]
     profiles = load_toml("sources")["profiles"]
 
-    def profile(s) -> dict:
-        return profiles.get(f"{s.type}.{s.subtype}", profiles[s.type])
+    def profile(s) -> Mapping[str, float]:
+        return emission_profile(profiles, s.type, s.subtype)
 
     if kind == "oil_spill":  # sources that handle oil: vessels, food and machinery plants, ...
         sources = [s for s in sources if "oil" in profile(s)]
@@ -179,8 +180,13 @@ class _Detections:
             self.confidence.append(confidence)
 
 
-def _local_hour(scn: Scenario, t_s: np.ndarray) -> np.ndarray:
-    return ((scn.start.timestamp() + LOCAL_OFFSET_S + t_s) % 86400) / 3600
+def _local_s(scn: Scenario, city: City, t_s: np.ndarray) -> np.ndarray:
+    """Seconds since the epoch in the city's local time, for times ``t_s`` into the run."""
+    return scn.start.timestamp() + city.utc_offset_h * 3600 + t_s
+
+
+def _local_hour(scn: Scenario, city: City, t_s: np.ndarray) -> np.ndarray:
+    return (_local_s(scn, city, t_s) % 86400) / 3600
 
 
 def _iso(scn: Scenario, t_s: float) -> datetime:
@@ -207,7 +213,7 @@ def simulate(scn: Scenario, city: City) -> Recording:
     if "water" in scn.feeds or (water_events and "camera" in scn.feeds):
         stations = list(city.stations.values())
         t_w = np.arange(0, scn.duration_s, scn.steps_s["water"], dtype=float)
-        series = water.baseline(_local_hour(scn, t_w), t_w / 86400, len(stations), scn.start.month,
+        series = water.baseline(_local_hour(scn, city, t_w), t_w / 86400, len(stations), scn.start.month,
                                 [s.target_class for s in stations], rng["water"])
         clean = {p: a.copy() for p, a in series.clean.items()}
         limits = [class_limits(load_toml("gb3838"), s.target_class) for s in stations]
@@ -419,8 +425,8 @@ def _flood_detections(scn, city, cams, camera_index, cells, showers, t_cam, r) -
 
 def _crowd_present(scn, city, zones, t_c, truth) -> np.ndarray:
     """People present per zone, calibrated to the scenario's visitors per day; surges recorded as truth."""
-    hour = _local_hour(scn, t_c)
-    weekday = ((scn.start.timestamp() + LOCAL_OFFSET_S + t_c) // 86400 + 3) % 7  # 0 = Monday
+    hour = _local_hour(scn, city, t_c)
+    weekday = (_local_s(scn, city, t_c) // 86400 + 3) % 7  # 0 = Monday
     day_factor = np.where(weekday >= 5, 1.15, 1.0)
     peaks = np.array([z.peak_persons for z in zones], dtype=float)
     area = np.array([z.area_m2 for z in zones])

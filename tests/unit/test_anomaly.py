@@ -12,7 +12,7 @@ from models.anomaly import SeasonalRobustZ, StationMultivariate, score_from_z
 from models.base import Detector
 from models.sensor_faults import classify_station, dropouts, spike_mask, stuck_mask
 from pipeline.city import default_city
-from sensors_sim.scenario import LOCAL_OFFSET_S, load_scenario, simulate
+from sensors_sim.scenario import load_scenario, simulate
 
 STEP_S = 600.0
 PARAMS = ("temp", "do", "ph", "nh3n", "cod", "codmn", "tp", "turbidity", "conductivity", "oil")
@@ -239,7 +239,7 @@ def water_stations(rec) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray], np
     for sensor, g in wide.groupby(level=0, observed=True):
         ts_ms = g.index.get_level_values(1).to_numpy()
         out[sensor] = ((ts_ms - start_ms) / 1000, {p: g[p].to_numpy(float) for p in g.columns},
-                       ((ts_ms / 1000 + LOCAL_OFFSET_S) % 86400) / 3600)
+                       ((ts_ms / 1000 + CITY.utc_offset_h * 3600) % 86400) / 3600)
     return out
 
 
