@@ -15,9 +15,9 @@ import numpy as np
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, tracing_topic
 from pipeline.city import default_city
-from pipeline.influx import influxql
+from pipeline.influx import influx_time, influxql
 from pipeline.schemas import Alert, CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult
-from pipeline.water_tracing import POLLUTANTS, History, stations_to_watch, trace_incident
+from pipeline.water_tracing import POLLUTANTS, History, incident_scope, trace_incident
 
 TRACED_PARAMETERS = {*POLLUTANTS, "do"}
 RETRACE_S = 1800.0
@@ -26,15 +26,11 @@ CITY = default_city()
 traced_table = app.Table("traced", default=None, partitions=SETTINGS.kafka.partitions)
 
 
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
-
-
 def histories_from_influx(stations: list[str], since_s: float, until_s: float) -> dict[str, History]:
     pattern = "|".join(stations)
     fields = ", ".join(f'"{p}"' for p in POLLUTANTS)
     query = (f"SELECT {fields} FROM readings WHERE kind = 'water' AND station =~ /^({pattern})$/ "
-             f"AND time >= '{_iso(since_s)}' AND time <= '{_iso(until_s)}' GROUP BY station")
+             f"AND time >= '{influx_time(since_s)}' AND time <= '{influx_time(until_s)}' GROUP BY station")
     out = {}
     for series in influxql(SETTINGS.influx, query, timeout_s=30):
         rows = np.array([[np.nan if v is None else v for v in row] for row in series["values"]], dtype=float)
@@ -50,7 +46,7 @@ def camera_sightings(stations: list[str], since_s: float, until_s: float) -> lis
     """Confident oil-sheen detections by cameras watching these stations in the window."""
     query = (f"SELECT max(\"oil_area\"), max(\"confidence\") FROM readings WHERE kind = 'camera' AND detection = 'oil_sheen' "
              f"AND confidence >= {MIN_CAMERA_CONFIDENCE} AND station =~ /^({'|'.join(stations)})$/ "
-             f"AND time >= '{_iso(since_s)}' AND time <= '{_iso(until_s)}' GROUP BY station, sensor_id")
+             f"AND time >= '{influx_time(since_s)}' AND time <= '{influx_time(until_s)}' GROUP BY station, sensor_id")
     return [CameraSighting(station=s["tags"]["station"], camera_id=s["tags"]["sensor_id"], area_m2=float(s["values"][0][1]),
                            confidence=float(s["values"][0][2])) for s in influxql(SETTINGS.influx, query, timeout_s=30)]
 
@@ -59,9 +55,9 @@ def trace_alert(alert: Alert) -> TracingResult | None:
     """Blocking: query the histories and fit. Runs in a worker thread."""
     started = time.perf_counter()
     detected_s = alert.ts.timestamp()
-    stations, lookback_s = stations_to_watch(CITY, alert.station)
-    histories = histories_from_influx(stations, detected_s - lookback_s - 24 * 3600, detected_s)
-    traced = trace_incident(CITY, histories, alert.station, detected_s, detected_s)
+    scope = incident_scope(CITY, alert.station)
+    histories = histories_from_influx(scope.stations, detected_s - scope.lookback_s - 24 * 3600, detected_s)
+    traced = trace_incident(CITY, histories, alert.station, detected_s, detected_s, scope)
     if not traced.suspects:
         return None
     suspects = []
@@ -76,7 +72,7 @@ def trace_alert(alert: Alert) -> TracingResult | None:
                       peak_mg_l=round(a.peak_mg_l, 4), hours_left=round((a.arrival_s - detected_s) / 3600, 2))
         for a in traced.arrivals if a.arrival_s >= detected_s - 3600  # not the intakes it has long passed
     ]
-    sightings = camera_sightings(stations, detected_s - 6 * 3600, detected_s)
+    sightings = camera_sightings(scope.stations, detected_s - 6 * 3600, detected_s)
     return TracingResult(incident_key=alert.incident_key, category=alert.category, station=alert.station, district=alert.district,
                          township=alert.township, parameter=alert.parameter, ts=alert.ts, suspects=suspects, arrivals=arrivals,
                          camera_sightings=sightings,

@@ -17,7 +17,7 @@ from rich.panel import Panel
 from pipeline import services
 from pipeline.bridge import online_status
 from pipeline.city import default_city
-from pipeline.influx import influxql
+from pipeline.influx import influx_time, influxql
 from pipeline.mqtt import make_client
 from pipeline.operators import follow_warnings, warnings_table
 from pipeline.processes import Background, wait_until
@@ -116,7 +116,7 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         frame = recording.frame
         valid = frame[~frame["malformed"]]
         first_ts = datetime.fromtimestamp((int(frame["ts_ms"].min()) + shift) / 1000, UTC)
-        since = first_ts.isoformat().replace("+00:00", "Z")
+        since = influx_time(first_ts)
         readings_before = _count(settings, f"SELECT count(\"do\") FROM readings WHERE time >= '{since}'")
         deadletters_before = _count(settings, f"SELECT count(\"count\") FROM deadletter WHERE time >= '{since}'")
         acknowledged = publish_timed(messages(frame, settings.mqtt.topic_root, shift), settings.mqtt)

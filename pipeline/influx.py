@@ -24,7 +24,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pipeline.schemas import Alert, CameraDetection, DeadLetter, Reading, Warning
 from pipeline.settings import InfluxSettings
@@ -206,6 +206,17 @@ def influxql(settings: InfluxSettings, query: str, timeout_s: float = 10.0, meth
         for s in result.get("series", []):
             series.append({"name": s["name"], "tags": s.get("tags", {}), "columns": s["columns"], "values": s["values"]})
     return series
+
+
+def influx_time(ts: datetime | float) -> str:
+    """An InfluxQL time literal (RFC 3339, UTC) from an aware datetime or epoch seconds.
+
+    >>> influx_time(1767225600.5)
+    '2026-01-01T00:00:00.500000Z'
+    """
+    if not isinstance(ts, datetime):
+        ts = datetime.fromtimestamp(ts, UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def ensure_database(settings: InfluxSettings) -> None:

@@ -48,28 +48,35 @@ def excess_series(h: History, t_detect: float, until_s: float, lookback_s: float
     return h.t_s[window], excess, noise
 
 
-def candidates_for(city: City, first_station: str) -> tuple[list[Candidate], dict[str, float]]:
-    """Sources upstream of the first detecting station within the maximum travel time, and their travel times."""
+@dataclass(frozen=True)
+class Scope:
+    """Where to look for one incident: the candidate sources, the stations that could have seen
+    any of them, and how far back (s) their histories must reach."""
+
+    candidates: list[Candidate]
+    stations: list[str]
+    lookback_s: float
+
+
+def incident_scope(city: City, first_station: str) -> Scope:
+    """Sources upstream of the first detecting station within the maximum travel time, and the
+    stations downstream of any of them."""
     cfg = load_toml("tracing")["fit"]
     point = city.stations[first_station].point
     travel = {s.id: city.network.travel_time_s(s.point, point) for s in city.sources.values()}
-    chosen = [Candidate(s.id, s.type, s.point, s.name, s.subtype) for s in city.sources.values()
-              if travel[s.id] is not None and travel[s.id] <= cfg["max_travel_h"] * 3600]
-    return chosen, {c.id: travel[c.id] for c in chosen}
-
-
-def stations_to_watch(city: City, first_station: str) -> tuple[list[str], float]:
-    """Stations that could have seen a release from any candidate, and how far back to look (s)."""
-    candidates, travel = candidates_for(city, first_station)
+    candidates = [Candidate(s.id, s.type, s.point, s.name, s.subtype) for s in city.sources.values()
+                  if travel[s.id] is not None and travel[s.id] <= cfg["max_travel_h"] * 3600]
     stations = [sid for sid, st in city.stations.items() if any(city.network.path(c.point, st.point) for c in candidates)]
     # long enough to see a plume from the furthest candidate pass every station upstream of the first
-    return stations, max(travel.values(), default=0.0) + 6 * 3600
+    lookback_s = max((travel[c.id] for c in candidates), default=0.0) + 6 * 3600
+    return Scope(candidates, stations, lookback_s)
 
 
-def trace_incident(city: City, histories: Mapping[str, History], first_station: str, first_t_s: float, until_s: float) -> TracedIncident:
+def trace_incident(city: City, histories: Mapping[str, History], first_station: str, first_t_s: float, until_s: float,
+                   scope: Scope | None = None) -> TracedIncident:
     cfg = load_toml("tracing")
-    candidates, _ = candidates_for(city, first_station)
-    stations, lookback_s = stations_to_watch(city, first_station)
+    scope = scope or incident_scope(city, first_station)
+    candidates, stations, lookback_s = scope.candidates, scope.stations, scope.lookback_s
     series, noise = [], {}
     for sid in stations:
         if sid not in histories:
