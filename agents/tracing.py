@@ -14,13 +14,16 @@ from datetime import UTC, datetime
 import numpy as np
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, tracing_topic
-from pipeline.city import default_city
+from pipeline.city import default_city, load_toml
 from pipeline.influx import influx_time, influxql
 from pipeline.schemas import Alert, CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult
 from pipeline.water_tracing import POLLUTANTS, History, incident_scope, trace_incident
 
 TRACED_PARAMETERS = {*POLLUTANTS, "do"}
 RETRACE_S = 1800.0
+OBSERVE_S = load_toml("tracing")["agent"]["observe_h"] * 3600
+CITY_STEP_S = 600.0  # water stations report every 10 minutes
+SINK_WAIT_S = 30.0  # at most this long for the sink to write readings that already exist
 CITY = default_city()
 
 traced_table = app.Table("traced", default=None, partitions=SETTINGS.kafka.partitions)
@@ -51,13 +54,22 @@ def camera_sightings(stations: list[str], since_s: float, until_s: float) -> lis
                            confidence=float(s["values"][0][2])) for s in influxql(SETTINGS.influx, query, timeout_s=30)]
 
 
+def latest_reading_s(station: str, until_s: float) -> float | None:
+    """Time of the station's latest water reading in InfluxDB up to ``until_s`` (None: none yet)."""
+    query = f"SELECT last(\"do\") FROM readings WHERE kind = 'water' AND station = '{station}' AND time <= '{influx_time(until_s)}'"
+    series = influxql(SETTINGS.influx, query, timeout_s=10)
+    return series[0]["values"][0][0] / 1000 if series else None
+
+
 def trace_alert(alert: Alert) -> TracingResult | None:
-    """Blocking: query the histories and fit. Runs in a worker thread."""
+    """Blocking: query the histories (up to OBSERVE_S after detection, as far as they exist) and fit.
+    Runs in a worker thread."""
     started = time.perf_counter()
     detected_s = alert.ts.timestamp()
+    until_s = detected_s + OBSERVE_S
     scope = incident_scope(CITY, alert.station)
-    histories = histories_from_influx(scope.stations, detected_s - scope.lookback_s - 24 * 3600, detected_s)
-    traced = trace_incident(CITY, histories, alert.station, detected_s, detected_s, scope)
+    histories = histories_from_influx(scope.stations, detected_s - scope.lookback_s - 24 * 3600, until_s)
+    traced = trace_incident(CITY, histories, alert.station, detected_s, until_s, scope)
     if not traced.suspects:
         return None
     suspects = []
@@ -79,15 +91,35 @@ def trace_alert(alert: Alert) -> TracingResult | None:
                          compute_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
+async def _wait_for_sink(station: str, until_s: float) -> None:
+    """Until InfluxDB holds the station's readings up to ``until_s`` or to now, whichever is earlier
+    (a replay at speed has them already; live, the future has not happened), or SINK_WAIT_S passes."""
+    deadline = time.monotonic() + SINK_WAIT_S
+    await asyncio.sleep(2 * SETTINGS.influx.flush_interval_s)
+    while time.monotonic() < deadline:
+        latest = await asyncio.to_thread(latest_reading_s, station, until_s)
+        wanted = min(until_s, time.time()) - 2 * CITY_STEP_S
+        if latest is not None and latest >= wanted:
+            return
+        await asyncio.sleep(SETTINGS.influx.flush_interval_s)
+
+
 async def _trace_and_publish(alert: Alert, raw: bytes) -> None:
-    await asyncio.sleep(2 * SETTINGS.influx.flush_interval_s)  # let the sink write the readings that raised it
-    try:
-        result = await asyncio.to_thread(trace_alert, alert)
-    except Exception as error:  # tracing must not stop anything; the record says what failed
-        await dead_letter("tracing", alerts_topic, raw, error)
-        return
-    if result is not None:
-        await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
+    """Trace with the data there is, and again once OBSERVE_S of data after the detection exists."""
+    detected_s = alert.ts.timestamp()
+    for attempt in range(2):
+        await _wait_for_sink(alert.station, detected_s + OBSERVE_S)
+        try:
+            result = await asyncio.to_thread(trace_alert, alert)
+        except Exception as error:  # tracing must not stop anything; the record says what failed
+            await dead_letter("tracing", alerts_topic, raw, error)
+            return
+        if result is not None:
+            await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
+        remaining_s = detected_s + OBSERVE_S - time.time()
+        if attempt == 1 or remaining_s <= 0:
+            return
+        await asyncio.sleep(remaining_s)  # live: the plume is still passing; look again when it has
 
 
 _running: set[asyncio.Task] = set()  # tracing runs beside the stream, so alerts keep flowing meanwhile
