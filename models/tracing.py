@@ -10,12 +10,15 @@ pollutant complete the posterior. Stateless: call it again as observations arriv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import ndtr
 
 from models.river import Point, RiverNetwork
+
 from models.transport import dispersion_sigma_s, plume_mg_l
 
 SIGNATURE_POLLUTANTS = ("cod", "nh3n", "oil", "tp")
@@ -98,6 +101,16 @@ class Geometry:
     discharge_m3s: np.ndarray
     reached: np.ndarray
 
+    def subset(self, keep: np.ndarray) -> Geometry:
+        return Geometry(*(a[keep] for a in (self.t_s, self.travel_s, self.distance_km, self.dispersion_m2s, self.discharge_m3s, self.reached)))
+
+    def may_see(self, t0_min_s: float, velocity_factor_max: float = 1.0, velocity_factor_min: float = 1.0) -> np.ndarray:
+        """Samples a release starting at ``t0_min_s`` or later could reach (within 6 sigma of the
+        fastest arrival): the others are zero in every fit, so they can be left out of the arithmetic."""
+        slowest = self.travel_s / velocity_factor_min
+        sigma_max = dispersion_sigma_s(slowest, self.distance_km, 1.0) * np.sqrt(self.dispersion_m2s)
+        return self.reached & (self.t_s >= t0_min_s + self.travel_s / velocity_factor_max - 6 * sigma_max)
+
     def unit_plume(self, t0: np.ndarray, duration_s: float, velocity_factor: float) -> np.ndarray:
         """Concentration per kg released at each start time in ``t0``: (len(t0), N)."""
         tau = self.travel_s / velocity_factor
@@ -117,6 +130,14 @@ def geometry(network: RiverNetwork, source: Point, series: Sequence[StationSerie
             columns.append((s.t_s, np.full(n, tau), np.full(n, network.distance_km(source, s.point)),
                             np.full(n, network.dispersion_m2s(s.point)), np.full(n, network.discharge_m3s(s.point)), np.ones(n, bool)))
     return Geometry(*(np.concatenate(parts) for parts in zip(*columns)))
+
+
+def _seen(geo: Geometry, y: Mapping[str, np.ndarray], t0_min_s: float, velocity_factor_max: float, velocity_factor_min: float):
+    """The geometry and data of the samples a release starting at ``t0_min_s`` or later may reach.
+    The others add the same y² to every fit (``yy`` keeps the whole sum): stations beside the
+    candidate's path and the look-back before the earliest arrival are left out of the arithmetic."""
+    keep = geo.may_see(t0_min_s, velocity_factor_max, velocity_factor_min)
+    return geo.subset(keep), {p: v[keep] for p, v in y.items()}
 
 
 def _better_release(best, geo: Geometry, y, yy, duration_s, t0, velocity_factor=1.0, flow_sd=0.1):
@@ -143,17 +164,37 @@ def _better_release(best, geo: Geometry, y, yy, duration_s, t0, velocity_factor=
     return best
 
 
-def _refine(best, geo: Geometry, y, yy, duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_bounds: tuple[float, float] = (0.5, 2.0)):
-    """Continuous start time, duration and flow factor from the grid optimum (Nelder-Mead): plumes a
-    few km from their source are sharper than any grid step, and today's flow is not the nominal one."""
+def _refine(best, geo: Geometry, y, yy, start_within_h: float, flow_max_min: tuple[float, float],
+            duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_sd: float = 0.1):
+    """Continuous start time (within ``start_within_h`` of the grid optimum), duration and flow
+    factor (between ``flow_max_min``) from the grid optimum (Nelder-Mead): plumes a few km from
+    their source are sharper than any grid step, and today's flow is not the nominal one."""
     from scipy.optimize import minimize
 
+    t0_bounds_h = (best[1] / 3600 - start_within_h, best[1] / 3600 + start_within_h)
+
     def clamp(params: np.ndarray) -> tuple[float, float, float]:  # an unseen end must not stretch a release to months
-        return (params[0] * 3600, float(np.clip(np.exp(params[1]), *duration_bounds_s)), float(np.clip(np.exp(params[2]), *flow_bounds)))
+        def within(x: float, low: float, high: float) -> float:  # np.clip costs more than the plume on scalars
+            return min(max(float(x), low), high)
+        return (within(params[0], *t0_bounds_h) * 3600, within(math.exp(params[1]), *duration_bounds_s),
+                within(math.exp(params[2]), flow_max_min[1], flow_max_min[0]))
+
+    # _better_release's objective for one release, without its per-call overhead (Nelder-Mead calls
+    # it ~100 times per candidate on a few hundred samples): sigma scales as flow factor^-1.5
+    Y = np.array(list(y.values())).reshape(len(y), -1)
+    yy_sum = sum(yy.values())
+    sigma_nominal = np.maximum(dispersion_sigma_s(geo.travel_s, geo.distance_km, 1.0) * np.sqrt(geo.dispersion_m2s), 1.0)
+    flux_l_s = geo.discharge_m3s * 1000
 
     def objective(params: np.ndarray) -> float:  # start in hours, log duration, log flow factor: similar scales
         t0, d, v = clamp(params)
-        return _better_release(None, geo, y, yy, d, np.array([t0]), v)[0]
+        sigma = sigma_nominal * v**-1.5
+        t = geo.t_s - t0 - geo.travel_s / v
+        g = (ndtr(t / sigma) - ndtr((t - d) / sigma)) * (1e6 / d) / flux_l_s
+        gg = float(g @ g)
+        gy = Y @ g
+        m = np.maximum(gy / gg, 0.0) if gg > 0 else np.zeros_like(gy)
+        return yy_sum - float(np.sum(2 * m * gy - m * m * gg)) + ((v - 1) / flow_sd) ** 2
 
     start = np.array([best[1] / 3600, np.log(best[2]), 0.0])
     simplex = [start, start + [0.1, 0, 0], start + [0, 0.3, 0], start + [0, 0, 0.1]]
@@ -179,6 +220,8 @@ def trace(
     noise_sd: Mapping[str, float] | None = None,
     residual_correlation: float = 10.0,
     refine_within: float = 3.0,
+    refine_start_h: float = 6.0,
+    refine_flow: tuple[float, float] = (2.0, 0.5),
 ) -> list[Suspect]:
     """Candidates ranked by posterior probability (the top ``top_k``).
 
@@ -204,7 +247,7 @@ def trace(
         for d in durations_s:
             step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
             t0 = np.arange(first_t - tau_first - d - 2 * 3600, first_t - tau_first + step, step)
-            best = _better_release(best, geo, y, yy, d, t0)
+            best = _better_release(best, *_seen(geo, y, t0[0], 1.0, 1.0), yy, d, t0)
         grid.append((c, geo, best, tau_first))
     if not grid:
         return []
@@ -212,7 +255,7 @@ def trace(
     reach = refine_within * min(g[2][0] for g in grid)
     for c, geo, best, tau_first in grid:
         if best[0] <= reach:
-            best = _refine(best, geo, y, yy)
+            best = _refine(best, *_seen(geo, y, best[1] - refine_start_h * 3600, *refine_flow), yy, refine_start_h, refine_flow)
         sse, t0_best, d_best, v_best, m_weighted = best
         m_best = {p: m / weight[p] for p, m in m_weighted.items()}
         signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels
