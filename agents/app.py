@@ -14,7 +14,7 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import ALERTS, DEADLETTER, READINGS, TRACING, WARNINGS
+from pipeline.topics import ALERTS, CROWD_CAMERA, DEADLETTER, RAIN_FIELD, READINGS, TRACING, WARNINGS
 
 SETTINGS = load_settings()
 log = logging.getLogger("yuflow.agents")
@@ -46,6 +46,8 @@ alerts_topic = _topic(ALERTS)
 warnings_topic = _topic(WARNINGS)
 tracing_topic = _topic(TRACING)
 deadletter_topic = _topic(DEADLETTER)
+rain_field_topic = _topic(RAIN_FIELD)
+crowd_camera_topic = _topic(CROWD_CAMERA)
 
 
 async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception) -> None:
@@ -57,7 +59,7 @@ async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Excep
 
 def register_agents() -> faust.App:
     """Import the agent modules (they register on ``app``) and return the app."""
-    from agents import sink, tracing, warnings, water  # noqa: F401
+    from agents import camera, crowd, rain, sink, tracing, warnings, water  # noqa: F401
 
     return app
 

@@ -23,7 +23,7 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
     """
     if alert.resolved:
         return (None if incident is None else {**incident, "open": False}), None
-    tier = Tier(tier_from_severity(alert.severity, rules["tier_from_severity"]))
+    tier = alert.tier or Tier(tier_from_severity(alert.severity, rules["tier_from_severity"]))
     if incident is not None and incident["open"] and Tier(incident["tier"]).rank >= tier.rank:
         return incident, None
     if incident is None or not incident["open"]:
@@ -40,9 +40,10 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
         station=alert.station,
         levels=levels,
         departments=departments,
-        title=f"{tier.value.upper()} {alert.category.value} warning: {alert.parameter} at {facts['station_name']}",
+        title=(f"{tier.value.upper()} {alert.category.value} warning{' (forecast)' if alert.expected_at else ''}: "
+               f"{alert.parameter} at {facts['station_name']}"),
         message=alert.message,
-        checklist=[item.format(**facts) for item in rules["checklists"].get(alert.category.value, [])],
+        checklist=[item.format(**facts) for item in rules["checklists"].get(alert.category.value, [])] + alert.checklist,
         alert_ids=[alert.alert_id],
         ts=alert.ts,
     )

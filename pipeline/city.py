@@ -82,6 +82,7 @@ class Zone(Site):
     y_km: float = 0.0
     entrances: tuple[str, ...] = ()
     metro_stations: tuple[str, ...] = ()
+    passages: tuple[str, ...] = ()   # malls and passages that can be opened to relieve the zone
     peak_persons: int = 0  # typical busy-day peak present at once
 
 
@@ -90,6 +91,17 @@ class Road(Site):
     x_km: float = 0.0
     y_km: float = 0.0
     low_point: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskPoint(Site):
+    """A place a rainstorm endangers (slope, underpass, small watershed, river bank), with who answers for it."""
+
+    type: str
+    x_km: float
+    y_km: float
+    responsible: str = ""
+    rescue_team: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +144,7 @@ class City:
     zones: dict[str, Zone]
     roads: dict[str, Road]
     cameras: dict[str, Camera]
+    risk_points: dict[str, RiskPoint] = field(default_factory=dict)
     sensors: dict[str, Sensor] = field(default_factory=dict)
     network: RiverNetwork | None = None
     utc_offset_h: float = 8.0  # local time of the city (Chongqing: UTC+8, no daylight saving)
@@ -145,7 +158,8 @@ class City:
         self.sensors = derive_sensors(self)
 
     def site_name(self, site_id: str) -> str:
-        for table in (self.stations, self.gauges, self.zones, self.roads, self.sources, self.intakes, self.dams):
+        for table in (self.stations, self.gauges, self.zones, self.roads, self.sources, self.intakes, self.dams,
+                      self.risk_points, self.districts):
             if site_id in table:
                 return table[site_id].name
         return site_id
@@ -212,6 +226,7 @@ def parse_city(raw: dict) -> City:
         zones={z["id"]: Zone(**_tuples(z)) for z in raw.get("zones", [])},
         roads={r["id"]: Road(**r) for r in raw.get("roads", [])},
         cameras={c["id"]: Camera(**_tuples(c)) for c in raw.get("cameras", [])},
+        risk_points={r["id"]: RiskPoint(**r) for r in raw.get("risk_points", [])},
         utc_offset_h=float(raw.get("utc_offset_h", 8.0)),
     )
     check(city)
@@ -222,7 +237,8 @@ def check(city: City) -> None:
     """Every reference points at something that exists; every river site lies on its river."""
     problems = []
     river_sites = [*city.stations.values(), *city.sources.values(), *city.intakes.values(), *city.dams.values()]
-    sites = [*river_sites, *city.gauges.values(), *city.zones.values(), *city.roads.values(), *city.cameras.values()]
+    sites = [*river_sites, *city.gauges.values(), *city.zones.values(), *city.roads.values(), *city.cameras.values(),
+             *city.risk_points.values()]
     for site in sites:
         if site.district not in city.districts:
             problems.append(f"{site.id}: unknown district {site.district!r}")

@@ -26,6 +26,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_at(t_s: float) -> datetime:
+    """The UTC datetime of a Unix time in seconds."""
+    return datetime.fromtimestamp(t_s, UTC)
+
+
 class Kind(StrEnum):
     water = "water"
     rain = "rain"
@@ -52,6 +57,11 @@ class Tier(StrEnum):
     @property
     def rank(self) -> int:
         return list(Tier).index(self)
+
+    @property
+    def zh(self) -> str:
+        """The tier's colour as the signals name it (蓝色 / 黄色 / 橙色 / 红色)."""
+        return {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}[self.value]
 
 
 class Message(BaseModel):
@@ -109,6 +119,10 @@ class Alert(Message):
     message: str
     resolved: bool = False
     detected_at: UtcDatetime = Field(default_factory=utc_now)
+    tier: Tier | None = Field(None, description="set when the rule itself defines the tier (CMA rain signals, "
+                              "Fruin levels); otherwise the warning stage derives it from severity")
+    expected_at: UtcDatetime | None = Field(None, description="for a forecast: when the tier is expected to be reached")
+    checklist: list[str] = Field([], description="disposal steps filled with this finding's facts (risk points, dispersal plan)")
 
     @property
     def incident_key(self) -> str:

@@ -175,15 +175,8 @@ def eval_water(
         task = progress.add_task("evaluating", total=runs + 3)
         started = time.perf_counter()
         results = ev.evaluate(city, runs, seed, progress=lambda: progress.advance(task), observe_h=observe_h)
-    table = Table(title=f"water models on simulated ground truth ({runs} random releases from seed {seed}, "
-                        f"tracing {observe_h:g} h after detection; {time.perf_counter() - started:.0f} s)")
-    summary = ev.summarise(results).set_index("runs").T  # a column per group of runs: fits a terminal
-    table.add_column("metric")
-    for group in summary.columns:
-        table.add_column(group, justify="right")
-    for metric, row in summary.iterrows():
-        table.add_row(metric, *("" if pd.isna(v) else f"{v:.3g}" for v in row))
-    console.print(table)
+    _print_summary(f"water models on simulated ground truth ({runs} random releases from seed {seed}, "
+                   f"tracing {observe_h:g} h after detection; {time.perf_counter() - started:.0f} s)", ev.summarise(results))
     for check in ev.seed_checks(results, city):
         console.print(check)
     if details:
@@ -196,6 +189,50 @@ def eval_water(
                                str(e.rank_of_truth or ""), e.top1 or "", f"{e.arrival_error:.1%}" if e.arrival_error is not None else "",
                                f"{e.compute_ms:.0f}" if e.compute_ms is not None else "", e.explanation)
         console.print(events)
+
+
+def _print_summary(title: str, summary: pd.DataFrame) -> None:
+    table = Table(title=title)
+    summary = summary.set_index("runs").T  # a column per group of runs: fits a terminal
+    table.add_column("metric")
+    for group in summary.columns:
+        table.add_column(group, justify="right")
+    for metric, row in summary.iterrows():
+        table.add_row(metric, *("" if pd.isna(v) else f"{v:.3g}" for v in row))
+    console.print(table)
+
+
+@eval_app.command("rain")
+def eval_rain(
+    runs: Annotated[int, typer.Option(help="random storms")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the first random storm")] = 2000,
+) -> None:
+    """central_rainstorm, a quiet week and RUNS random storms through the rain watch (accumulations,
+    CMA tiers, nowcast): lead time before each gauge's tier crossing, misses, tier accuracy, false alarms."""
+    _eval_feed("rain", runs, seed, f"{runs} random storms from seed {seed}")
+
+
+@eval_app.command("crowd")
+def eval_crowd(
+    runs: Annotated[int, typer.Option(help="random days with 2 surges each")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the first random day")] = 3000,
+) -> None:
+    """jiefangbei_spring_festival, a quiet week and RUNS random surge days through the crowd watch:
+    lead time before each congestion crossing, misses, dispersal plans, false warnings per zone-day."""
+    _eval_feed("crowd", runs, seed, f"{runs} random days from seed {seed}")
+
+
+def _eval_feed(feed: str, runs: int, seed: int, what: str) -> None:
+    from pipeline.city import default_city
+    from sensors_sim import eval_feeds as ev
+
+    evaluate, summarise = {"rain": (ev.evaluate_rain, ev.summarise_rain), "crowd": (ev.evaluate_crowd, ev.summarise_crowd)}[feed]
+    city = default_city()
+    with _progress() as progress:
+        task = progress.add_task("evaluating", total=runs + 2)
+        started = time.perf_counter()
+        results = evaluate(city, runs, seed, progress=lambda: progress.advance(task))
+    _print_summary(f"{feed} watch on simulated ground truth ({what}; {time.perf_counter() - started:.0f} s)", summarise(results))
 
 
 def _eval_stream(city) -> None:

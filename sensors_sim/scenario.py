@@ -450,7 +450,9 @@ def _crowd_present(scn, city, zones, t_c, truth) -> np.ndarray:
     rules = load_toml("crowd")
     los = rules["level_of_service"]
     for n, (e, s) in enumerate(zip([e for e in scn.events if e["type"] == "crowd_surge"], surges)):
-        density = persons[:, s.zone_index] / area[s.zone_index]
+        # only this surge's window: two surges on one zone must not share a crossing
+        window = (t_c >= s.peak_s - 3 * s.width_s) & (t_c <= s.peak_s + 3 * s.width_s)
+        density = np.where(window, persons[:, s.zone_index] / area[s.zone_index], 0.0)
         above = density >= rules["congestion_density"]
         peak_density = float(density.max())
         level = next((lvl for lvl, bound in los.items() if peak_density < bound), "F")

@@ -1,0 +1,38 @@
+"""Camera agent: each edge-AI detection goes where it corroborates something.
+
+- ``crowd`` person counts join their zone's counter readings (keyed by the counter, so the crowd
+  agent sees both in one partition and one table key);
+- ``road_flooding`` joins the rain field (one key): flooding on a road corroborates rain risk;
+- ``oil_sheen`` is read back from InfluxDB by the tracing agent for the incident it traces.
+"""
+
+from __future__ import annotations
+
+from agents.app import app, crowd_camera_topic, dead_letter, rain_field_topic, readings_topics
+from pipeline.city import counter_sensor_id
+from pipeline.schemas import CameraDetection, Kind
+
+RAIN_FIELD_KEY = b"field"
+
+
+def route(detection: CameraDetection) -> tuple[object, bytes] | None:
+    """The topic and key a detection is forwarded to, or None when no agent needs it live."""
+    if detection.detection == "crowd":
+        return crowd_camera_topic, counter_sensor_id(detection.station).encode()
+    if detection.detection == "road_flooding":
+        return rain_field_topic, RAIN_FIELD_KEY
+    return None
+
+
+@app.agent(readings_topics[Kind.camera])
+async def camera(stream):
+    async for raw in stream:
+        try:
+            detection = CameraDetection.model_validate_json(raw)
+            target = route(detection)
+        except Exception as error:  # one bad record must not stop the stream
+            await dead_letter("camera", readings_topics[Kind.camera], raw, error)
+            continue
+        if target is not None:
+            topic, key = target
+            await topic.send(key=key, value=raw)
