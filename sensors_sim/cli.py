@@ -160,10 +160,11 @@ def eval_water(
     runs: Annotated[int, typer.Option(help="randomised releases (oil spills, releases, DO sags in turn)")] = 50,
     seed: Annotated[int, typer.Option(help="seed of the first randomised release")] = 1000,
     observe_h: Annotated[float, typer.Option("--observe", help="hours of data after the first detection used for tracing")] = 2.0,
+    weeks: Annotated[int, typer.Option(help="quiet weeks besides the seed's, with other seeds (false alarms, faults)")] = 3,
     details: Annotated[bool, typer.Option(help="a line per event")] = False,
     stream: Annotated[bool, typer.Option("--stream", help="the seed scenarios through the real pipeline instead")] = False,
 ) -> None:
-    """Seed scenarios, a quiet week and RUNS random releases through the water models (no brokers)."""
+    """Seed scenarios, quiet weeks and RUNS random releases through the water models (no brokers)."""
     from pipeline.city import default_city
     from sensors_sim import eval_water as ev
 
@@ -172,9 +173,9 @@ def eval_water(
         _eval_stream(city)
         return
     with _progress() as progress:
-        task = progress.add_task("evaluating", total=runs + 3)
+        task = progress.add_task("evaluating", total=runs + 3 + weeks)
         started = time.perf_counter()
-        results = ev.evaluate(city, runs, seed, progress=lambda: progress.advance(task), observe_h=observe_h)
+        results = ev.evaluate(city, runs, seed, progress=lambda: progress.advance(task), observe_h=observe_h, weeks=weeks)
     _print_summary(f"water models on simulated ground truth ({runs} random releases from seed {seed}, "
                    f"tracing {observe_h:g} h after detection; {time.perf_counter() - started:.0f} s)", ev.summarise(results))
     for check in ev.seed_checks(results, city):

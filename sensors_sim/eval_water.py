@@ -9,7 +9,7 @@ compute time per incident.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import numpy as np
@@ -172,10 +172,15 @@ def random_release_scenario(city: City, seed: int, duration_h: float = 36.0) -> 
                     flow_factor=float(rng.uniform(0.85, 1.15)))  # the river is not exactly as the model says
 
 
-def evaluate(city: City, runs: int, seed: int, progress=None, observe_h: float = 1.0) -> list[RunSummary]:
+def evaluate(city: City, runs: int, seed: int, progress=None, observe_h: float = 1.0, weeks: int = 3) -> list[RunSummary]:
+    """Seed scenarios, the quiet week and ``weeks`` more quiet weeks with other seeds (drift needs days
+    of history to be told from the river's wander, so only week-long runs measure it), and ``runs``
+    random releases."""
+    quiet = load_scenario("quiet_week", city=city)
     plans = [("ruxi_oil_spill", lambda: load_scenario("ruxi_oil_spill", city=city)),
              ("puhe_do_sag", lambda: load_scenario("puhe_do_sag", city=city)),
-             ("quiet_week", lambda: load_scenario("quiet_week", city=city))]
+             ("quiet_week", lambda: quiet)]
+    plans += [(f"quiet_week-{quiet.seed + w}", lambda w=w: replace(quiet, seed=quiet.seed + w, feeds=("water",))) for w in range(1, weeks + 1)]
     plans += [(f"random-{seed + i}", (lambda s=seed + i: random_release_scenario(city, s))) for i in range(runs)]
     out = []
     for name, make in plans:
@@ -189,7 +194,7 @@ def summarise(results: list[RunSummary]) -> pd.DataFrame:
     rows = []
     groups = {"seed scenarios": [r for r in results if r.name in ("ruxi_oil_spill", "puhe_do_sag")],
               "random releases": [r for r in results if r.name.startswith("random-")],
-              "quiet_week": [r for r in results if r.name == "quiet_week"]}
+              "quiet weeks": [r for r in results if r.name.startswith("quiet_week")]}
     for group, runs in groups.items():
         events = [e for r in runs for e in r.events if e.observable]
         detected = [e for e in events if e.detected]
