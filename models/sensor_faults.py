@@ -6,7 +6,8 @@ leaves its own trace in a station's series (all parameters together):
 - **stuck**: the whole instrument freezes: (nearly) every parameter exactly constant over several
   readings. Real water never is (sensor noise alone moves the last digits).
 - **spike**: one reading of one parameter far off, back to normal at the next reading.
-- **drift**: one parameter slowly departs over days (a step-free ramp) while the others do not.
+- **drift**: one parameter slowly departs over days (a step-free ramp) while the others do not, or
+  not the way the river's slow wander moves them together.
 - **dropout**: a gap in the timestamps longer than 1.5 reporting steps.
 
 Pollution, by contrast, lasts several readings and usually moves related parameters together (COD
@@ -175,30 +176,58 @@ def spike_mask(
 
 
 def drift_mask(
-    ts_s: np.ndarray, x: np.ndarray, step_s: float, min_noise_sd: float = 2.5, history_factor: float = 1.5, persistence: int = 36, coverage: float = 0.98
+    ts_s: np.ndarray, X: np.ndarray, step_s: float, min_noise_sd: float = 1.5, k_resid: float = 4.0, min_r2: float = 0.5,
+    persistence: int = 36, coverage: float = 0.98,
 ) -> np.ndarray:
-    """True where one parameter's daily mean has moved, over one day, by more than ``min_noise_sd``
-    noise sd and by more than ``history_factor`` x the largest such move seen before (the
-    parameter's natural slow variability), for ``persistence`` readings in a row.
+    """(T, D) True where one parameter's daily mean departs from what the station's other parameters say it should be.
 
-    Daily means cancel the daily cycle; a day with less than ``coverage`` of its readings has no
-    mean. It needs two days before the first mean change and three before it can flag. Drift and
-    natural multi-day wander of the same size cannot be told apart: it flags neither.
+    Analytical redundancy: a river's slow multi-day wander (flow, runoff) moves a station's
+    parameters together, a drifting sensor moves one. At each day boundary (from the third day),
+    each parameter's daily mean so far is fitted as a line of the one other parameter's daily mean
+    that explains it best (or as a constant when none explains half of its variance); over the next
+    day the residual is flagged past ``min_noise_sd`` sensor-noise sd and ``k_resid`` x the fit's
+    residual sd, for ``persistence`` readings in a row. Of several parameters flagged at once only
+    the one furthest past its threshold is kept: a drifting predictor drags its dependants along.
+    Daily means cancel the daily cycle; a day with less than ``coverage`` of its readings (gaps, or
+    stuck and spike readings masked as NaN) has none, since a missing part of the cycle biases it.
+
+    Fit on the past and scored on the next day, so it runs test-then-train; it needs two days before
+    its first flag, and drift that starts with the record is taken as the station's normal.
     """
-    ts_s = np.asarray(ts_s, dtype=float)
-    if len(ts_s) == 0:
-        return np.zeros(0, dtype=bool)
+    ts_s, X = np.asarray(ts_s, dtype=float), np.asarray(X, dtype=float)
+    T, D = X.shape
+    if T == 0:
+        return np.zeros((T, D), dtype=bool)
     day = max(2, int(round(86400 / step_s)))
     slot = np.round((ts_s - ts_s[0]) / step_s).astype(np.int64)
-    grid = np.full(int(slot[-1]) + 1, np.nan)
-    grid[slot] = x
-    s = pd.Series(grid)
-    noise_sd = (s.diff().abs().expanding(min_periods=day // 2).median() * MAD_TO_SD / np.sqrt(2)).shift(1)
-    daily = s.rolling(day, min_periods=int(np.ceil(coverage * day))).mean()
-    change = (daily - daily.shift(day)).abs()
-    natural = change.expanding(min_periods=day).max().shift(day)
-    flag = (change >= min_noise_sd * noise_sd) & (change >= history_factor * natural)
-    flag = flag.to_numpy()
+    grid = np.full((int(slot[-1]) + 1, D), np.nan)
+    grid[slot] = X
+    frame = pd.DataFrame(grid)
+    daily = frame.rolling(day, min_periods=int(np.ceil(coverage * day))).mean().to_numpy()
+    noise_sd = (frame.diff().abs().expanding(min_periods=day // 2).median() * MAD_TO_SD / np.sqrt(2)).to_numpy()
+    resid, limit = np.full(grid.shape, np.nan), np.full(grid.shape, np.inf)
+    for start in range(2 * day, len(grid), day):  # fit on the daily means so far, score the next day
+        past, scored = slice(day, start), slice(start, min(len(grid), start + day))
+        for p in range(D):
+            y = daily[past, p]
+            seen = ~np.isnan(y)
+            if seen.sum() < day // 2:
+                continue
+            sd, prediction = float(np.std(y[seen])), np.full(scored.stop - scored.start, float(np.mean(y[seen])))
+            for q in (q for q in range(D) if q != p):
+                x = daily[past, q]
+                both = seen & ~np.isnan(x)
+                if both.sum() < day // 2 or np.ptp(x[both]) == 0:
+                    continue
+                slope, intercept = np.polyfit(x[both], y[both], 1)
+                q_sd = float(np.std(y[both] - slope * x[both] - intercept))
+                if q_sd < sd and 1 - q_sd**2 / max(float(np.var(y[both])), 1e-300) >= min_r2:
+                    sd, prediction = q_sd, intercept + slope * daily[scored, q]
+            resid[scored, p] = daily[scored, p] - prediction
+            limit[scored, p] = max(min_noise_sd * noise_sd[start - 1, p], k_resid * sd)
+    past_limit = np.nan_to_num(np.abs(resid) / limit)  # NaN residuals (no daily mean) never flag
+    flag = past_limit >= 1
+    flag &= past_limit == past_limit.max(axis=1, keepdims=True)
     return _long_runs(flag, persistence)[slot]
 
 
@@ -296,9 +325,9 @@ def classify_station(
                 pollution_params.setdefault(p, []).append((a, b))
 
     day = int(round(86400 / step_s))
+    drifting = drift_mask(ts_s, np.where(stuck[:, None] | spikes, np.nan, X), step_s)
     for j, p in enumerate(params):
-        x = np.where(stuck | spikes[:, j], np.nan, X[:, j])
-        for a, b in _runs(drift_mask(ts_s, x, step_s)):
+        for a, b in _runs(drifting[:, j]):
             if any(pa - day <= b and a <= pb + day for pa, pb in pollution_params.get(p, [])):
                 continue  # a plume passing moves the daily mean too
             findings.append(Finding(p, float(ts_s[a]), float(ts_s[b]), "fault", "drift", 0.5))

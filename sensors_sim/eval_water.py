@@ -57,6 +57,7 @@ class RunSummary:
     false_alarms: int = 0
     sensor_days: float = 0.0
     faults: dict[str, tuple[int, int]] = field(default_factory=dict)  # type: (labelled correctly, injected)
+    false_drift: int = 0  # drift labels on a station and parameter that never drifted
 
 
 def station_data(rec: Recording) -> dict[str, History]:
@@ -142,6 +143,7 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
 
     summary.false_alarms = sum(1 for i, d in enumerate(detections) if i not in matched and not in_event(d))
     summary.faults = fault_scores(rec, findings)
+    summary.false_drift = false_drift_labels(rec, findings)
     return summary
 
 
@@ -160,6 +162,13 @@ def fault_scores(rec: Recording, findings: dict[str, list[Finding]]) -> dict[str
         tally[0] += hit
         tally[1] += 1
     return {k: (v[0], v[1]) for k, v in scores.items()}
+
+
+def false_drift_labels(rec: Recording, findings: dict[str, list[Finding]]) -> int:
+    """Drift findings on a (station, parameter) with no injected drift (an injected one stays until recalibration)."""
+    drifted = {(e.affected_sensors[0].removeprefix("wq-"), e.details.get("parameter"))
+               for e in rec.truth.of_type("fault") if e.details.get("fault") == "drift" and e.affected_sensors}
+    return sum(1 for station, found in findings.items() for f in found if f.fault == "drift" and (station, f.parameter) not in drifted)
 
 
 def random_release_scenario(city: City, seed: int, duration_h: float = 36.0) -> Scenario:
@@ -214,6 +223,7 @@ def summarise(results: list[RunSummary]) -> pd.DataFrame:
             "trace ms median": np.median(ms) if ms else np.nan, "trace ms p95": np.percentile(ms, 95) if ms else np.nan,
             **{f"{kind} faults labelled": (sum(r.faults.get(kind, (0, 0))[0] for r in runs) / n if (n := sum(r.faults.get(kind, (0, 0))[1] for r in runs)) else np.nan)
                for kind in ("spike", "stuck", "drift")},
+            "false drift labels / sensor-week": sum(r.false_drift for r in runs) / sensor_days * 7 if sensor_days else np.nan,
         })
     return pd.DataFrame(rows)
 

@@ -212,6 +212,21 @@ def test_a_single_parameter_drift_is_a_fault_not_pollution():
     assert drift and all(f.parameter == "ph" and f.start_s >= ts[start] for f in drift)
 
 
+def test_drift_is_told_from_the_rivers_wander_which_moves_related_parameters_together():
+    ts, values, hours = station(days=7, seed=9)
+    wander = np.sin(ts / 86400 / 3 * 2 * np.pi)  # 3-day wander, as large per day as the drift below
+    for p, share in (("nh3n", 0.3), ("cod", 0.2), ("codmn", 0.2), ("tp", 0.3), ("conductivity", 0.05)):
+        values[p] = values[p] * (1 + share * wander)
+    calm = classify_station(ts, values, hours, STEP_S)
+    assert not [f for f in calm if f.fault == "drift" or f.kind == "pollution"]
+    start = int(3.5 * 144)
+    values["cod"][start:] += 8 * NOISE["cod"] * np.clip(np.arange(len(ts) - start) / 288, 0, 1)  # 2-day ramp, then offset
+    drifted = classify_station(ts, values, hours, STEP_S)
+    drift = [f for f in drifted if f.fault == "drift"]
+    assert drift and {f.parameter for f in drift} == {"cod"} and min(f.start_s for f in drift) >= ts[start]
+    assert not [f for f in drifted if f.kind == "pollution"]
+
+
 def test_classify_validates_its_input():
     with pytest.raises(ValueError):
         classify_station(np.arange(3.0), {"do": np.ones(2)}, np.arange(3.0), STEP_S)
