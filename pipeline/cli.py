@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -161,6 +162,35 @@ def warnings_tail(
                 asyncio.run(follow(live))
     except KeyboardInterrupt:
         pass
+
+
+@warnings_app.command("export")
+def warnings_export(
+    cap: Annotated[bool, typer.Option("--cap", help="OASIS CAP 1.2 XML, one file per warning")] = True,
+    out: Annotated[Path, typer.Option(help="directory for the files")] = Path("cap"),
+    tier: Annotated[Optional[Tier], typer.Option(help="only this tier and above")] = None,
+    district: Annotated[Optional[str], typer.Option()] = None,
+    department: Annotated[Optional[str], typer.Option()] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="read the warnings topic for this many seconds")] = 5.0,
+) -> None:
+    """Export the warnings on the topic (from its start) as CAP 1.2 alerts; escalations are Updates."""
+    from pipeline.cap import cap_documents
+    from pipeline.city import default_city
+    from pipeline.operators import WarningFilter, follow_warnings
+
+    if not cap:
+        console.print("[red]only --cap is supported[/]")
+        raise typer.Exit(2)
+    settings = load_settings()
+
+    async def collect() -> list:
+        return [w async for w in follow_warnings(settings, True, timeout_s, WarningFilter(min_tier=tier, district=district, department=department))]
+
+    documents = cap_documents(asyncio.run(collect()), default_city())
+    out.mkdir(parents=True, exist_ok=True)
+    for name, xml in documents:
+        (out / name).write_bytes(xml)
+    console.print(f"{len(documents)} CAP 1.2 alert(s) written to {out}/")
 
 
 @app.command()

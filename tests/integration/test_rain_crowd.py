@@ -83,3 +83,24 @@ def test_a_storm_over_the_gauges_is_warned_by_district_with_its_risk_points(stac
     assert warning.station == warning.district and "暴雨" in warning.message
     assert "emergency_management" in warning.departments
     assert any("risk point" in item for item in warning.checklist) or "0 risk point" in warning.message
+
+
+def test_the_warnings_on_the_stream_export_as_valid_cap(stack, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lxml import etree
+
+    schema = etree.XMLSchema(etree.parse(str(Path(__file__).parents[1] / "data" / "CAP-v1.2.xsd")))
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "warnings", "export", "--cap", "--out", str(tmp_path), "--timeout", "5"],
+                         capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    files = sorted(tmp_path.glob("*.xml"))
+    assert files, out.stdout  # the rain and crowd warnings of this module at least
+    for f in files:
+        schema.assertValid(etree.parse(str(f)))
+    severities = {etree.parse(str(f)).findtext("{urn:oasis:names:tc:emergency:cap:1.2}info/{urn:oasis:names:tc:emergency:cap:1.2}severity")
+                  for f in files}
+    assert severities & {"Severe", "Extreme"}  # the orange-or-higher rain and crowd warnings
