@@ -14,7 +14,7 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import ALERTS, CROWD_CAMERA, DEADLETTER, RAIN_FIELD, READINGS, TRACING, WARNINGS
+from pipeline.topics import ALERTS, CROWD_CAMERA, DEADLETTER, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS
 
 SETTINGS = load_settings()
 log = logging.getLogger("yuflow.agents")
@@ -48,6 +48,7 @@ tracing_topic = _topic(TRACING)
 deadletter_topic = _topic(DEADLETTER)
 rain_field_topic = _topic(RAIN_FIELD)
 crowd_camera_topic = _topic(CROWD_CAMERA)
+lifecycle_topic = _topic(LIFECYCLE)
 
 
 async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception) -> None:

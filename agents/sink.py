@@ -6,9 +6,9 @@ the writer retries transient failures, so offsets are not committed past unwritt
 
 from __future__ import annotations
 
-from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, readings_topics, warnings_topic
-from pipeline.influx import InfluxWriter, alert_line, deadletter_line, reading_line, warning_line
-from pipeline.schemas import Alert, DeadLetter, Warning, parse_reading
+from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, lifecycle_topic, readings_topics, warnings_topic
+from pipeline.influx import InfluxWriter, alert_line, deadletter_line, lifecycle_line, reading_line, warning_line
+from pipeline.schemas import Alert, DeadLetter, LifecycleEvent, Stage, Warning, parse_reading
 
 BATCH = SETTINGS.influx.batch_size
 WITHIN_S = SETTINGS.influx.flush_interval_s
@@ -27,7 +27,7 @@ def _reading(raw: bytes) -> str:
 
 async def _sink(stream, to_line) -> None:
     async for batch in stream.take(BATCH, within=WITHIN_S):
-        await writer.write([to_line(raw) for raw in batch])
+        await writer.write([text for raw in batch if (text := to_line(raw)) is not None])
 
 
 @app.agent(app.topic(*(t.get_topic_name() for t in readings_topics.values()), value_serializer="raw", key_serializer="raw"))
@@ -43,6 +43,16 @@ async def sink_alerts(stream):
 @app.agent(warnings_topic, name="sink_warnings")
 async def sink_warnings(stream):
     await _sink(stream, lambda raw: warning_line(Warning.model_validate_json(raw)))
+
+
+def _lifecycle(raw: bytes) -> str | None:
+    event = LifecycleEvent.model_validate_json(raw)
+    return None if event.stage == Stage.check else lifecycle_line(event)
+
+
+@app.agent(lifecycle_topic, name="sink_lifecycle")
+async def sink_lifecycle(stream):
+    await _sink(stream, _lifecycle)
 
 
 @app.agent(deadletter_topic, name="sink_deadletter")

@@ -1,15 +1,22 @@
-"""Warning agent: Alerts -> tiered, routed Warnings, one per incident (re-issued only on escalation).
+"""Warning agent: Alerts -> tiered, routed Warnings, one per incident (re-issued only on escalation),
+followed through their lifecycle.
 
-Incident state (open?, tier issued) lives in a Faust table keyed by the incident key; alerts are keyed
-the same way, so an incident's alerts and state share a partition.
+Incident state (open?, tier issued, lifecycle times, the last warning) lives in a Faust table keyed
+by the incident key; alerts, tracing results and lifecycle events are keyed the same way, so an
+incident's messages and state share a partition. Operators' acknowledgements and closures arrive
+on ``lifecycle``; a timer prompts (through the same topic, since tables change only inside a
+stream) the re-sending of warnings nobody has acknowledged, one governance level up after
+``escalate_after`` sends.
 """
 
 from __future__ import annotations
 
-from agents.app import SETTINGS, alerts_topic, app, dead_letter, tracing_topic, warnings_topic
-from models.warnings import route, tier_from_severity
+import time
+
+from agents.app import SETTINGS, alerts_topic, app, dead_letter, lifecycle_topic, tracing_topic, warnings_topic
+from models.warnings import OPERATOR_STAGES, advance, levels_up, overdue, route, tier_from_severity
 from pipeline.city import City, default_city, load_toml
-from pipeline.schemas import Alert, Tier, TracingResult, Warning
+from pipeline.schemas import Alert, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at
 
 incidents_table = app.Table("incidents", default=None, partitions=SETTINGS.kafka.partitions)
 
@@ -22,7 +29,10 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
     alert closes the incident.
     """
     if alert.resolved:
-        return (None if incident is None else {**incident, "open": False}), None
+        if incident is None:
+            return None, None
+        closed = advance(incident.get("stages", {}), "closed", alert.ts.timestamp()) if "warned" in incident.get("stages", {}) else incident.get("stages", {})
+        return {**incident, "open": False, "stages": closed}, None
     tier = alert.tier or Tier(tier_from_severity(alert.severity, rules["tier_from_severity"]))
     if incident is not None and incident["open"] and Tier(incident["tier"]).rank >= tier.rank:
         return incident, None
@@ -47,7 +57,45 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
         alert_ids=[alert.alert_id],
         ts=alert.ts,
     )
-    return {**incident, "tier": tier.value}, warning
+    return sent({**incident, "tier": tier.value}, warning, alert.ts.timestamp()), warning
+
+
+def sent(incident: dict, warning: Warning, sensed_s: float | None = None) -> dict:
+    """The incident after issuing ``warning``: lifecycle times, the warning kept for re-sending."""
+    stages = dict(incident.get("stages", {}))
+    if sensed_s is not None:
+        stages["sensed"] = min(stages.get("sensed", sensed_s), sensed_s)
+    stages.setdefault("warned", warning.issued_at.timestamp())
+    return {**incident, "stages": stages, "last_sent_s": warning.issued_at.timestamp(), "resends": 0,
+            "warning": warning.model_dump(mode="json")}
+
+
+def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, rules: dict) -> tuple[dict, Warning | None, list[LifecycleEvent]]:
+    """An operator's action on an incident, or the timer's check: the new incident state, a warning to
+    re-send if one is overdue, and the lifecycle events to record. ValueError with the reason when
+    the action does not fit (unknown or superseded incident, out of order)."""
+    if incident is None or incident.get("incident_id") != event.incident_id:
+        raise ValueError(f"no open incident {event.incident_id} (unknown, or superseded by a newer one)")
+    if event.stage == Stage.check:
+        cfg = rules["lifecycle"]
+        action = overdue(incident.get("stages", {}), incident.get("last_sent_s", 0.0), incident.get("resends", 0), now_s,
+                         cfg["resend_after_min"] * 60, cfg["escalate_after"])
+        if action is None or not incident.get("open") or "warning" not in incident:
+            return incident, None, []
+        previous = Warning.model_validate(incident["warning"])
+        n = incident.get("resends", 0) + 1
+        levels = levels_up(previous.levels) if action == "escalate" else previous.levels
+        again = previous.model_copy(update={"warning_id": f"{previous.warning_id}:resent{n}", "levels": levels,
+                                            "title": f"[未签收 re-sent {n}] {previous.title.split('] ', 1)[-1]}",
+                                            "issued_at": utc_at(now_s)})
+        stage = Stage.escalated if levels != previous.levels else Stage.resent
+        record = LifecycleEvent(incident_id=event.incident_id, stage=stage, ts=utc_at(now_s), actor="warning agent",
+                                note=f"not acknowledged; sent again to {', '.join(levels)}", warning_id=again.warning_id)
+        return {**incident, "warning": again.model_dump(mode="json"), "last_sent_s": now_s, "resends": n}, again, [record]
+    if event.source != "operator" or event.stage.value not in OPERATOR_STAGES:
+        return incident, None, []  # the system's own records: already applied when they were made
+    stages = advance(incident.get("stages", {}), event.stage.value, event.ts.timestamp())
+    return {**incident, "stages": stages, "open": incident["open"] and event.stage != Stage.closed}, None, []
 
 
 def dam_before(city: City, source_point, intake_point):
@@ -109,7 +157,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
         alert_ids=[f"tracing:{result.incident_key}"],
         ts=result.ts,
     )
-    return {**incident, "tier": max(tier, Tier(incident["tier"]), key=lambda t: t.rank).value, "traced": top.source_id,
+    return {**sent(incident, warning), "tier": max(tier, Tier(incident["tier"]), key=lambda t: t.rank).value, "traced": top.source_id,
             "traced_tier": tier.value}, warning
 
 
@@ -118,18 +166,35 @@ RULES = load_toml("warnings")
 ROUTING = load_toml("routing")
 
 
+async def issue(key: str, before: dict | None, incident: dict | None, warning: Warning | None) -> None:
+    """Send the warning, and record what changed in the incident's life (opened, warned, closed)."""
+    if warning is not None:
+        await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())
+    if incident is None:
+        return
+    old = (before or {}).get("stages", {}) if (before or {}).get("incident_id") == incident["incident_id"] else {}
+    records = [LifecycleEvent(incident_id=incident["incident_id"], stage=Stage(stage), ts=utc_at(at_s), actor="warning agent",
+                              warning_id=warning.warning_id if warning is not None else "")
+               for stage, at_s in incident.get("stages", {}).items() if stage not in old]
+    if warning is not None and "warned" in old:  # an escalation or a source warning: warned again
+        records.append(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.warned, ts=warning.issued_at,
+                                      actor="warning agent", warning_id=warning.warning_id))
+    for record in records:
+        await lifecycle_topic.send(key=key.encode(), value=record.to_json())
+
+
 @app.agent(alerts_topic)
 async def warn(stream):
     async for raw in stream:
         try:
             alert = Alert.model_validate_json(raw)
-            incident, warning = decide(alert, incidents_table.get(alert.incident_key), CITY, RULES, ROUTING)
+            before = incidents_table.get(alert.incident_key)
+            incident, warning = decide(alert, before, CITY, RULES, ROUTING)
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("warnings", alerts_topic, raw, error)
             continue
         incidents_table[alert.incident_key] = incident
-        if warning is not None:
-            await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())
+        await issue(alert.incident_key, before, incident, warning)
 
 
 @app.agent(tracing_topic)
@@ -137,11 +202,41 @@ async def warn_traced(stream):
     async for raw in stream:
         try:
             result = TracingResult.model_validate_json(raw)
-            incident, warning = decide_traced(result, incidents_table.get(result.incident_key), CITY, RULES, ROUTING)
+            before = incidents_table.get(result.incident_key)
+            incident, warning = decide_traced(result, before, CITY, RULES, ROUTING)
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("warnings", tracing_topic, raw, error)
             continue
         if incident is not None:
             incidents_table[result.incident_key] = incident
+        await issue(result.incident_key, before, incident, warning)
+
+
+@app.agent(lifecycle_topic)
+async def lifecycle(stream):
+    async for raw in stream:
+        try:
+            event = LifecycleEvent.model_validate_json(raw)
+            if event.source == "system" and event.stage != Stage.check:
+                continue  # our own record
+            incident, warning, records = apply_lifecycle(event, incidents_table.get(event.incident_key), time.time(), RULES)
+        except Exception as error:  # an action that does not fit: dead-lettered with why, never a crash
+            await dead_letter("lifecycle", lifecycle_topic, raw, error)
+            continue
+        incidents_table[event.incident_key] = incident
         if warning is not None:
             await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())
+        for record in records:
+            await lifecycle_topic.send(key=event.incident_key.encode(), value=record.to_json())
+
+
+@app.timer(interval=RULES["lifecycle"]["check_interval_s"])
+async def check_unacknowledged() -> None:
+    """Prompt a re-send for each open incident whose warning has waited too long for an acknowledgement."""
+    cfg, now_s = RULES["lifecycle"], time.time()
+    for key, incident in list(incidents_table.items()):
+        if incident and incident.get("open") and overdue(incident.get("stages", {}), incident.get("last_sent_s", 0.0),
+                                                         incident.get("resends", 0), now_s, cfg["resend_after_min"] * 60,
+                                                         cfg["escalate_after"]):
+            check = LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check, actor="timer")
+            await lifecycle_topic.send(key=key.encode(), value=check.to_json())

@@ -31,3 +31,59 @@ def route(
     levels: Sequence[str] = routing["levels"][tier]
     departments: Sequence[str] = routing["categories"][category][tier]
     return list(levels), list(departments)
+
+
+# --- lifecycle ------------------------------------------------------------------------------------
+STAGES = ("sensed", "warned", "delivered", "acknowledged", "disposed", "closed", "reviewed")
+OPERATOR_STAGES = ("acknowledged", "disposed", "closed", "reviewed")
+_NEEDS = {"acknowledged": "warned", "disposed": "warned", "closed": "warned", "reviewed": "closed"}
+
+
+def advance(stages: Mapping[str, float], stage: str, at_s: float) -> dict[str, float]:
+    """An incident's lifecycle times (stage -> Unix s) after ``stage`` happened at ``at_s``.
+
+    Closed-loop order: acknowledging, disposing or closing needs a warning; a review needs the
+    closure. A stage already recorded keeps its first time (operators click twice).
+
+    >>> s = advance({"sensed": 0.0, "warned": 1.0}, "acknowledged", 60.0)
+    >>> advance(advance(s, "acknowledged", 90.0), "closed", 600.0)
+    {'sensed': 0.0, 'warned': 1.0, 'acknowledged': 60.0, 'closed': 600.0}
+    >>> advance(s, "reviewed", 700.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot record reviewed before closed
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+    if stage in stages:
+        return dict(stages)
+    needed = _NEEDS.get(stage)
+    if needed and needed not in stages:
+        raise ValueError(f"cannot record {stage} before {needed}")
+    return {**stages, stage: float(at_s)}
+
+
+def overdue(stages: Mapping[str, float], last_sent_s: float, resends: int, now_s: float, resend_after_s: float,
+            escalate_after: int) -> str | None:
+    """What an unacknowledged warning needs now: ``"resend"``, ``"escalate"`` (resend one level up) or None.
+
+    >>> overdue({"warned": 0.0}, 0.0, 0, 599.0, 600, 2), overdue({"warned": 0.0}, 0.0, 0, 600.0, 600, 2)
+    (None, 'resend')
+    >>> overdue({"warned": 0.0}, 1200.0, 2, 1800.0, 600, 2), overdue({"warned": 0.0, "acknowledged": 5.0}, 0.0, 0, 9e9, 600, 2)
+    ('escalate', None)
+    """
+    if "warned" not in stages or "acknowledged" in stages or "closed" in stages:
+        return None
+    if now_s - last_sent_s < resend_after_s:
+        return None
+    return "escalate" if resends + 1 >= escalate_after else "resend"
+
+
+def levels_up(levels: Sequence[str], order: Sequence[str] = ("township", "district", "city")) -> list[str]:
+    """The governance levels with the next one above the highest present added.
+
+    >>> levels_up(["township"]), levels_up(["township", "district", "city"])
+    (['township', 'district'], ['township', 'district', 'city'])
+    """
+    top = max((order.index(lvl) for lvl in levels if lvl in order), default=-1)
+    return list(levels) + ([order[top + 1]] if top + 1 < len(order) else [])

@@ -164,6 +164,52 @@ def warnings_tail(
         pass
 
 
+def _operator_action(stage: str, warning_or_incident_id: str, by: str, note: str) -> None:
+    from pipeline.operators import record_action
+    from pipeline.schemas import LifecycleEvent, Stage, incident_id_of
+
+    try:
+        event = LifecycleEvent(incident_id=incident_id_of(warning_or_incident_id), stage=Stage(stage), source="operator", actor=by,
+                               note=note, warning_id=warning_or_incident_id if warning_or_incident_id != incident_id_of(warning_or_incident_id) else "")
+    except ValueError as error:
+        console.print(f"[red]{error}[/]", emoji=False)
+        raise typer.Exit(2) from None
+    asyncio.run(record_action(load_settings(), event))
+    console.print(f"{stage} {event.incident_id} by {by} recorded (the warning agent applies it; an action that does not fit "
+                  f"is dead-lettered with the reason)", emoji=False)
+
+
+_BY = typer.Option("--by", help="who acts (name, department)")
+
+
+@warnings_app.command("ack")
+def warnings_ack(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
+                 note: Annotated[str, typer.Option()] = "") -> None:
+    """Acknowledge a warning (签收): it stops being re-sent."""
+    _operator_action("acknowledged", id, by, note)
+
+
+@warnings_app.command("dispose")
+def warnings_dispose(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
+                     note: Annotated[str, typer.Option(help="what was done")] = "") -> None:
+    """Record that the incident has been dealt with (处置)."""
+    _operator_action("disposed", id, by, note)
+
+
+@warnings_app.command("close")
+def warnings_close(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
+                   note: Annotated[str, typer.Option()] = "") -> None:
+    """Close the incident (办结); a new alert at the same place opens a new one."""
+    _operator_action("closed", id, by, note)
+
+
+@warnings_app.command("review")
+def warnings_review(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
+                    note: Annotated[str, typer.Option(help="what was learned")] = "") -> None:
+    """Record the review of a closed incident (复盘)."""
+    _operator_action("reviewed", id, by, note)
+
+
 @warnings_app.command("export")
 def warnings_export(
     cap: Annotated[bool, typer.Option("--cap", help="OASIS CAP 1.2 XML, one file per warning")] = True,

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from pipeline.schemas import Alert, CameraDetection, DeadLetter, Reading, Warning
+from pipeline.schemas import Alert, CameraDetection, DeadLetter, LifecycleEvent, Reading, Warning
 from pipeline.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,14 @@ def warning_line(w: Warning) -> str:
         "time_to_warn_s": (w.issued_at - w.ts).total_seconds(),
     }
     return line("warnings", tags, fields, w.issued_at)
+
+
+def lifecycle_line(e: LifecycleEvent) -> str:
+    """One incident stage: ``time_since_sensed_s`` is left to queries (the sensed record is its own point)."""
+    category, station, parameter = e.incident_key.split(":")
+    tags = {"stage": e.stage.value, "source": e.source, "category": category, "station": station}
+    fields = {"incident_id": e.incident_id, "warning_id": e.warning_id, "actor": e.actor, "note": e.note, "parameter": parameter}
+    return line("lifecycle", tags, fields, e.ts)
 
 
 def deadletter_line(d: DeadLetter) -> str:

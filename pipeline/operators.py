@@ -1,4 +1,5 @@
-"""What operators see: the live warning stream, filtered, rendered as a rich table."""
+"""What operators see and do: the live warning stream, filtered, rendered as a rich table; their
+acknowledgements and closures, put on the lifecycle topic."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from pipeline.schemas import Tier, Warning
+from pipeline.schemas import LifecycleEvent, Tier, Warning
 from pipeline.settings import Settings
-from pipeline.topics import WARNINGS
+from pipeline.topics import LIFECYCLE, WARNINGS
 
 TIER_STYLE = {Tier.blue: "bold white on blue", Tier.yellow: "bold black on yellow", Tier.orange: "bold black on dark_orange", Tier.red: "bold white on red"}
 
@@ -80,3 +81,16 @@ def warnings_table(warnings: list[Warning], title: str = "Yuflow warnings") -> T
             ", ".join(w.departments),
         )
     return table
+
+
+async def record_action(settings: Settings, event: LifecycleEvent) -> None:
+    """Put an operator's action (acknowledge, dispose, close, review) on the ``lifecycle`` topic,
+    keyed like the incident, for the warning agent to apply (or dead-letter with the reason)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(LIFECYCLE, event.to_json(), key=event.incident_key.encode())
+    finally:
+        await producer.stop()

@@ -203,6 +203,52 @@ class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin o
     issued_at: UtcDatetime = Field(default_factory=utc_now)
 
 
+class Stage(StrEnum):
+    """Closed-loop stages of an incident (感知 → 预警 → 送达 → 签收 → 处置 → 办结 → 复盘), plus the
+    system's re-sends; ``check`` is the timer's prompt to re-send what is overdue, not a stage."""
+
+    sensed = "sensed"
+    warned = "warned"
+    delivered = "delivered"
+    acknowledged = "acknowledged"
+    disposed = "disposed"
+    closed = "closed"
+    reviewed = "reviewed"
+    resent = "resent"
+    escalated = "escalated"
+    check = "check"
+
+
+class LifecycleEvent(Message):
+    """A step in an incident's life: recorded by the system or an operator's action (ack, close ...)."""
+
+    incident_id: str
+    stage: Stage
+    ts: UtcDatetime = Field(default_factory=utc_now)
+    source: Literal["operator", "system"] = "system"
+    actor: str = Field("", max_length=128, description="who (an operator's name, a department, or the agent)")
+    note: str = Field("", max_length=2000)
+    warning_id: str = ""
+
+    @property
+    def incident_key(self) -> str:
+        """The incident's key (category:station:parameter), which partitions its alerts and state."""
+        return incident_key_of(self.incident_id)
+
+
+def incident_key_of(incident_or_warning_id: str) -> str:
+    """``category:station:parameter`` from an incident id (key:opened_s) or a warning id (incident id:tier...)."""
+    parts = incident_or_warning_id.split(":")
+    if len(parts) < 4:
+        raise ValueError(f"{incident_or_warning_id!r} is not an incident or warning id (category:station:parameter:opened_s[...])")
+    return ":".join(parts[:3])
+
+
+def incident_id_of(incident_or_warning_id: str) -> str:
+    incident_key_of(incident_or_warning_id)
+    return ":".join(incident_or_warning_id.split(":")[:4])
+
+
 class DeadLetter(Message):
     """Input that could not be accepted, with why. Raw payload kept (truncated) for diagnosis."""
 

@@ -12,11 +12,12 @@ ALERTS = "alerts"
 WARNINGS = "warnings"
 DEADLETTER = "deadletter"
 TRACING = "tracing"
+LIFECYCLE = "lifecycle"  # incident stages: operators' actions (ack, close ...) and the system's (warned, re-sent ...)
 # internal re-keyed streams: every gauge's rain (and road-flooding sightings) under one key, so one
 # task sees the whole field for the nowcast; camera person counts keyed by their zone's counter
 RAIN_FIELD = "rain.field"
 CROWD_CAMERA = "crowd.camera"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, DEADLETTER, RAIN_FIELD, CROWD_CAMERA)
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, DEADLETTER, RAIN_FIELD, CROWD_CAMERA)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+import pytest
+
 from agents.warnings import decide
 from agents.water import LIMITS, assess
 from models.persistence import PersistenceState
@@ -79,3 +81,59 @@ def test_statistical_screen_warns_early_on_the_sag_and_not_on_a_quiet_week():
             sag = rec.truth.of_type("do_sag")[0]
             assert alerted[station].severity < 0.25 and alerted[station].rule == "statistical"  # early: blue
             assert sag.start <= alerted[station].ts <= sag.expected_detection  # before the limit crossing
+
+
+def test_the_incident_lifecycle_records_sensed_warned_and_operators_actions_in_order():
+    from agents.warnings import apply_lifecycle
+    from pipeline.schemas import LifecycleEvent, Stage, incident_id_of, incident_key_of
+
+    mild = run([3.9] * 3)[0]
+    incident, warning = decide(mild, None, CITY, RULES, ROUTING)
+    stages = incident["stages"]
+    assert stages["sensed"] == mild.ts.timestamp() and stages["warned"] == warning.issued_at.timestamp()
+    assert incident_id_of(warning.warning_id) == incident["incident_id"] and incident_key_of(warning.warning_id) == mild.incident_key
+
+    def act(stage, inc, at_s, **kw):
+        event = LifecycleEvent(incident_id=incident["incident_id"], stage=stage, source="operator", actor="王科长",
+                               ts=warning.issued_at + timedelta(seconds=at_s), **kw)
+        return apply_lifecycle(event, inc, warning.issued_at.timestamp() + at_s, RULES)
+
+    with pytest.raises(ValueError, match="before closed"):
+        act(Stage.reviewed, incident, 30)
+    acked, none, records = act(Stage.acknowledged, incident, 60)
+    assert none is None and records == [] and acked["stages"]["acknowledged"] == stages["warned"] + 60
+    closed, _, _ = act(Stage.closed, acked, 900)
+    assert closed["open"] is False and closed["stages"]["closed"] == stages["warned"] + 900
+    reviewed, _, _ = act(Stage.reviewed, closed, 86400)
+    assert list(reviewed["stages"]) == ["sensed", "warned", "acknowledged", "closed", "reviewed"]
+    newer = {**incident, "incident_id": incident["incident_id"] + "0"}  # the place has a newer incident since
+    with pytest.raises(ValueError, match="no open incident"):
+        act(Stage.acknowledged, newer, 60)
+    # an alert that clears closes the incident too, with its time
+    resolved = run([3.0] * 3 + [6.0] * 3)[1]
+    done, _ = decide(resolved, incident, CITY, RULES, ROUTING)
+    assert done["stages"]["closed"] == resolved.ts.timestamp()
+
+
+def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
+    from agents.warnings import apply_lifecycle
+    from pipeline.schemas import LifecycleEvent, Stage
+
+    incident, warning = decide(run([3.9] * 3)[0], None, CITY, RULES, ROUTING)
+    after_s = RULES["lifecycle"]["resend_after_min"] * 60
+    t0 = warning.issued_at.timestamp()
+
+    def check(inc, at_s):
+        return apply_lifecycle(LifecycleEvent(incident_id=inc["incident_id"], stage=Stage.check), inc, t0 + at_s, RULES)
+
+    assert check(incident, after_s - 1)[1] is None                      # not yet due
+    first, again, records = check(incident, after_s)
+    assert again.levels == warning.levels and again.warning_id.endswith(":resent1") and "re-sent 1" in again.title
+    assert [r.stage for r in records] == [Stage.resent] and first["resends"] == 1
+    assert check(first, after_s + 60)[1] is None                         # the clock restarts at each send
+    second, escalated, records = check(first, 2 * after_s)
+    assert RULES["lifecycle"]["escalate_after"] == 2 and [r.stage for r in records] == [Stage.escalated]
+    assert escalated.levels == ["township", "district"] and warning.levels == ["township"]
+    acked, _, _ = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.acknowledged, source="operator"),
+                                  second, t0 + 2 * after_s, RULES)
+    assert check(acked, 10 * after_s)[1] is None                        # acknowledged: no more re-sends

@@ -1,0 +1,67 @@
+"""The closed loop on the real services: a warning's sensed and warned times, an operator's
+acknowledgement and closure through `yuflow warnings ack|close`, all recorded in InfluxDB; an
+action on an incident that does not exist is dead-lettered with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.influx import influxql
+from pipeline.operators import follow_warnings
+from pipeline.processes import wait_until
+from pipeline.schemas import DeadLetter, Kind, Quantity, Reading
+from pipeline.topics import DEADLETTER
+from sensors_sim.publisher import publish, reading_messages
+from tests.integration.test_end_to_end import consume_all
+
+pytestmark = pytest.mark.integration
+STATION = "huaxi-nanquan"  # a station no other test uses (tracing tests watch the Ruxi)
+
+
+def yuflow(*args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def lifecycle_stages(stack, incident_id: str) -> list[str]:
+    series = influxql(stack.settings.influx, f"SELECT \"stage\", \"actor\" FROM lifecycle WHERE incident_id = '{incident_id}'")
+    return [row[1] for s in series for row in s["values"]]
+
+
+def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in_influxdb(stack):
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
+    low_do = [Reading(sensor_id=f"wq-{STATION}", kind=Kind.water, station=STATION, district="banan", ts=start + timedelta(minutes=10 * i),
+                      values={"do": Quantity(value=2.5, unit="mg/L")}) for i in range(4)]
+    assert publish(reading_messages(low_do, stack.settings.mqtt.topic_root), stack.settings.mqtt) == 4
+
+    async def first_warning():
+        async for w in follow_warnings(stack.settings, from_beginning=True, timeout_s=90):
+            if w.station == STATION and w.ts >= start:
+                return w
+        return None
+
+    warning = asyncio.run(first_warning())
+    assert warning is not None, stack.worker.log_tail(40)
+    wait_until(lambda: {"sensed", "warned"} <= set(lifecycle_stages(stack, warning.incident_id)), 60, what="sensed and warned in InfluxDB")
+
+    yuflow("warnings", "ack", warning.warning_id, "--by", "巴南区水利局 值班员")
+    wait_until(lambda: "acknowledged" in lifecycle_stages(stack, warning.incident_id), 60, what="the acknowledgement in InfluxDB")
+    yuflow("warnings", "close", warning.incident_id, "--by", "巴南区水利局 值班员", "--note", "sampling confirmed; plant fixed")
+    stages = wait_until(lambda: (s := lifecycle_stages(stack, warning.incident_id)) and "closed" in s and s, 60, what="the closure")
+    assert stages.index("sensed") < stages.index("acknowledged") < stages.index("closed")
+
+    # acknowledging an incident that never was: a dead letter that says why, and the agent runs on
+    bogus = f"water:{STATION}:do:1"
+    yuflow("warnings", "ack", bogus)
+    dead = asyncio.run(consume_all(stack.settings, DEADLETTER, 30, lambda got: any(bogus.encode() in v for v in got)))
+    record = next(DeadLetter.model_validate_json(v) for v in dead if bogus.encode() in v)
+    assert record.stage == "lifecycle" and "no open incident" in record.reason
+    assert stack.worker.alive()
