@@ -6,9 +6,9 @@ the writer retries transient failures, so offsets are not committed past unwritt
 
 from __future__ import annotations
 
-from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, lifecycle_topic, readings_topics, warnings_topic
-from pipeline.influx import InfluxWriter, alert_line, deadletter_line, lifecycle_line, reading_line, warning_line
-from pipeline.schemas import Alert, DeadLetter, LifecycleEvent, Stage, Warning, parse_reading
+from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, deliveries_topic, lifecycle_topic, readings_topics, warnings_topic
+from pipeline.influx import InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_line, warning_line
+from pipeline.schemas import Alert, DeadLetter, Delivery, LifecycleEvent, Stage, Warning, parse_reading
 
 BATCH = SETTINGS.influx.batch_size
 WITHIN_S = SETTINGS.influx.flush_interval_s
@@ -53,6 +53,11 @@ def _lifecycle(raw: bytes) -> str | None:
 @app.agent(lifecycle_topic, name="sink_lifecycle")
 async def sink_lifecycle(stream):
     await _sink(stream, _lifecycle)
+
+
+@app.agent(deliveries_topic, name="sink_deliveries")
+async def sink_deliveries(stream):
+    await _sink(stream, lambda raw: delivery_line(Delivery.model_validate_json(raw)))
 
 
 @app.agent(deadletter_topic, name="sink_deadletter")

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from pipeline.schemas import Alert, CameraDetection, DeadLetter, LifecycleEvent, Reading, Warning
+from pipeline.schemas import Alert, CameraDetection, DeadLetter, Delivery, LifecycleEvent, Reading, Warning
 from pipeline.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ def alert_line(a: Alert) -> str:
         "parameter": a.parameter,
         "resolved": str(a.resolved).lower(),
     }
-    fields = {"value": a.value, "limit": a.limit, "severity": a.severity, "alert_id": a.alert_id, "message": a.message}
+    fields = {"value": a.value, "limit": a.limit, "severity": a.severity, "alert_id": a.alert_id, "message": a.message,
+              "time_to_alert_s": (a.detected_at - a.ts).total_seconds()}
     return line("alerts", tags, fields, a.ts)
 
 
@@ -98,6 +99,12 @@ def warning_line(w: Warning) -> str:
         "time_to_warn_s": (w.issued_at - w.ts).total_seconds(),
     }
     return line("warnings", tags, fields, w.issued_at)
+
+
+def delivery_line(d: Delivery) -> str:
+    tags = {"department": d.department, "channel": d.channel, "ok": str(d.ok).lower(), "category": d.category.value, "tier": d.tier.value}
+    fields = {"warning_id": d.warning_id, "incident_id": d.incident_id, "since_reading_s": d.since_reading_s, "detail": d.detail}
+    return line("deliveries", tags, fields, d.delivered_at)
 
 
 def lifecycle_line(e: LifecycleEvent) -> str:

@@ -249,6 +249,22 @@ def incident_id_of(incident_or_warning_id: str) -> str:
     return ":".join(incident_or_warning_id.split(":")[:4])
 
 
+class Delivery(Message):
+    """One warning handed to one department by one channel (or the failure to), for the record."""
+
+    delivery_id: str = Field(description="warning_id|department|channel: the same delivery is never made twice")
+    warning_id: str
+    incident_id: str
+    category: Category
+    tier: Tier
+    department: str
+    channel: str
+    ok: bool
+    detail: str = Field("", max_length=1000)
+    delivered_at: UtcDatetime = Field(default_factory=utc_now)
+    since_reading_s: float = Field(description="from the event time of the reading that completed the finding to delivery")
+
+
 class DeadLetter(Message):
     """Input that could not be accepted, with why. Raw payload kept (truncated) for diagnosis."""
 

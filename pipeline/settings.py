@@ -45,6 +45,7 @@ class KafkaSettings(BaseModel):
     session_timeout_s: float = 10
     rebalance_timeout_s: float = 10
     heartbeat_interval_s: float = 1
+    fetch_max_wait_ms: int = Field(100, ge=1)  # agents' fetch long-poll: bounds the per-hop latency on brokers that do not wake it
 
     @property
     def port(self) -> int:
@@ -85,6 +86,14 @@ class WorkerSettings(BaseModel):
     store: str = "memory://"
 
 
+class DeliverySettings(BaseModel):
+    channels: list[Literal["topic", "webhook", "log"]] = ["topic", "webhook", "log"]
+    webhooks: dict[str, str] = {}          # department -> URL that receives each warning as a JSON POST
+    webhook_token: SecretStr = SecretStr("")  # sent as "Authorization: Bearer ..."; never printed
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_attempts: int = Field(3, ge=1)
+
+
 class CitySettings(BaseModel):
     file: str = "city.toml"  # in config/
     scale: int = Field(1, ge=1)
@@ -107,6 +116,7 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = BridgeSettings()
     worker: WorkerSettings = WorkerSettings()
     city: CitySettings = CitySettings()
+    delivery: DeliverySettings = DeliverySettings()
     water: WaterSettings = WaterSettings()
 
     @classmethod

@@ -13,11 +13,17 @@ WARNINGS = "warnings"
 DEADLETTER = "deadletter"
 TRACING = "tracing"
 LIFECYCLE = "lifecycle"  # incident stages: operators' actions (ack, close ...) and the system's (warned, re-sent ...)
+DELIVERIES = "deliveries"  # one record per warning, department and channel
 # internal re-keyed streams: every gauge's rain (and road-flooding sightings) under one key, so one
 # task sees the whole field for the nowcast; camera person counts keyed by their zone's counter
 RAIN_FIELD = "rain.field"
 CROWD_CAMERA = "crowd.camera"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, DEADLETTER, RAIN_FIELD, CROWD_CAMERA)
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, DELIVERIES, DEADLETTER, RAIN_FIELD, CROWD_CAMERA)
+
+
+def department_topic(department: str) -> str:
+    """A department's own warning feed (the "topic" delivery channel): ``to.<department>``."""
+    return f"to.{department}"
 
 
 @dataclass(frozen=True)

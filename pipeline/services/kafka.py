@@ -11,7 +11,8 @@ import importlib.util
 from pathlib import Path
 
 from pipeline.services.base import MissingBinary, Service, port_open
-from pipeline.topics import ALL_TOPICS
+from pipeline.city import load_toml
+from pipeline.topics import ALL_TOPICS, department_topic
 
 
 class KafkaService(Service):
@@ -40,7 +41,8 @@ class KafkaService(Service):
         return port_open(self.settings.kafka.host, self.settings.kafka.port)
 
     def after_start(self) -> None:
-        asyncio.run(ensure_topics(self.settings.kafka.bootstrap, ALL_TOPICS, self.settings.kafka.partitions, self.settings.kafka.replication))
+        topics = (*ALL_TOPICS, *(department_topic(d) for d in load_toml("routing")["departments"]))
+        asyncio.run(ensure_topics(self.settings.kafka.bootstrap, topics, self.settings.kafka.partitions, self.settings.kafka.replication))
 
 
 async def ensure_topics(bootstrap: str, topics: tuple[str, ...], partitions: int, replication: int) -> None:

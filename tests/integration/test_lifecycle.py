@@ -1,6 +1,8 @@
-"""The closed loop on the real services: a warning's sensed and warned times, an operator's
-acknowledgement and closure through `yuflow warnings ack|close`, all recorded in InfluxDB; an
-action on an incident that does not exist is dead-lettered with the reason."""
+"""The closed loop on the real services: a warning's sensed, warned and delivered times, its
+deliveries to each department's topic, an operator's acknowledgement and closure through
+`yuflow warnings ack|close`, all recorded in InfluxDB; an action on an incident that does not
+exist is dead-lettered with the reason; and readings sent in real time are warned and delivered
+within a second."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pipeline.influx import influxql
 from pipeline.operators import follow_warnings
 from pipeline.processes import wait_until
 from pipeline.schemas import DeadLetter, Kind, Quantity, Reading
-from pipeline.topics import DEADLETTER
+from pipeline.topics import DEADLETTER, department_topic
 from sensors_sim.publisher import publish, reading_messages
 from tests.integration.test_end_to_end import consume_all
 
@@ -52,6 +54,17 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
     assert warning is not None, stack.worker.log_tail(40)
     wait_until(lambda: {"sensed", "warned"} <= set(lifecycle_stages(stack, warning.incident_id)), 60, what="sensed and warned in InfluxDB")
 
+    # delivered to each department's own topic, each delivery recorded
+    topic = department_topic(warning.departments[-1])
+    fed = asyncio.run(consume_all(stack.settings, topic, 30, lambda got: any(warning.warning_id.encode() in v for v in got)))
+    assert any(warning.warning_id.encode() in v for v in fed)
+    deliveries = f"SELECT \"since_reading_s\", \"department\" FROM deliveries WHERE warning_id = '{warning.warning_id}' AND \"channel\" = 'topic'"
+    rows = wait_until(lambda: [r for s in influxql(stack.settings.influx, deliveries) for r in s["values"]]
+                      if len(warning.departments) <= sum(len(s["values"]) for s in influxql(stack.settings.influx, deliveries)) else None,
+                      60, what="the deliveries in InfluxDB")
+    assert {r[2] for r in rows} == set(warning.departments)
+    wait_until(lambda: "delivered" in lifecycle_stages(stack, warning.incident_id), 60, what="delivered in InfluxDB")
+
     yuflow("warnings", "ack", warning.warning_id, "--by", "巴南区水利局 值班员")
     wait_until(lambda: "acknowledged" in lifecycle_stages(stack, warning.incident_id), 60, what="the acknowledgement in InfluxDB")
     yuflow("warnings", "close", warning.incident_id, "--by", "巴南区水利局 值班员", "--note", "sampling confirmed; plant fixed")
@@ -65,3 +78,31 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
     record = next(DeadLetter.model_validate_json(v) for v in dead if bogus.encode() in v)
     assert record.stage == "lifecycle" and "no open incident" in record.reason
     assert stack.worker.alive()
+
+
+def test_readings_sent_in_real_time_are_warned_and_delivered_within_a_second(stack):
+    import time
+
+    def low_do(station: str, district: str) -> list[Reading]:
+        return [Reading(sensor_id=f"wq-{station}", kind=Kind.water, station=station, district=district, ts=datetime.now(UTC),
+                        values={"do": Quantity(value=2.0, unit="mg/L")})]
+
+    # warm up: a warning and its deliveries elsewhere, so every agent has joined and fetched once
+    warm = "changjiang-mudong"
+    for _ in range(3):
+        publish(reading_messages(low_do(warm, "banan"), stack.settings.mqtt.topic_root), stack.settings.mqtt)
+        time.sleep(0.2)
+    wait_until(lambda: influxql(stack.settings.influx, f"SELECT count(\"since_reading_s\") FROM deliveries WHERE incident_id =~ /^water:{warm}:/"),
+               90, what="the warm-up deliveries")
+    station = "huaxi-lijiatuo"
+    readings = []
+    for i in range(4):  # at 1x speed: each reading stamped when it is sent; the third completes the finding
+        reading = low_do(station, "banan")
+        assert publish(reading_messages(reading, stack.settings.mqtt.topic_root), stack.settings.mqtt) == 1
+        readings += reading
+        time.sleep(0.5)
+    query = (f"SELECT \"since_reading_s\" FROM deliveries WHERE \"channel\" = 'topic' AND incident_id =~ /^water:{station}:do:/ "
+             f"AND time >= '{readings[0].ts.isoformat().replace('+00:00', 'Z')}'")
+    series = wait_until(lambda: influxql(stack.settings.influx, query), 60, what="the deliveries in InfluxDB")
+    latencies = [row[1] for s in series for row in s["values"]]
+    assert latencies and max(latencies) < 1.0, latencies  # reading -> alert -> warning -> delivered, recorded per department
