@@ -240,6 +240,20 @@ def warnings_export(
 
 
 @app.command()
+def web(
+    host: Annotated[Optional[str], typer.Option(help="default: web.host")] = None,
+    port: Annotated[Optional[int], typer.Option(help="default: web.port")] = None,
+) -> None:
+    """The operators' web page: live warnings, filters, incident detail, acknowledge and close."""
+    from pipeline.web import serve
+
+    settings = load_settings()
+    host, port = host or settings.web.host, port or settings.web.port
+    console.print(f"Yuflow warnings page on http://{host}:{port}/", emoji=False)
+    serve(settings, host, port)
+
+
+@app.command()
 def query(
     influxql: Annotated[str, typer.Argument(help='e.g. SELECT count("do") FROM readings WHERE time > now() - 1d')],
     as_csv: Annotated[bool, typer.Option("--csv")] = False,

@@ -86,6 +86,12 @@ class WorkerSettings(BaseModel):
     store: str = "memory://"
 
 
+class WebSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    operator_token: SecretStr = SecretStr("")  # when set, the page's acknowledge / close need it; from the environment
+
+
 class DeliverySettings(BaseModel):
     channels: list[Literal["topic", "webhook", "log"]] = ["topic", "webhook", "log"]
     webhooks: dict[str, str] = {}          # department -> URL that receives each warning as a JSON POST
@@ -117,6 +123,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     city: CitySettings = CitySettings()
     delivery: DeliverySettings = DeliverySettings()
+    web: WebSettings = WebSettings()
     water: WaterSettings = WaterSettings()
 
     @classmethod

@@ -1,0 +1,123 @@
+"""The operators' web page in a real headless browser (Debian's chromium and chromedriver): a live
+warning appears within 2 s of its creation, and an acknowledgement made on the page is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.influx import influxql
+from pipeline.operators import follow_warnings
+from pipeline.processes import wait_until
+from pipeline.schemas import Kind, Quantity, Reading
+from sensors_sim.publisher import publish, reading_messages
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+STATION, DISTRICT = "jialing-ciqikou", "shapingba"
+SCREENSHOT = os.environ.get("YUFLOW_WEB_SCREENSHOT")  # where to keep the page's picture (docs/web.png for the README)
+
+
+@pytest.fixture(scope="module")
+def page(stack):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.fail("chromium and chromium-driver are needed (scripts/test installs them)")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "web", "--port", str(port)], env=os.environ.copy(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    wait_until(lambda: _ok(url + "health"), 30, what="the web page")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(url)
+        wait_until(lambda: browser.find_element("id", "status").text == "live", 30, what="the page's live stream")
+        yield browser
+    finally:
+        browser.quit()
+        server.terminate()
+        server.wait(10)
+
+
+def retry(action, timeout_s: float = 10):
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt():
+        try:
+            action()
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    wait_until(attempt, timeout_s, interval_s=0.05, what="a page element that stays put")
+
+
+def stack_station_name() -> str:
+    from pipeline.city import default_city
+
+    return default_city().site_name(STATION)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stack, page):
+    readings = [Reading(sensor_id=f"wq-{STATION}", kind=Kind.water, station=STATION, district=DISTRICT, ts=datetime.now(UTC),
+                        values={"do": Quantity(value=1.5, unit="mg/L")})]
+    for _ in range(3):
+        readings[0] = readings[0].model_copy(update={"ts": datetime.now(UTC)})
+        publish(reading_messages(readings, stack.settings.mqtt.topic_root), stack.settings.mqtt)
+        time.sleep(0.2)
+
+    async def first_warning():
+        async for w in follow_warnings(stack.settings, from_beginning=True, timeout_s=60):
+            if w.station == STATION:
+                return w
+
+    warning = asyncio.run(first_warning())
+    assert warning is not None, stack.worker.log_tail(40)
+    row = f'tr[data-incident="{warning.incident_id}"]'
+    wait_until(lambda: page.find_elements("css selector", row), 10, interval_s=0.05, what="the warning on the page")
+    shown_after_s = (datetime.now(UTC) - warning.issued_at).total_seconds()
+    assert shown_after_s < 2.0, shown_after_s
+    text = ""
+
+    def read_row():
+        nonlocal text
+        text = page.find_element("css selector", row).text  # the incident's latest tier (it may have escalated meanwhile)
+
+    retry(read_row)
+    assert stack_station_name() in text and any(t in text.split()[0] for t in ("BLUE", "YELLOW", "ORANGE", "RED"))
+
+    retry(lambda: page.find_element("css selector", row).click())  # rows are redrawn as events arrive
+    assert "Checklist" in page.find_element("id", "detail").text
+    page.find_element("id", "by").clear()
+    page.find_element("id", "by").send_keys("沙坪坝区水利局 值班员")
+    page.find_element("id", "ack").click()
+    wait_until(lambda: "acknowledged" in page.find_element("id", "lifecycle").text, 20, what="the acknowledgement on the page")
+    query = f"SELECT \"stage\", \"actor\" FROM lifecycle WHERE incident_id = '{warning.incident_id}' AND \"source\" = 'operator'"
+    rows = wait_until(lambda: [r for s in influxql(stack.settings.influx, query) for r in s["values"]], 30, what="the acknowledgement in InfluxDB")
+    assert [r[1:] for r in rows] == [["acknowledged", "沙坪坝区水利局 值班员"]]
+    if SCREENSHOT:
+        Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
+        page.save_screenshot(SCREENSHOT)
