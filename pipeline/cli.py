@@ -254,6 +254,24 @@ def web(
 
 
 @app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("yuflow-report.html"),
+    days: Annotated[float, typer.Option(help="how far back")] = 7.0,
+) -> None:
+    """An HTML report from InfluxDB: incidents on a timeline, closed-loop times, detection and delivery delays."""
+    from pipeline.report import frames, render
+
+    settings = load_settings()
+    try:
+        data = frames(settings.influx, days)
+    except OSError as e:
+        console.print(f"[red]InfluxDB not reachable:[/] {e}", emoji=False)
+        raise typer.Exit(1) from None
+    out.write_text(render(data, days), encoding="utf-8")
+    console.print(f"report written to {out}", emoji=False)
+
+
+@app.command()
 def query(
     influxql: Annotated[str, typer.Argument(help='e.g. SELECT count("do") FROM readings WHERE time > now() - 1d')],
     as_csv: Annotated[bool, typer.Option("--csv")] = False,

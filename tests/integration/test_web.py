@@ -121,3 +121,25 @@ def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stac
     if SCREENSHOT:
         Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
         page.save_screenshot(SCREENSHOT)
+
+
+def test_the_report_draws_the_days_incidents_from_influxdb(stack, tmp_path):
+    out = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "report", "--out", str(out), "--days", "1"], capture_output=True, text=True,
+                          timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    page = out.read_text(encoding="utf-8")
+    warned = influxql(stack.settings.influx, 'SELECT count("warning_id") FROM warnings WHERE time > now() - 1d')[0]["values"][0][1]
+    assert f"{warned} warning(s)" in page and page.count("data:image/png;base64,") == 2
+
+
+def test_every_query_in_docs_queries_md_runs(stack):
+    import re
+
+    text = (Path(__file__).parents[2] / "docs" / "queries.md").read_text(encoding="utf-8")
+    queries = [line for block in re.findall(r"```sql\n(.*?)```", text, flags=re.S) for line in block.splitlines() if line.strip()]
+    assert len(queries) >= 15
+    answered = 0
+    for q in queries:
+        answered += bool(influxql(stack.settings.influx, q))  # raises on an InfluxQL error
+    assert answered >= len(queries) // 2  # most have data after the session's scenarios
