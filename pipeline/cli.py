@@ -179,35 +179,21 @@ def _operator_action(stage: str, warning_or_incident_id: str, by: str, note: str
                   f"is dead-lettered with the reason)", emoji=False)
 
 
-_BY = typer.Option("--by", help="who acts (name, department)")
+def _action_command(name: str, stage: str, doc: str) -> None:
+    def command(id: Annotated[str, typer.Argument(help="warning or incident id")],
+                by: Annotated[str, typer.Option("--by", help="who acts (name, department)")] = "operator",
+                note: Annotated[str, typer.Option(help="what was done or learned")] = "") -> None:
+        _operator_action(stage, id, by, note)
+
+    command.__doc__ = doc
+    warnings_app.command(name)(command)
 
 
-@warnings_app.command("ack")
-def warnings_ack(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
-                 note: Annotated[str, typer.Option()] = "") -> None:
-    """Acknowledge a warning (签收): it stops being re-sent."""
-    _operator_action("acknowledged", id, by, note)
-
-
-@warnings_app.command("dispose")
-def warnings_dispose(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
-                     note: Annotated[str, typer.Option(help="what was done")] = "") -> None:
-    """Record that the incident has been dealt with (处置)."""
-    _operator_action("disposed", id, by, note)
-
-
-@warnings_app.command("close")
-def warnings_close(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
-                   note: Annotated[str, typer.Option()] = "") -> None:
-    """Close the incident (办结); a new alert at the same place opens a new one."""
-    _operator_action("closed", id, by, note)
-
-
-@warnings_app.command("review")
-def warnings_review(id: Annotated[str, typer.Argument(help="warning or incident id")], by: Annotated[str, _BY] = "operator",
-                    note: Annotated[str, typer.Option(help="what was learned")] = "") -> None:
-    """Record the review of a closed incident (复盘)."""
-    _operator_action("reviewed", id, by, note)
+for _name, _stage, _doc in (("ack", "acknowledged", "Acknowledge a warning (签收): it stops being re-sent."),
+                            ("dispose", "disposed", "Record that the incident has been dealt with (处置)."),
+                            ("close", "closed", "Close the incident (办结); a new alert at the same place opens a new one."),
+                            ("review", "reviewed", "Record the review of a closed incident (复盘).")):
+    _action_command(_name, _stage, _doc)
 
 
 @warnings_app.command("export")
