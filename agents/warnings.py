@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, lifecycle_topic, tracing_topic, warnings_topic
-from models.warnings import OPERATOR_STAGES, advance, levels_up, overdue, route, tier_from_severity
+from models.warnings import OPERATOR_STAGES, advance, levels_up, overdue, recipients, route, tier_from_severity
 from pipeline.city import City, default_city, load_toml
 from pipeline.schemas import Alert, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at
 
@@ -50,6 +50,7 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
         station=alert.station,
         levels=levels,
         departments=departments,
+        recipients=who(departments, levels, alert.district, alert.township, city, routing),
         title=(f"{tier.value.upper()} {alert.category.value} warning{' (forecast)' if alert.expected_at else ''}: "
                f"{alert.parameter} at {facts['station_name']}"),
         message=alert.message,
@@ -58,6 +59,12 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
         ts=alert.ts,
     )
     return sent({**incident, "tier": tier.value}, warning, alert.ts.timestamp()), warning
+
+
+def who(departments: list[str], levels: list[str], district: str, township: str, city: City, routing: dict) -> list[str]:
+    """The responsible persons and duty posts (config/roster.toml, under ``routing["roster"]``) for the area."""
+    names = {area: city.site_name(area) for area in (district, township) if area}
+    return recipients(departments, levels, district, township, names, routing.get("roster", {}))
 
 
 def sent(incident: dict, warning: Warning, sensed_s: float | None = None) -> dict:
@@ -149,6 +156,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
         station=result.station,
         levels=levels,
         departments=departments,
+        recipients=who(departments, levels, result.district, result.township, city, routing),
         title=f"{tier.value.upper()} water warning at {city.site_name(result.station)}: suspected source {top.name} ({top.probability:.0%})",
         message=top.explanation + arrival + seen,
         checklist=checklist,
@@ -163,7 +171,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
 
 CITY = default_city()
 RULES = load_toml("warnings")
-ROUTING = load_toml("routing")
+ROUTING = {**load_toml("routing"), "roster": load_toml("roster")}
 
 
 async def issue(key: str, before: dict | None, incident: dict | None, warning: Warning | None) -> None:

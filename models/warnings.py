@@ -87,3 +87,27 @@ def levels_up(levels: Sequence[str], order: Sequence[str] = ("township", "distri
     """
     top = max((order.index(lvl) for lvl in levels if lvl in order), default=-1)
     return list(levels) + ([order[top + 1]] if top + 1 < len(order) else [])
+
+
+# --- recipients ------------------------------------------------------------------------------------
+def recipients(departments: Sequence[str], levels: Sequence[str], district: str, township: str, names: Mapping[str, str],
+               roster: Mapping) -> list[str]:
+    """Who receives a warning, department by department: the named persons of the roster for its area
+    (township first, then district), then the department's duty post there, and the city's post when
+    the warning reaches the city level. ``names`` maps area ids to names; ``roster`` is config/roster.toml.
+
+    >>> roster = {"posts": {"water_bureau": "{district}水利局 值班室"}, "city_posts": {"water_bureau": "市水利局 总值班室"},
+    ...           "persons": [{"name": "李明", "role": "值班长", "department": "water_bureau", "district": "liangping", "phone": "1"}]}
+    >>> recipients(["water_bureau"], ["township", "district", "city"], "liangping", "fulu", {"liangping": "梁平区"}, roster)
+    ['李明 (值班长, 1)', '梁平区水利局 值班室', '市水利局 总值班室']
+    """
+    out: list[str] = []
+    for department in departments:
+        for p in roster.get("persons", []):
+            if p["department"] == department and p["district"] == district and p.get("township", township) in (township, ""):
+                out.append(f"{p['name']} ({p['role']}, {p['phone']})")
+        if post := roster.get("posts", {}).get(department):
+            out.append(post.format(district=names.get(district, district), township=names.get(township, township) if township else names.get(district, district)))
+        if "city" in levels and (post := roster.get("city_posts", {}).get(department)):
+            out.append(post)
+    return list(dict.fromkeys(out))

@@ -159,7 +159,7 @@ class City:
 
     def site_name(self, site_id: str) -> str:
         for table in (self.stations, self.gauges, self.zones, self.roads, self.sources, self.intakes, self.dams,
-                      self.risk_points, self.districts):
+                      self.risk_points, self.districts, self.townships):
             if site_id in table:
                 return table[site_id].name
         return site_id

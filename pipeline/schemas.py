@@ -193,6 +193,7 @@ class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin o
     station: str
     levels: list[str]
     departments: list[str]
+    recipients: list[str] = Field([], description="responsible persons and duty posts, from config/roster.toml")
     title: str
     message: str
     checklist: list[str] = []

@@ -137,3 +137,17 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     acked, _, _ = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.acknowledged, source="operator"),
                                   second, t0 + 2 * after_s, RULES)
     assert check(acked, 10 * after_s)[1] is None                        # acknowledged: no more re-sends
+
+
+def test_warnings_name_the_responsible_persons_of_their_area_and_the_city_posts_at_red():
+    roster = load_toml("roster")
+    routing = {**ROUTING, "roster": roster}
+    deep = run([1.0] * 3)[0]  # Puhe, Qijiang district: red
+    _, red = decide(deep, None, CITY, RULES, routing)
+    assert red.tier is Tier.red and "city" in red.levels
+    assert any(r.startswith("王强 (") for r in red.recipients)                    # named in the roster for Qijiang
+    assert "綦江区水利局 值班室" in red.recipients and "市应急管理局 指挥中心" in red.recipients  # district post, city post
+    assert len(red.recipients) == len(set(red.recipients))
+    mild = run([3.9] * 3)[0]
+    _, blue = decide(mild, None, CITY, RULES, routing)
+    assert not any(r.startswith("市") for r in blue.recipients)                   # blue stays at the township
