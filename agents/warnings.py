@@ -77,10 +77,12 @@ def sent(incident: dict, warning: Warning, sensed_s: float | None = None) -> dic
             "warning": warning.model_dump(mode="json")}
 
 
-def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, rules: dict) -> tuple[dict, Warning | None, list[LifecycleEvent]]:
+def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, rules: dict,
+                    recipients_for=None) -> tuple[dict, Warning | None, list[LifecycleEvent]]:
     """An operator's action on an incident, or the timer's check: the new incident state, a warning to
     re-send if one is overdue, and the lifecycle events to record. ValueError with the reason when
-    the action does not fit (unknown or superseded incident, out of order)."""
+    the action does not fit (unknown or superseded incident, out of order). ``recipients_for(warning,
+    levels)`` names who an escalated re-send reaches at its new level."""
     if incident is None or incident.get("incident_id") != event.incident_id:
         raise ValueError(f"no open incident {event.incident_id} (unknown, or superseded by a newer one)")
     if event.stage == Stage.check:
@@ -92,7 +94,8 @@ def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, 
         previous = Warning.model_validate(incident["warning"])
         n = incident.get("resends", 0) + 1
         levels = levels_up(previous.levels) if action == "escalate" else previous.levels
-        again = previous.model_copy(update={"warning_id": f"{previous.warning_id}:resent{n}", "levels": levels,
+        reached = recipients_for(previous, levels) if recipients_for and levels != previous.levels else previous.recipients
+        again = previous.model_copy(update={"warning_id": f"{previous.warning_id}:resent{n}", "levels": levels, "recipients": reached,
                                             "title": f"[未签收 re-sent {n}] {previous.title.split('] ', 1)[-1]}",
                                             "issued_at": utc_at(now_s)})
         stage = Stage.escalated if levels != previous.levels else Stage.resent
@@ -227,7 +230,8 @@ async def lifecycle(stream):
             event = LifecycleEvent.model_validate_json(raw)
             if event.source == "system" and event.stage != Stage.check:
                 continue  # our own record
-            incident, warning, records = apply_lifecycle(event, incidents_table.get(event.incident_key), time.time(), RULES)
+            incident, warning, records = apply_lifecycle(event, incidents_table.get(event.incident_key), time.time(), RULES,
+                                                         lambda w, levels: who(w.departments, levels, w.district, w.township, CITY, ROUTING))
         except Exception as error:  # an action that does not fit: dead-lettered with why, never a crash
             await dead_letter("lifecycle", lifecycle_topic, raw, error)
             continue

@@ -134,6 +134,10 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     second, escalated, records = check(first, 2 * after_s)
     assert RULES["lifecycle"]["escalate_after"] == 2 and [r.stage for r in records] == [Stage.escalated]
     assert escalated.levels == ["township", "district"] and warning.levels == ["township"]
+    # who an escalated re-send reaches at its new level
+    reached = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), first, t0 + 2 * after_s, RULES,
+                              lambda w, levels: [*w.recipients, f"{levels[-1]} duty officer"])[1]
+    assert reached.recipients[-1] == "district duty officer"
     acked, _, _ = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.acknowledged, source="operator"),
                                   second, t0 + 2 * after_s, RULES)
     assert check(acked, 10 * after_s)[1] is None                        # acknowledged: no more re-sends
