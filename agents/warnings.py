@@ -77,6 +77,15 @@ def sent(incident: dict, warning: Warning, sensed_s: float | None = None) -> dic
             "warning": warning.model_dump(mode="json")}
 
 
+def due(incident: dict | None, now_s: float, rules: dict) -> str | None:
+    """What an open incident's unacknowledged warning needs now (``models.warnings.overdue``), or None."""
+    if not incident or not incident.get("open"):
+        return None
+    cfg = rules["lifecycle"]
+    return overdue(incident.get("stages", {}), incident.get("last_sent_s", 0.0), incident.get("resends", 0), now_s,
+                   cfg["resend_after_min"] * 60, cfg["escalate_after"])
+
+
 def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, rules: dict,
                     recipients_for=None) -> tuple[dict, Warning | None, list[LifecycleEvent]]:
     """An operator's action on an incident, or the timer's check: the new incident state, a warning to
@@ -86,10 +95,8 @@ def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, 
     if incident is None or incident.get("incident_id") != event.incident_id:
         raise ValueError(f"no open incident {event.incident_id} (unknown, or superseded by a newer one)")
     if event.stage == Stage.check:
-        cfg = rules["lifecycle"]
-        action = overdue(incident.get("stages", {}), incident.get("last_sent_s", 0.0), incident.get("resends", 0), now_s,
-                         cfg["resend_after_min"] * 60, cfg["escalate_after"])
-        if action is None or not incident.get("open") or "warning" not in incident:
+        action = due(incident, now_s, rules)
+        if action is None or "warning" not in incident:
             return incident, None, []
         previous = Warning.model_validate(incident["warning"])
         n = incident.get("resends", 0) + 1
@@ -194,33 +201,29 @@ async def issue(key: str, before: dict | None, incident: dict | None, warning: W
         await lifecycle_topic.send(key=key.encode(), value=record.to_json())
 
 
-@app.agent(alerts_topic)
-async def warn(stream):
+async def _warn(stream, parse, decide_with, source) -> None:
+    """Alerts or tracing results -> the incident's new state and the warning it calls for, if any."""
     async for raw in stream:
         try:
-            alert = Alert.model_validate_json(raw)
-            before = incidents_table.get(alert.incident_key)
-            incident, warning = decide(alert, before, CITY, RULES, ROUTING)
+            item = parse(raw)
+            before = incidents_table.get(item.incident_key)
+            incident, warning = decide_with(item, before, CITY, RULES, ROUTING)
         except Exception as error:  # one bad record must not stop the stream
-            await dead_letter("warnings", alerts_topic, raw, error)
+            await dead_letter("warnings", source, raw, error)
             continue
-        incidents_table[alert.incident_key] = incident
-        await issue(alert.incident_key, before, incident, warning)
+        if incident is not None:
+            incidents_table[item.incident_key] = incident
+        await issue(item.incident_key, before, incident, warning)
+
+
+@app.agent(alerts_topic)
+async def warn(stream):
+    await _warn(stream, Alert.model_validate_json, decide, alerts_topic)
 
 
 @app.agent(tracing_topic)
 async def warn_traced(stream):
-    async for raw in stream:
-        try:
-            result = TracingResult.model_validate_json(raw)
-            before = incidents_table.get(result.incident_key)
-            incident, warning = decide_traced(result, before, CITY, RULES, ROUTING)
-        except Exception as error:  # one bad record must not stop the stream
-            await dead_letter("warnings", tracing_topic, raw, error)
-            continue
-        if incident is not None:
-            incidents_table[result.incident_key] = incident
-        await issue(result.incident_key, before, incident, warning)
+    await _warn(stream, TracingResult.model_validate_json, decide_traced, tracing_topic)
 
 
 @app.agent(lifecycle_topic)
@@ -245,10 +248,8 @@ async def lifecycle(stream):
 @app.timer(interval=RULES["lifecycle"]["check_interval_s"])
 async def check_unacknowledged() -> None:
     """Prompt a re-send for each open incident whose warning has waited too long for an acknowledgement."""
-    cfg, now_s = RULES["lifecycle"], time.time()
+    now_s = time.time()
     for key, incident in list(incidents_table.items()):
-        if incident and incident.get("open") and overdue(incident.get("stages", {}), incident.get("last_sent_s", 0.0),
-                                                         incident.get("resends", 0), now_s, cfg["resend_after_min"] * 60,
-                                                         cfg["escalate_after"]):
+        if due(incident, now_s, RULES):
             check = LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check, actor="timer")
             await lifecycle_topic.send(key=key.encode(), value=check.to_json())

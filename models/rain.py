@@ -100,14 +100,6 @@ class GaugeAccumulator:
         i = k % self.n_slots
         return np.where(self._slot[i] == k, self._mm[i], np.nan)
 
-    def sum_mm(self, now_s: float, hours: float) -> float:
-        """Rain reported in the ``hours`` before ``now_s`` (missing intervals count as 0)."""
-        return float(np.nansum(self.recent_mm(now_s, hours)))
-
-    def rate_mm_h(self, now_s: float) -> float:
-        """Mean rate over the interval ending at ``now_s``, mm/h; NaN if that reading is missing."""
-        return float(self.recent_mm(now_s, self.step_s / 3600)[0] * 3600 / self.step_s)
-
     def totals_mm(self, now_s: float) -> dict[float, float]:
         """Accumulation per window (h -> mm) up to ``now_s``, rounded to 0.001 mm."""
         recent = np.nan_to_num(self.recent_mm(now_s, self.horizon_h))

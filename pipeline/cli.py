@@ -166,11 +166,10 @@ def warnings_tail(
 
 def _operator_action(stage: str, warning_or_incident_id: str, by: str, note: str) -> None:
     from pipeline.operators import record_action
-    from pipeline.schemas import LifecycleEvent, Stage, incident_id_of
+    from pipeline.schemas import LifecycleEvent
 
     try:
-        event = LifecycleEvent(incident_id=incident_id_of(warning_or_incident_id), stage=Stage(stage), source="operator", actor=by,
-                               note=note, warning_id=warning_or_incident_id if warning_or_incident_id != incident_id_of(warning_or_incident_id) else "")
+        event = LifecycleEvent.by_operator(warning_or_incident_id, stage, by, note)
     except ValueError as error:
         console.print(f"[red]{error}[/]", emoji=False)
         raise typer.Exit(2) from None

@@ -17,7 +17,6 @@ A zone whose counter is silent is stepped by its cameras alone.
 
 from __future__ import annotations
 
-
 from models.crowd import ZoneForecaster, density_bound, dispersal_plan, level_of_service, officers_needed, tier_for_level
 from pipeline.city import City, Zone, load_toml
 from pipeline.schemas import Alert, CameraDetection, Category, Reading, Tier, utc_at

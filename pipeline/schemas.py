@@ -236,6 +236,13 @@ class LifecycleEvent(Message):
         """The incident's key (category:station:parameter), which partitions its alerts and state."""
         return incident_key_of(self.incident_id)
 
+    @classmethod
+    def by_operator(cls, warning_or_incident_id: str, stage: Stage | str, actor: str, note: str = "") -> LifecycleEvent:
+        """An operator's action on a warning or incident id (ValueError when the id or stage is not one)."""
+        incident_id = incident_id_of(warning_or_incident_id)
+        return cls(incident_id=incident_id, stage=Stage(stage), source="operator", actor=actor, note=note,
+                   warning_id=warning_or_incident_id if warning_or_incident_id != incident_id else "")
+
 
 def incident_key_of(incident_or_warning_id: str) -> str:
     """``category:station:parameter`` from an incident id (key:opened_s) or a warning id (incident id:tier...)."""

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from pipeline.operators import record_action
-from pipeline.schemas import LifecycleEvent, Stage, Warning, incident_id_of
+from pipeline.schemas import LifecycleEvent, Warning
 from pipeline.settings import Settings
 from pipeline.topics import LIFECYCLE, WARNINGS
 
@@ -72,10 +72,8 @@ def create_app(settings: Settings) -> Starlette:
             stage = body["stage"]
             if stage not in ACTIONS:
                 raise ValueError(f"stage must be one of {sorted(ACTIONS)}")
-            ident = str(body["id"])
-            event = LifecycleEvent(incident_id=incident_id_of(ident), stage=Stage(stage), source="operator",
-                                   actor=str(body.get("by") or "web operator")[:128], note=str(body.get("note") or "")[:2000],
-                                   warning_id=ident if ident != incident_id_of(ident) else "")
+            event = LifecycleEvent.by_operator(str(body["id"]), stage, str(body.get("by") or "web operator")[:128],
+                                               str(body.get("note") or "")[:2000])
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         await record_action(settings, event)
