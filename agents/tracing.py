@@ -8,6 +8,7 @@ keeps flowing, and the result goes to the ``tracing`` topic for the warning agen
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -23,9 +24,11 @@ TRACED_PARAMETERS = {*POLLUTANTS, "do"}
 RETRACE_S = 1800.0
 OBSERVE_S = load_toml("tracing")["agent"]["observe_h"] * 3600
 CITY_STEP_S = 600.0  # water stations report every 10 minutes
-SINK_WAIT_S = 30.0  # at most this long for the sink to write readings that already exist
+SINK_WAIT_S = 30.0
+LOOK_AGAIN_S = 5.0  # how often to look whether the observation window's readings have arrived  # at most this long for the sink to write readings that already exist
 CITY = default_city()
 
+log = logging.getLogger("yuflow.tracing")
 traced_table = app.Table("traced", default=None, partitions=SETTINGS.kafka.partitions)
 
 
@@ -105,21 +108,32 @@ async def _wait_for_sink(station: str, until_s: float) -> None:
 
 
 async def _trace_and_publish(alert: Alert, raw: bytes) -> None:
-    """Trace with the data there is, and again once OBSERVE_S of data after the detection exists."""
+    """Trace once OBSERVE_S of data after the detection exists: at once in a replay that has it, as
+    time passes live. A look at only the plume's front ranks the wrong source in the Ruxi seed (a
+    dock or a plant near the station, with 0-1 h of data), so no earlier look is published."""
     detected_s = alert.ts.timestamp()
-    for attempt in range(2):
-        await _wait_for_sink(alert.station, detected_s + OBSERVE_S)
-        try:
-            result = await asyncio.to_thread(trace_alert, alert)
-        except Exception as error:  # tracing must not stop anything; the record says what failed
-            await dead_letter("tracing", alerts_topic, raw, error)
+    await _wait_for_sink(alert.station, detected_s + OBSERVE_S)
+    log.info("tracing %s from %s: waiting for %.1f h of readings after the detection", alert.incident_key, alert.station,
+             OBSERVE_S / 3600)
+    await _until_observed(alert.station, detected_s + OBSERVE_S)
+    log.info("tracing %s from %s", alert.incident_key, alert.station)
+    try:
+        result = await asyncio.to_thread(trace_alert, alert)
+    except Exception as error:  # tracing must not stop anything; the record says what failed
+        await dead_letter("tracing", alerts_topic, raw, error)
+        return
+    if result is not None:
+        await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
+
+
+async def _until_observed(station: str, until_s: float) -> None:
+    """Until the station's readings reach ``until_s`` (live: as time passes; a replay may have them
+    already), or SINK_WAIT_S past it if the station has gone silent."""
+    while True:
+        latest = await asyncio.to_thread(latest_reading_s, station, until_s)
+        if (latest is not None and latest >= until_s - 2 * CITY_STEP_S) or time.time() > until_s + SINK_WAIT_S:
             return
-        if result is not None:
-            await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
-        remaining_s = detected_s + OBSERVE_S - time.time()
-        if attempt == 1 or remaining_s <= 0:
-            return
-        await asyncio.sleep(remaining_s)  # live: the plume is still passing; look again when it has
+        await asyncio.sleep(min(LOOK_AGAIN_S, max(1.0, until_s - time.time())))
 
 
 _running: set[asyncio.Task] = set()  # tracing runs beside the stream, so alerts keep flowing meanwhile

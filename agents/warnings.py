@@ -14,9 +14,10 @@ from __future__ import annotations
 import time
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, lifecycle_topic, tracing_topic, warnings_topic
-from models.warnings import OPERATOR_STAGES, advance, levels_up, overdue, recipients, route, tier_from_severity
+from models.warnings import (OPERATOR_STAGES, active_tier, add_member, advance, levels_up, overdue, rank, recipients, route, tier_change,
+                             tier_from_severity)
 from pipeline.city import City, default_city, load_toml
-from pipeline.schemas import Alert, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at
+from pipeline.schemas import Alert, Category, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at, utc_now
 
 incidents_table = app.Table("incidents", default=None, partitions=SETTINGS.kafka.partitions)
 
@@ -24,24 +25,63 @@ incidents_table = app.Table("incidents", default=None, partitions=SETTINGS.kafka
 def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing: dict) -> tuple[dict | None, Warning | None]:
     """New incident state and the warning to issue, if any, for one alert.
 
-    A raised alert opens an incident (warning) or escalates it (new warning, same incident id) when
-    its tier is higher than the tier already issued; a lower or equal tier issues nothing. A cleared
-    alert closes the incident.
+    An incident groups the alerts of one category and area (all the stations and parameters of a
+    river, a district, a zone) as members. Its tier is its highest active member's: a higher tier
+    issues a warning at once (same incident id); a lower one is issued only after it has held for
+    ``grouping.deescalate_after_min`` (hysteresis); when every member has cleared or lapsed the
+    incident closes by itself. Nothing is issued for an alert that changes no tier.
     """
+    now_s = alert.ts.timestamp()
+    lapsed = incident is not None and incident.get("members") and active_tier(incident["members"], now_s) is None
+    if incident is None or not incident["open"] or lapsed:  # (a lapsed one the timer has not closed yet: a replay ahead of the clock)
+        if alert.resolved:
+            return incident, None  # nothing open to clear
+        incident = {"incident_id": f"{alert.incident_key}:{int(now_s)}", "open": True, "members": {}}
+    member = f"{alert.station}:{alert.parameter}"
     if alert.resolved:
-        if incident is None:
-            return None, None
-        closed = advance(incident.get("stages", {}), "closed", alert.ts.timestamp()) if "warned" in incident.get("stages", {}) else incident.get("stages", {})
-        return {**incident, "open": False, "stages": closed}, None
-    tier = alert.tier or Tier(tier_from_severity(alert.severity, rules["tier_from_severity"]))
-    if incident is not None and incident["open"] and Tier(incident["tier"]).rank >= tier.rank:
+        members = {k: v for k, v in incident.get("members", {}).items() if k != member}
+    else:
+        tier = alert.tier or Tier(tier_from_severity(alert.severity, rules["tier_from_severity"]))
+        early = alert.rule == "statistical"  # an early finding nobody clears: it lapses unless renewed
+        until_s = now_s + rules["grouping"]["early_alert_h"] * 3600 if early else None
+        members = add_member(incident.get("members", {}), member, tier.value, until_s, keeps_higher=early)
+        if alert.category is Category.water and alert.station in city.stations:  # what was seen here flows on downstream
+            station = city.stations[alert.station]
+            members = add_member(members, f"plume:{alert.station}", Tier.blue.value,
+                                 river_passed_s(city, station.point, station.river, now_s, rules), keeps_higher=True)
+    incident = {**incident, "members": members}
+    return settle(incident, now_s, city, rules, routing, alert)
+
+
+def settle(incident: dict, now_s: float, city: City, rules: dict, routing: dict, alert: Alert | None = None) -> tuple[dict, Warning | None]:
+    """Issue, raise, lower (after the hold) or close the incident's warning to match its members."""
+    active = active_tier(incident["members"], now_s)
+    action, lower_since_s = tier_change(incident.get("tier"), active, incident.get("lower_since_s"), now_s,
+                                        rules["grouping"]["deescalate_after_min"] * 60)
+    incident = {**incident, "lower_since_s": lower_since_s}
+    if action == "hold" or (alert is None and action in ("open", "raise")):  # only an alert raises a tier
         return incident, None
-    if incident is None or not incident["open"]:
-        incident = {"incident_id": f"{alert.incident_key}:{int(alert.ts.timestamp())}", "open": True}
+    if action == "close":
+        stages = incident.get("stages", {})
+        closed = advance(stages, "closed", now_s) if "warned" in stages else stages
+        return {**incident, "open": False, "stages": closed}, None
+    tier = Tier(active)
+    if action == "lower":
+        previous = Warning.model_validate(incident["warning"])
+        levels, departments = route(previous.category.value, tier.value, routing)
+        departments = list(dict.fromkeys(previous.departments + departments))  # those warned before hear it is lower
+        plain_title = previous.title.split("] ", 1)[-1].split(" ", 1)[-1]  # without a re-send's prefix and the old tier
+        warning = previous.model_copy(update={
+            "warning_id": warning_id(incident, tier, now_s), "tier": tier, "levels": levels, "departments": departments,
+            "recipients": who(departments, levels, previous.district, previous.township, city, routing),
+            "title": f"[降级 lowered] {tier.value.upper()} {plain_title}", "affected": affected(incident, now_s),
+            "ts": utc_at(now_s), "issued_at": utc_now()})
+        return {**sent(incident, warning), "tier": tier.value}, warning
     levels, departments = route(alert.category.value, tier.value, routing)
     facts = {"station_name": city.site_name(alert.station), "parameter": alert.parameter}
+    others = len({m.split(":")[0] for m in incident["members"]} - {alert.station})
     warning = Warning(
-        warning_id=f"{incident['incident_id']}:{tier.value}",
+        warning_id=warning_id(incident, tier, now_s),
         incident_id=incident["incident_id"],
         category=alert.category,
         tier=tier,
@@ -52,13 +92,26 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
         departments=departments,
         recipients=who(departments, levels, alert.district, alert.township, city, routing),
         title=(f"{tier.value.upper()} {alert.category.value} warning{' (forecast)' if alert.expected_at else ''}: "
-               f"{alert.parameter} at {facts['station_name']}"),
+               f"{alert.parameter} at {facts['station_name']}{f' and {others} more stations' if others else ''}"),
         message=alert.message,
         checklist=[item.format(**facts) for item in rules["checklists"].get(alert.category.value, [])] + alert.checklist,
+        affected=affected(incident, now_s),
         alert_ids=[alert.alert_id],
         ts=alert.ts,
     )
-    return sent({**incident, "tier": tier.value}, warning, alert.ts.timestamp()), warning
+    return sent({**incident, "tier": tier.value}, warning, now_s), warning
+
+
+def warning_id(incident: dict, tier: Tier, now_s: float) -> str:
+    """``<incident id>:<tier>``, made unique when the incident comes back to a tier it was warned at."""
+    first = f"{incident['incident_id']}:{tier.value}"
+    return first if tier.value not in incident.get("tiers_issued", []) else f"{first}:{int(now_s)}"
+
+
+def affected(incident: dict, now_s: float) -> list[str]:
+    """The incident's active members, highest tier first."""
+    live = [(m, v["tier"]) for m, v in incident["members"].items() if v["until_s"] is None or v["until_s"] > now_s]
+    return [m for m, _ in sorted(live, key=lambda mt: (-rank(mt[1]), mt[0]))]
 
 
 def who(departments: list[str], levels: list[str], district: str, township: str, city: City, routing: dict) -> list[str]:
@@ -74,34 +127,46 @@ def sent(incident: dict, warning: Warning, sensed_s: float | None = None) -> dic
         stages["sensed"] = min(stages.get("sensed", sensed_s), sensed_s)
     stages.setdefault("warned", warning.issued_at.timestamp())
     return {**incident, "stages": stages, "last_sent_s": warning.issued_at.timestamp(), "resends": 0,
-            "warning": warning.model_dump(mode="json")}
+            "warning": warning.model_dump(mode="json"),
+            "tiers_issued": list(dict.fromkeys([*incident.get("tiers_issued", []), warning.tier.value]))}
 
 
 def due(incident: dict | None, now_s: float, rules: dict) -> str | None:
-    """What an open incident's unacknowledged warning needs now (``models.warnings.overdue``), or None."""
+    """What an open incident needs now, or None: ``"settle"`` when its tier is due to be lowered or
+    it is due to close (its members cleared or lapsed), else what its unacknowledged warning needs
+    (``models.warnings.overdue``: resend or escalate)."""
     if not incident or not incident.get("open"):
         return None
+    if "members" in incident:
+        action, _ = tier_change(incident.get("tier"), active_tier(incident["members"], now_s), incident.get("lower_since_s"), now_s,
+                                rules["grouping"]["deescalate_after_min"] * 60)
+        if action in ("lower", "close"):
+            return "settle"
     cfg = rules["lifecycle"]
     return overdue(incident.get("stages", {}), incident.get("last_sent_s", 0.0), incident.get("resends", 0), now_s,
                    cfg["resend_after_min"] * 60, cfg["escalate_after"])
 
 
-def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, rules: dict,
-                    recipients_for=None) -> tuple[dict, Warning | None, list[LifecycleEvent]]:
+def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, city: City, rules: dict,
+                    routing: dict) -> tuple[dict, Warning | None, list[LifecycleEvent]]:
     """An operator's action on an incident, or the timer's check: the new incident state, a warning to
-    re-send if one is overdue, and the lifecycle events to record. ValueError with the reason when
-    the action does not fit (unknown or superseded incident, out of order). ``recipients_for(warning,
-    levels)`` names who an escalated re-send reaches at its new level."""
+    issue if one is due (lowered tier, or a re-send of one nobody acknowledged), and the lifecycle
+    events to record. ValueError with the reason when the action does not fit (unknown or superseded
+    incident, out of order)."""
     if incident is None or incident.get("incident_id") != event.incident_id:
         raise ValueError(f"no open incident {event.incident_id} (unknown, or superseded by a newer one)")
     if event.stage == Stage.check:
         action = due(incident, now_s, rules)
+        if action == "settle":
+            settled, warning = settle(incident, now_s, city, rules, routing)
+            return settled, warning, stage_records(incident, settled, warning)
         if action is None or "warning" not in incident:
             return incident, None, []
         previous = Warning.model_validate(incident["warning"])
         n = incident.get("resends", 0) + 1
         levels = levels_up(previous.levels) if action == "escalate" else previous.levels
-        reached = recipients_for(previous, levels) if recipients_for and levels != previous.levels else previous.recipients
+        reached = who(previous.departments, levels, previous.district, previous.township, city, routing) \
+            if levels != previous.levels else previous.recipients
         again = previous.model_copy(update={"warning_id": f"{previous.warning_id}:resent{n}", "levels": levels, "recipients": reached,
                                             "title": f"[未签收 re-sent {n}] {previous.title.split('] ', 1)[-1]}",
                                             "issued_at": utc_at(now_s)})
@@ -113,6 +178,24 @@ def apply_lifecycle(event: LifecycleEvent, incident: dict | None, now_s: float, 
         return incident, None, []  # the system's own records: already applied when they were made
     stages = advance(incident.get("stages", {}), event.stage.value, event.ts.timestamp())
     return {**incident, "stages": stages, "open": incident["open"] and event.stage != Stage.closed}, None, []
+
+
+def opened_s(incident: dict) -> float:
+    return float(incident["incident_id"].rsplit(":", 1)[1])
+
+
+def river_passed_s(city: City, point, river: str, at_s: float, rules: dict) -> float:
+    """When what was at ``point`` at ``at_s`` will have passed the river's last station, plus a margin."""
+    times = [t for st in city.stations.values() if st.river == river if (t := city.network.travel_time_s(point, st.point)) is not None]
+    return at_s + max(times, default=0.0) + rules["grouping"]["plume_margin_h"] * 3600
+
+
+def plume_passed_s(city: City, result: TracingResult, rules: dict) -> float:
+    """When a traced plume will have passed the last station of the incident's river: the incident
+    stays open, at least blue, while it travels, so the downstream exceedances it causes join it."""
+    top = result.suspects[0]
+    released_s = result.ts.timestamp() - top.travel_time_h * 3600
+    return river_passed_s(city, city.sources[top.source_id].point, result.incident_key.split(":", 1)[1], released_s, rules)
 
 
 def dam_before(city: City, source_point, intake_point):
@@ -128,8 +211,8 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     The tier is the incident's, raised to red when the plume is due at an intake within
     ``escalation.intake_hours_red`` hours, and to at least orange when cameras saw the oil sheen.
     """
-    # a closed station-level incident still gets its source warning: the plume has moved on downstream
-    if incident is None or not result.suspects:
+    # a closed incident still gets its source warning (the plume has moved on), but not a newer incident
+    if incident is None or not result.suspects or result.ts.timestamp() < opened_s(incident):
         return incident, None
     top = result.suspects[0]
     tier = Tier(incident["tier"])
@@ -142,8 +225,20 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
                    f"(confidence {c.confidence:.0%})" for c in result.camera_sightings)
     if result.camera_sightings and tier.rank < Tier.orange.rank:
         tier = Tier.orange
-    if incident.get("traced") == top.source_id and Tier(incident.get("traced_tier", "blue")).rank >= tier.rank:
+    arrival_s = first_intake.arrival.timestamp() if first_intake is not None else None
+    same = incident.get("traced") == top.source_id and Tier(incident.get("traced_tier", "blue")).rank >= tier.rank
+    # a later look with more of the plume that moves the intake arrival materially is an update, not a repeat
+    revised = same and arrival_s is not None and incident.get("traced_arrival_s") is not None and \
+        abs(arrival_s - incident["traced_arrival_s"]) > rules["escalation"]["arrival_update_h"] * 3600
+    if same and not revised:
         return incident, None
+    if incident.get("traced") not in (None, top.source_id) and top.probability <= incident.get("traced_probability", 0.0):
+        return incident, None  # a later trace (often from a station further down) less sure than the one warned on
+    members = incident.get("members", {})
+    if first_intake is not None:  # the threat stands, at this tier, until the plume has passed the intake
+        members = add_member(members, f"source:{top.source_id}", tier.value, first_intake.latest.timestamp(), keeps_higher=True)
+    members = add_member(members, f"plume:{top.source_id}", Tier.blue.value, plume_passed_s(city, result, rules), keeps_higher=True)
+    incident = {**incident, "members": members, "lower_since_s": None}
     levels, departments = route(result.category.value, tier.value, routing)
     source = city.sources[top.source_id]
     checklist = []
@@ -157,7 +252,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     arrival = (f"; due at {first_intake.name} in {first_intake.hours_left:.1f} h "
                f"({first_intake.earliest:%H:%M}-{first_intake.latest:%H:%M} UTC)") if first_intake else ""
     warning = Warning(
-        warning_id=f"{incident['incident_id']}:source:{top.source_id}:{tier.value}",
+        warning_id=f"{incident['incident_id']}:source:{top.source_id}:{tier.value}" + (f":updated{int(arrival_s)}" if revised else ""),
         incident_id=incident["incident_id"],
         category=result.category,
         tier=tier,
@@ -167,16 +262,18 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
         levels=levels,
         departments=departments,
         recipients=who(departments, levels, result.district, result.township, city, routing),
-        title=f"{tier.value.upper()} water warning at {city.site_name(result.station)}: suspected source {top.name} ({top.probability:.0%})",
+        title=(f"{'[更新 arrival revised] ' if revised else ''}{tier.value.upper()} water warning at {city.site_name(result.station)}: "
+               f"suspected source {top.name} ({top.probability:.0%})"),
         message=top.explanation + arrival + seen,
         checklist=checklist,
         suspects=result.suspects,
         arrivals=result.arrivals,
+        affected=affected(incident, result.ts.timestamp()),
         alert_ids=[f"tracing:{result.incident_key}"],
         ts=result.ts,
     )
     return {**sent(incident, warning), "tier": max(tier, Tier(incident["tier"]), key=lambda t: t.rank).value, "traced": top.source_id,
-            "traced_tier": tier.value}, warning
+            "traced_tier": tier.value, "traced_arrival_s": arrival_s, "traced_probability": top.probability}, warning
 
 
 CITY = default_city()
@@ -184,19 +281,24 @@ RULES = load_toml("warnings")
 ROUTING = {**load_toml("routing"), "roster": load_toml("roster")}
 
 
-async def issue(key: str, before: dict | None, incident: dict | None, warning: Warning | None) -> None:
-    """Send the warning, and record what changed in the incident's life (opened, warned, closed)."""
-    if warning is not None:
-        await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())
+def stage_records(before: dict | None, incident: dict | None, warning: Warning | None) -> list[LifecycleEvent]:
+    """What changed in the incident's life (opened, warned, closed) as lifecycle records."""
     if incident is None:
-        return
+        return []
     old = (before or {}).get("stages", {}) if (before or {}).get("incident_id") == incident["incident_id"] else {}
     records = [LifecycleEvent(incident_id=incident["incident_id"], stage=Stage(stage), ts=utc_at(at_s), actor="warning agent",
                               warning_id=warning.warning_id if warning is not None else "")
                for stage, at_s in incident.get("stages", {}).items() if stage not in old]
-    if warning is not None and "warned" in old:  # an escalation or a source warning: warned again
+    if warning is not None and "warned" in old:  # an escalation, a lowering or a source warning: warned again
         records.append(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.warned, ts=warning.issued_at,
                                       actor="warning agent", warning_id=warning.warning_id))
+    return records
+
+
+async def issue(key: str, warning: Warning | None, records: list[LifecycleEvent]) -> None:
+    """Send the warning and the lifecycle records."""
+    if warning is not None:
+        await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())
     for record in records:
         await lifecycle_topic.send(key=key.encode(), value=record.to_json())
 
@@ -213,7 +315,7 @@ async def _warn(stream, parse, decide_with, source) -> None:
             continue
         if incident is not None:
             incidents_table[item.incident_key] = incident
-        await issue(item.incident_key, before, incident, warning)
+        await issue(item.incident_key, warning, stage_records(before, incident, warning))
 
 
 @app.agent(alerts_topic)
@@ -233,21 +335,17 @@ async def lifecycle(stream):
             event = LifecycleEvent.model_validate_json(raw)
             if event.source == "system" and event.stage != Stage.check:
                 continue  # our own record
-            incident, warning, records = apply_lifecycle(event, incidents_table.get(event.incident_key), time.time(), RULES,
-                                                         lambda w, levels: who(w.departments, levels, w.district, w.township, CITY, ROUTING))
+            incident, warning, records = apply_lifecycle(event, incidents_table.get(event.incident_key), time.time(), CITY, RULES, ROUTING)
         except Exception as error:  # an action that does not fit: dead-lettered with why, never a crash
             await dead_letter("lifecycle", lifecycle_topic, raw, error)
             continue
         incidents_table[event.incident_key] = incident
-        if warning is not None:
-            await warnings_topic.send(key=warning.incident_id.encode(), value=warning.to_json())
-        for record in records:
-            await lifecycle_topic.send(key=event.incident_key.encode(), value=record.to_json())
+        await issue(event.incident_key, warning, records)
 
 
 @app.timer(interval=RULES["lifecycle"]["check_interval_s"])
-async def check_unacknowledged() -> None:
-    """Prompt a re-send for each open incident whose warning has waited too long for an acknowledgement."""
+async def check_due() -> None:
+    """Prompt each open incident that needs something now: a re-send nobody acknowledged, a lower tier, closing."""
     now_s = time.time()
     for key, incident in list(incidents_table.items()):
         if due(incident, now_s, RULES):

@@ -69,6 +69,7 @@ def assess(
                 station=reading.station,
                 district=reading.district,
                 township=station.township,
+                area=station.river,
                 ts=reading.ts,
                 parameter=parameter,
                 value=quantity.value,
@@ -99,7 +100,7 @@ def watch_reading(reading: Reading, state: dict | None, city: City) -> tuple[dic
         alert = Alert(
             alert_id=f"{reading.sensor_id}:{verdict.parameter}:{int(reading.ts.timestamp() * 1000)}:statistical",
             category=Category.water, rule="statistical", sensor_id=reading.sensor_id, station=reading.station,
-            district=reading.district, township=station.township, ts=reading.ts, parameter=verdict.parameter,
+            district=reading.district, township=station.township, area=station.river, ts=reading.ts, parameter=verdict.parameter,
             value=quantity.value, unit=quantity.unit, limit=LIMITS[reading.station][verdict.parameter].bound
             if verdict.parameter in LIMITS[reading.station] else 0.0, severity=0.1,
             message=(f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} is {verdict.z:.1f} robust sd from normal "

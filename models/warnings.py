@@ -33,6 +33,70 @@ def route(
     return list(levels), list(departments)
 
 
+# --- grouping ------------------------------------------------------------------------------------
+def rank(tier: str) -> int:
+    return TIERS.index(tier)
+
+
+def add_member(members: Mapping[str, Mapping], member: str, tier: str, until_s: float | None, keeps_higher: bool) -> dict:
+    """An incident's members (``station:parameter`` -> {tier, until_s}) after an alert about ``member``.
+
+    ``until_s`` is when the member lapses by itself (None: when an alert clears it). An alert that
+    ``keeps_higher`` (an early statistical finding) never lowers a tier or shortens a member
+    another rule set; otherwise the latest alert's tier stands.
+
+    >>> m = add_member({}, "a:do", "red", None, False)
+    >>> add_member(m, "a:do", "blue", 50.0, True)
+    {'a:do': {'tier': 'red', 'until_s': None}}
+    >>> add_member(m, "a:do", "yellow", None, False)
+    {'a:do': {'tier': 'yellow', 'until_s': None}}
+    """
+    old = members.get(member)
+    if old is not None and keeps_higher:
+        tier = max(tier, old["tier"], key=rank)
+        until_s = None if old["until_s"] is None or until_s is None else max(until_s, old["until_s"])
+    return {**members, member: {"tier": tier, "until_s": until_s}}
+
+
+def active_tier(members: Mapping[str, Mapping], now_s: float) -> str | None:
+    """The highest tier among members still active at ``now_s`` (None: all cleared or lapsed).
+
+    >>> active_tier({"a:do": {"tier": "yellow", "until_s": None}, "source:f": {"tier": "red", "until_s": 100.0}}, 99.0)
+    'red'
+    >>> active_tier({"a:do": {"tier": "yellow", "until_s": None}, "source:f": {"tier": "red", "until_s": 100.0}}, 100.0)
+    'yellow'
+    """
+    tiers = [m["tier"] for m in members.values() if m["until_s"] is None or m["until_s"] > now_s]
+    return max(tiers, key=rank) if tiers else None
+
+
+def tier_change(issued: str | None, active: str | None, lower_since_s: float | None, now_s: float, hold_s: float) -> tuple[str, float | None]:
+    """What an incident's warnings do now, with hysteresis on the way down.
+
+    Returns (action, lower_since_s): ``"open"`` (first warning), ``"raise"`` (escalate at once),
+    ``"lower"`` (de-escalate: the active tier has been lower than the issued one for ``hold_s``),
+    ``"close"`` (nothing active), or ``"hold"`` (no new warning; ``lower_since_s`` says since when
+    the active tier has been lower, None when it is not).
+
+    >>> tier_change(None, "blue", None, 0, 1800), tier_change("blue", "red", None, 0, 1800)
+    (('open', None), ('raise', None))
+    >>> tier_change("red", "yellow", None, 100, 1800), tier_change("red", "yellow", 100, 1900, 1800)
+    (('hold', 100), ('lower', None))
+    >>> tier_change("red", "red", 100, 1900, 1800), tier_change("red", None, 100, 150, 1800)
+    (('hold', None), ('close', None))
+    """
+    if active is None:
+        return "close", None
+    if issued is None:
+        return "open", None
+    if rank(active) > rank(issued):
+        return "raise", None
+    if rank(active) == rank(issued):
+        return "hold", None
+    since = now_s if lower_since_s is None else lower_since_s
+    return ("lower", None) if now_s - since >= hold_s else ("hold", since)
+
+
 # --- lifecycle ------------------------------------------------------------------------------------
 STAGES = ("sensed", "warned", "delivered", "acknowledged", "disposed", "closed", "reviewed")
 OPERATOR_STAGES = ("acknowledged", "disposed", "closed", "reviewed")

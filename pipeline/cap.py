@@ -80,6 +80,7 @@ def cap_alert(w: Warning, city: City, earlier: Iterable[Warning] = ()) -> ET.Ele
     parameters = [("tier", w.tier.value), ("tier_zh", w.tier.zh), ("levels", " ".join(w.levels)),
                   ("departments", " ".join(w.departments)), ("station", w.station)]
     parameters += [("recipient", person) for person in w.recipients]
+    parameters += [("affected", member) for member in w.affected]
     parameters += [(f"suspect_{i}", f"{s.name} ({s.probability:.0%}, {s.distance_km:.1f} km, {s.travel_time_h:.1f} h)")
                    for i, s in enumerate(w.suspects[:3], 1)]
     parameters += [(f"arrival_{a.intake_id}", f"{a.name}: {_time(a.arrival, city)} ({a.hours_left:.1f} h left, "

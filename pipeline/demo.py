@@ -54,22 +54,20 @@ def bridge_online(settings: Settings, pid: int, timeout_s: float = 30) -> None:
 
 
 async def sag_warnings(settings: Settings, since, timeout_s: float, worker: Background) -> list[Warning]:
-    """The warnings for the sag's station: up to the first DO warning and 5 s after it (escalations,
-    other parameters). Empty on timeout or when the worker dies first."""
+    """The warnings of the Puhe incident: up to the traced one, or 15 s after the first (escalations).
+    Empty on timeout or when the worker dies first."""
     found: list[Warning] = []
 
     async def collect() -> None:
         try:
             async with asyncio.timeout(timeout_s) as window:
                 async for warning in follow_warnings(settings, from_beginning=True):
-                    if warning.ts < since or warning.station != "puhe-zhaixi-bridge":
+                    if warning.ts < since or not warning.incident_id.startswith("water:puhe:"):
                         continue
                     found.append(warning)
                     if warning.suspects:  # traced to its source: the story is complete
                         return
-                    if warning.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") and not any(
-                        w.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") for w in found[:-1]
-                    ):  # the first DO warning: a little longer for escalations and the source
+                    if len(found) == 1:  # the first warning: a little longer for escalations and the source
                         window.reschedule(asyncio.get_running_loop().time() + 15)
         except TimeoutError:
             pass
@@ -83,7 +81,7 @@ async def sag_warnings(settings: Settings, since, timeout_s: float, worker: Back
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    return found if tasks[0] in done and any(w.alert_ids[0].startswith(f"{SAG_SENSOR}:do:") for w in found) else []
+    return found if tasks[0] in done else []
 
 
 def _count(settings: Settings, query: str) -> int:

@@ -80,6 +80,7 @@ def alert_line(a: Alert) -> str:
         "rule": a.rule,
         "district": a.district,
         "station": a.station,
+        "area": a.area or a.station,
         "sensor_id": a.sensor_id,
         "parameter": a.parameter,
         "resolved": str(a.resolved).lower(),
@@ -109,9 +110,9 @@ def delivery_line(d: Delivery) -> str:
 
 def lifecycle_line(e: LifecycleEvent) -> str:
     """One incident stage: ``time_since_sensed_s`` is left to queries (the sensed record is its own point)."""
-    category, station, parameter = e.incident_key.split(":")
-    tags = {"stage": e.stage.value, "source": e.source, "category": category, "station": station}
-    fields = {"incident_id": e.incident_id, "warning_id": e.warning_id, "actor": e.actor, "note": e.note, "parameter": parameter}
+    category, area = e.incident_key.split(":")
+    tags = {"stage": e.stage.value, "source": e.source, "category": category, "area": area}
+    fields = {"incident_id": e.incident_id, "warning_id": e.warning_id, "actor": e.actor, "note": e.note}
     return line("lifecycle", tags, fields, e.ts)
 
 

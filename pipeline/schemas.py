@@ -123,11 +123,15 @@ class Alert(Message):
                               "Fruin levels); otherwise the warning stage derives it from severity")
     expected_at: UtcDatetime | None = Field(None, description="for a forecast: when the tier is expected to be reached")
     checklist: list[str] = Field([], description="disposal steps filled with this finding's facts (risk points, dispersal plan)")
+    area: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+                      description="the incident's area: the river for water, the district for rain, the zone for crowds "
+                                  "(empty: the station)")
 
     @property
     def incident_key(self) -> str:
-        """Alerts about the same place, category and parameter belong to one incident (and partition)."""
-        return f"{self.category.value}:{self.station}:{self.parameter}"
+        """Alerts of one category in one area (a river's stations and parameters, a district, a zone)
+        belong to one incident, and one partition."""
+        return f"{self.category.value}:{self.area or self.station}"
 
 
 class SourceSuspect(Message):
@@ -199,6 +203,7 @@ class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin o
     checklist: list[str] = []
     suspects: list[SourceSuspect] = []
     arrivals: list[IntakeArrival] = []
+    affected: list[str] = Field([], description="what the incident covers now: station:parameter, and source:<id> once traced")
     alert_ids: list[str]
     ts: UtcDatetime
     issued_at: UtcDatetime = Field(default_factory=utc_now)
@@ -233,7 +238,7 @@ class LifecycleEvent(Message):
 
     @property
     def incident_key(self) -> str:
-        """The incident's key (category:station:parameter), which partitions its alerts and state."""
+        """The incident's key (category:area), which partitions its alerts and state."""
         return incident_key_of(self.incident_id)
 
     @classmethod
@@ -245,16 +250,16 @@ class LifecycleEvent(Message):
 
 
 def incident_key_of(incident_or_warning_id: str) -> str:
-    """``category:station:parameter`` from an incident id (key:opened_s) or a warning id (incident id:tier...)."""
+    """``category:area`` from an incident id (key:opened_s) or a warning id (incident id:tier...)."""
     parts = incident_or_warning_id.split(":")
-    if len(parts) < 4:
-        raise ValueError(f"{incident_or_warning_id!r} is not an incident or warning id (category:station:parameter:opened_s[...])")
-    return ":".join(parts[:3])
+    if len(parts) < 3 or parts[0] not in Category.__members__ or not parts[2].isdigit():
+        raise ValueError(f"{incident_or_warning_id!r} is not an incident or warning id (category:area:opened_s[...])")
+    return ":".join(parts[:2])
 
 
 def incident_id_of(incident_or_warning_id: str) -> str:
     incident_key_of(incident_or_warning_id)
-    return ":".join(incident_or_warning_id.split(":")[:4])
+    return ":".join(incident_or_warning_id.split(":")[:3])
 
 
 class Delivery(Message):

@@ -44,6 +44,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{influx_port}",
         "YUFLOW_WORKER__WEB_PORT": str(free_port()),
         "YUFLOW_INFLUX__FLUSH_INTERVAL_S": "0.5",
+        "YUFLOW_BRIDGE__MAX_FUTURE_S": "86400",  # the Ruxi test sends the rest of its scenario ahead of time
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the subprocesses and load_settings() both read them

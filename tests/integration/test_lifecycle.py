@@ -23,7 +23,7 @@ from sensors_sim.publisher import publish, reading_messages
 from tests.integration.test_end_to_end import consume_all
 
 pytestmark = pytest.mark.integration
-STATION = "huaxi-nanquan"  # a station no other test uses (tracing tests watch the Ruxi)
+STATION = "huaxi-nanquan"  # a river no other test uses (an incident is a river's: tracing tests watch the Ruxi)
 
 
 def yuflow(*args: str) -> subprocess.CompletedProcess:
@@ -72,7 +72,7 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
     assert stages.index("sensed") < stages.index("acknowledged") < stages.index("closed")
 
     # acknowledging an incident that never was: a dead letter that says why, and the agent runs on
-    bogus = f"water:{STATION}:do:1"
+    bogus = "water:huaxi:1"
     yuflow("warnings", "ack", bogus)
     dead = asyncio.run(consume_all(stack.settings, DEADLETTER, 30, lambda got: any(bogus.encode() in v for v in got)))
     record = next(DeadLetter.model_validate_json(v) for v in dead if bogus.encode() in v)
@@ -92,16 +92,16 @@ def test_readings_sent_in_real_time_are_warned_and_delivered_within_a_second(sta
     for _ in range(3):
         publish(reading_messages(low_do(warm, "banan"), stack.settings.mqtt.topic_root), stack.settings.mqtt)
         time.sleep(0.2)
-    wait_until(lambda: influxql(stack.settings.influx, f"SELECT count(\"since_reading_s\") FROM deliveries WHERE incident_id =~ /^water:{warm}:/"),
+    wait_until(lambda: influxql(stack.settings.influx, "SELECT count(\"since_reading_s\") FROM deliveries WHERE incident_id =~ /^water:changjiang:/"),
                90, what="the warm-up deliveries")
-    station = "huaxi-lijiatuo"
+    station = "liangtan-xiyong"
     readings = []
     for i in range(4):  # at 1x speed: each reading stamped when it is sent; the third completes the finding
-        reading = low_do(station, "banan")
+        reading = low_do(station, "shapingba")
         assert publish(reading_messages(reading, stack.settings.mqtt.topic_root), stack.settings.mqtt) == 1
         readings += reading
         time.sleep(0.5)
-    query = (f"SELECT \"since_reading_s\" FROM deliveries WHERE \"channel\" = 'topic' AND incident_id =~ /^water:{station}:do:/ "
+    query = (f"SELECT \"since_reading_s\" FROM deliveries WHERE \"channel\" = 'topic' AND incident_id =~ /^water:liangtan:/ "
              f"AND time >= '{readings[0].ts.isoformat().replace('+00:00', 'Z')}'")
     series = wait_until(lambda: influxql(stack.settings.influx, query), 60, what="the deliveries in InfluxDB")
     latencies = [row[1] for s in series for row in s["values"]]

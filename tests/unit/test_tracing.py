@@ -68,7 +68,7 @@ def test_the_pollutant_mix_points_at_the_dock_not_the_plant_beside_it():
 def _result(hours_left: float, source_id="ruxi-food-factory") -> TracingResult:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     return TracingResult(
-        incident_key="water:ruxi-mingda:oil", category=Category.water, station="ruxi-mingda", district="liangping",
+        incident_key="water:ruxi", category=Category.water, station="ruxi-mingda", district="liangping",
         parameter="oil", ts=now, compute_ms=50.0,
         suspects=[SourceSuspect(source_id=source_id, name="食品厂", type="factory", enterprise="某公司", probability=0.9,
                                 distance_km=2.3, travel_time_h=1.3, explanation="fits")],
@@ -78,17 +78,39 @@ def _result(hours_left: float, source_id="ruxi-food-factory") -> TracingResult:
 
 def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_repeated():
     city, rules, routing = default_city(), load_toml("warnings"), load_toml("routing")
-    incident = {"incident_id": "water:ruxi-mingda:oil:1", "open": False, "tier": "yellow"}  # the station is clear again
+    incident = {"incident_id": "water:ruxi:1", "open": False, "tier": "yellow"}  # the river is clear again
     incident, warning = decide_traced(_result(4.7), incident, city, rules, routing)
     assert warning is not None and warning.tier.value == "red" and warning.suspects[0].source_id == "ruxi-food-factory"
     assert "emergency_management" in warning.departments and "city" in warning.levels
     assert any("某公司" in c for c in warning.checklist) and any("截污坝" in c for c in warning.checklist)
     assert decide_traced(_result(4.5), incident, city, rules, routing)[1] is None  # same source, same tier
-    _, other = decide_traced(_result(4.5, "ruxi-mingda-dock"), incident, city, rules, routing)
+    _, revised = decide_traced(_result(3.5), incident, city, rules, routing)  # a later look moves the arrival by 1.2 h
+    assert revised is not None and "arrival revised" in revised.title and revised.warning_id != warning.warning_id
+    less_sure = _result(4.5, "ruxi-mingda-dock")  # as sure as the warned one (0.9): the first identification stands
+    assert decide_traced(less_sure, incident, city, rules, routing)[1] is None
+    surer = less_sure.model_copy(update={"suspects": [less_sure.suspects[0].model_copy(update={"probability": 0.95})]})
+    _, other = decide_traced(surer, incident, city, rules, routing)
     assert other is not None and other.suspects[0].source_id == "ruxi-mingda-dock"
-    _, far = decide_traced(_result(30.0), {"incident_id": "x", "open": True, "tier": "yellow"}, city, rules, routing)
+    _, far = decide_traced(_result(30.0), {"incident_id": "water:ruxi:2", "open": True, "tier": "yellow"}, city, rules, routing)
     assert far.tier.value == "yellow"  # a day and more away: no escalation
     seen = _result(30.0).model_copy(update={"camera_sightings": [
         CameraSighting(station="ruxi-mingda", camera_id="cam-ruxi-mingda", area_m2=300, confidence=0.9)]})
-    _, corroborated = decide_traced(seen, {"incident_id": "y", "open": True, "tier": "yellow"}, city, rules, routing)
+    _, corroborated = decide_traced(seen, {"incident_id": "water:ruxi:3", "open": True, "tier": "yellow"}, city, rules, routing)
     assert corroborated.tier.value == "orange" and "300 m²" in corroborated.message
+
+
+def test_a_traced_plume_keeps_its_incident_open_red_until_it_passes_the_intake_then_blue_down_the_river():
+    from models.warnings import active_tier
+
+    city, rules, routing = default_city(), load_toml("warnings"), load_toml("routing")
+    result = _result(4.7)
+    incident, warning = decide_traced(result, {"incident_id": "water:ruxi:1", "open": True, "tier": "yellow", "members": {}},
+                                      city, rules, routing)
+    t0, intake_passed = result.ts.timestamp(), result.arrivals[0].latest.timestamp()
+    assert active_tier(incident["members"], intake_passed - 1) == "red" and active_tier(incident["members"], intake_passed) == "blue"
+    border_s = city.network.travel_time_s(city.sources["ruxi-food-factory"].point, city.stations["ruxi-border"].point)
+    passed = t0 - 1.3 * 3600 + border_s + rules["grouping"]["plume_margin_h"] * 3600
+    assert active_tier(incident["members"], passed - 1) == "blue" and active_tier(incident["members"], passed) is None
+    # a result about an earlier incident does not land on a newer one
+    newer = {"incident_id": f"water:ruxi:{int(t0) + 60}", "open": True, "tier": "blue", "members": {}}
+    assert decide_traced(result, newer, city, rules, routing) == (newer, None)

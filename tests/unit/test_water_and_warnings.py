@@ -37,7 +37,7 @@ def test_three_low_readings_raise_one_alert_then_recovery_clears_it():
     raised = alerts[0]
     assert raised.parameter == "do" and raised.value == 3.4 and raised.limit == 5.0  # class III
     assert 0 < raised.severity < 1 and "below" in raised.message
-    assert raised.incident_key == "water:puhe-zhaixi-bridge:do"
+    assert raised.incident_key == "water:puhe"  # the river: its stations and parameters are one incident
 
 
 def test_station_class_sets_the_limit():
@@ -56,9 +56,9 @@ def test_one_warning_per_incident_and_a_new_one_on_escalation():
     escalated_incident, escalation = decide(deep, incident, CITY, RULES, ROUTING)
     assert escalation.tier is Tier.red and escalation.incident_id == warning.incident_id
     assert "city" in escalation.levels and "emergency_management" in escalation.departments
-    closed, nothing = decide(resolved, escalated_incident, CITY, RULES, ROUTING)
-    assert nothing is None and closed["open"] is False
-    reopened, new_warning = decide(mild.model_copy(update={"ts": mild.ts + timedelta(days=1)}), closed, CITY, RULES, ROUTING)
+    cleared, nothing = decide(resolved, escalated_incident, CITY, RULES, ROUTING)
+    assert nothing is None and cleared["open"]  # clear here, but what was seen flows on downstream for a while
+    reopened, new_warning = decide(mild.model_copy(update={"ts": mild.ts + timedelta(days=1)}), cleared, CITY, RULES, ROUTING)
     assert new_warning is not None and new_warning.incident_id != warning.incident_id
 
 
@@ -96,7 +96,7 @@ def test_the_incident_lifecycle_records_sensed_warned_and_operators_actions_in_o
     def act(stage, inc, at_s, **kw):
         event = LifecycleEvent(incident_id=incident["incident_id"], stage=stage, source="operator", actor="王科长",
                                ts=warning.issued_at + timedelta(seconds=at_s), **kw)
-        return apply_lifecycle(event, inc, warning.issued_at.timestamp() + at_s, RULES)
+        return apply_lifecycle(event, inc, warning.issued_at.timestamp() + at_s, CITY, RULES, ROUTING)
 
     with pytest.raises(ValueError, match="before closed"):
         act(Stage.reviewed, incident, 30)
@@ -109,10 +109,12 @@ def test_the_incident_lifecycle_records_sensed_warned_and_operators_actions_in_o
     newer = {**incident, "incident_id": incident["incident_id"] + "0"}  # the place has a newer incident since
     with pytest.raises(ValueError, match="no open incident"):
         act(Stage.acknowledged, newer, 60)
-    # an alert that clears closes the incident too, with its time
+    # an alert that clears closes the incident by itself once what was seen has flowed past the river's last station
     resolved = run([3.0] * 3 + [6.0] * 3)[1]
-    done, _ = decide(resolved, incident, CITY, RULES, ROUTING)
-    assert done["stages"]["closed"] == resolved.ts.timestamp()
+    cleared, _ = decide(resolved, incident, CITY, RULES, ROUTING)
+    end_s = max(m["until_s"] for m in cleared["members"].values())
+    done, _, _ = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), cleared, end_s, CITY, RULES, ROUTING)
+    assert done["stages"]["closed"] == end_s and not done["open"]
 
 
 def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
@@ -123,8 +125,10 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     after_s = RULES["lifecycle"]["resend_after_min"] * 60
     t0 = warning.issued_at.timestamp()
 
+    routing = {**ROUTING, "roster": {"city_posts": {"grassroots_governance_centre": "市基层治理中心 值班室"}}}
+
     def check(inc, at_s):
-        return apply_lifecycle(LifecycleEvent(incident_id=inc["incident_id"], stage=Stage.check), inc, t0 + at_s, RULES)
+        return apply_lifecycle(LifecycleEvent(incident_id=inc["incident_id"], stage=Stage.check), inc, t0 + at_s, CITY, RULES, routing)
 
     assert check(incident, after_s - 1)[1] is None                      # not yet due
     first, again, records = check(incident, after_s)
@@ -134,12 +138,12 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     second, escalated, records = check(first, 2 * after_s)
     assert RULES["lifecycle"]["escalate_after"] == 2 and [r.stage for r in records] == [Stage.escalated]
     assert escalated.levels == ["township", "district"] and warning.levels == ["township"]
-    # who an escalated re-send reaches at its new level
-    reached = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), first, t0 + 2 * after_s, RULES,
-                              lambda w, levels: [*w.recipients, f"{levels[-1]} duty officer"])[1]
-    assert reached.recipients[-1] == "district duty officer"
+    # who an escalated re-send reaches at its new level: the city's duty post once it reaches the city
+    third, at_city, _ = check(second, 3 * after_s)
+    assert at_city.levels == ["township", "district", "city"] and "市基层治理中心 值班室" in at_city.recipients
+    assert "市基层治理中心 值班室" not in escalated.recipients
     acked, _, _ = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.acknowledged, source="operator"),
-                                  second, t0 + 2 * after_s, RULES)
+                                  second, t0 + 2 * after_s, CITY, RULES, ROUTING)
     assert check(acked, 10 * after_s)[1] is None                        # acknowledged: no more re-sends
 
 
@@ -155,3 +159,78 @@ def test_warnings_name_the_responsible_persons_of_their_area_and_the_city_posts_
     mild = run([3.9] * 3)[0]
     _, blue = decide(mild, None, CITY, RULES, routing)
     assert not any(r.startswith("市") for r in blue.recipients)                   # blue stays at the township
+
+
+def _alert(station: str, parameter: str, severity: float, minutes: float, resolved: bool = False, rule: str = "gb3838_exceedance") -> Alert:
+    from datetime import UTC, datetime
+
+    ts = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(minutes=minutes)
+    return Alert(alert_id=f"{station}:{parameter}:{minutes}", category="water", rule=rule, sensor_id=f"wq-{station}", station=station,
+                 district=CITY.stations[station].district, township=CITY.stations[station].township, area=CITY.stations[station].river,
+                 ts=ts, parameter=parameter, value=1.0, unit="mg/L", limit=1.0, severity=severity, message="m", resolved=resolved)
+
+
+def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers_after_a_hold_and_closes_itself():
+    from agents.warnings import apply_lifecycle
+    from pipeline.schemas import LifecycleEvent, Stage
+
+    hold_min = RULES["grouping"]["deescalate_after_min"]
+    steps = [
+        _alert("ruxi-mingda", "oil", 0.1, 0),               # opens the Ruxi incident: blue
+        _alert("ruxi-mingda", "cod", 0.3, 10),              # another parameter: yellow, same incident
+        _alert("ruxi-intake-section", "oil", 0.8, 60),      # downstream: red, same incident
+        _alert("ruxi-intake-section", "oil", 0.8, 70, resolved=True),   # red gone, yellow remains: held, not lowered yet
+        _alert("ruxi-mingda", "oil", 0.1, 70 + hold_min - 1),           # still inside the hold: nothing
+        _alert("ruxi-mingda", "oil", 0.1, 70 + hold_min + 1),           # the hold has passed: lowered to yellow
+        _alert("ruxi-mingda", "cod", 0.3, 200, resolved=True),
+        _alert("ruxi-mingda", "oil", 0.1, 210, resolved=True),          # every station clear, but the oil flows on
+    ]
+    incident, issued = None, []
+    for alert in steps:
+        incident, warning = decide(alert, incident, CITY, RULES, ROUTING)
+        issued.append(warning and warning.tier.value)
+    assert issued == ["blue", "yellow", "red", None, None, "yellow", None, None]
+    assert incident["incident_id"].startswith("water:ruxi:") and incident["open"]
+    # once what was seen has passed the river's last station (+ margin), the timer lowers, then closes the incident
+    passed_s = max(m["until_s"] for k, m in incident["members"].items() if k.startswith("plume:"))
+    border = CITY.stations["ruxi-border"].point
+    assert passed_s == max(a.ts.timestamp() + CITY.network.travel_time_s(CITY.stations[a.station].point, border)
+                           for a in steps if not a.resolved) + RULES["grouping"]["plume_margin_h"] * 3600
+    check = LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check)
+    lowered, blue, _ = apply_lifecycle(check, incident, passed_s - 1, CITY, RULES, ROUTING)
+    assert blue.tier is Tier.blue and lowered["open"]
+    closed, nothing, records = apply_lifecycle(check, lowered, passed_s, CITY, RULES, ROUTING)
+    assert nothing is None and closed["open"] is False and [r.stage for r in records] == [Stage.closed]
+    # a different river is a different incident
+    other, _ = decide(_alert("puhe-zhaixi-bridge", "do", 0.3, 0), None, CITY, RULES, ROUTING)
+    assert other["incident_id"].startswith("water:puhe:")
+
+
+def test_a_lowered_warning_reaches_everyone_warned_before_and_a_re_raised_tier_gets_a_new_id():
+    hold_min = RULES["grouping"]["deescalate_after_min"]
+    incident, _ = decide(_alert("ruxi-mingda", "cod", 0.3, 0), None, CITY, RULES, ROUTING)
+    incident, red = decide(_alert("ruxi-mingda", "oil", 0.9, 5), incident, CITY, RULES, ROUTING)
+    incident, _ = decide(_alert("ruxi-mingda", "oil", 0.9, 6, resolved=True), incident, CITY, RULES, ROUTING)
+    incident, lowered = decide(_alert("ruxi-mingda", "cod", 0.3, 6 + hold_min), incident, CITY, RULES, ROUTING)
+    assert lowered.tier is Tier.yellow and "降级" in lowered.title and set(red.departments) <= set(lowered.departments)
+    assert lowered.affected == ["ruxi-mingda:cod", "plume:ruxi-mingda"]
+    incident, again = decide(_alert("ruxi-mingda", "oil", 0.9, 100), incident, CITY, RULES, ROUTING)
+    assert again.tier is Tier.red and again.warning_id != red.warning_id and again.incident_id == red.incident_id
+
+
+def test_an_early_statistical_finding_lapses_and_the_timer_closes_the_incident():
+    from agents.warnings import apply_lifecycle, due
+    from pipeline.schemas import LifecycleEvent, Stage
+
+    early = _alert("ruxi-mingda", "oil", 0.1, 0, rule="statistical")
+    incident, warning = decide(early, None, CITY, RULES, ROUTING)
+    lapse_s = early.ts.timestamp() + RULES["grouping"]["early_alert_h"] * 3600
+    assert incident["members"]["ruxi-mingda:oil"]["until_s"] == lapse_s
+    end_s = max(m["until_s"] for m in incident["members"].values())  # and what it saw has flowed past the last station
+    assert due(incident, end_s - 1, RULES) != "settle" and due(incident, end_s, RULES) == "settle"
+    # a limit alert on the same parameter makes it a member that only clearing ends
+    confirmed, _ = decide(_alert("ruxi-mingda", "oil", 0.1, 30), incident, CITY, RULES, ROUTING)
+    assert confirmed["members"]["ruxi-mingda:oil"]["until_s"] is None and due(confirmed, end_s + 1, RULES) != "settle"
+    closed, nothing, records = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), incident,
+                                               end_s, CITY, RULES, ROUTING)
+    assert nothing is None and closed["open"] is False and [r.stage for r in records] == [Stage.closed]
