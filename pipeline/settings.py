@@ -4,17 +4,25 @@ Precedence (highest first): explicit overrides passed to ``load_settings``, envi
 (``YUFLOW_MQTT__PORT=1884``; nested keys joined by ``__``), the user file (``YUFLOW_CONFIG`` or
 ``./yuflow.toml`` when present), ``config/default.toml``. Secrets are ``SecretStr`` so they never show
 up in ``repr``, logs or ``yuflow config show``.
+
+Secrets (passwords, tokens) also come from a secrets directory: with ``YUFLOW_SECRETS_DIR=/run/secrets``
+the file ``/run/secrets/influx__token`` sets ``influx.token`` (one file per setting, named
+``<section>__<key>``, trailing newline stripped). The directory ranks below environment variables and
+above the TOML files. A secret found in a TOML file is used, with a warning naming the setting.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
+    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -23,6 +31,13 @@ from pydantic_settings import (
 CONFIG_DIR = Path(os.environ.get("YUFLOW_CONFIG_DIR", Path(__file__).resolve().parents[1] / "config"))
 DEFAULT_FILE = CONFIG_DIR / "default.toml"
 USER_FILE_NAME = "yuflow.toml"
+SECRETS_DIR_ENV = "YUFLOW_SECRETS_DIR"
+# every secret setting, as (section, key): from the environment or the secrets directory, never a TOML file
+SECRETS: tuple[tuple[str, str], ...] = (
+    ("mqtt", "password"), ("influx", "password"), ("influx", "token"), ("delivery", "webhook_token"), ("web", "operator_token"),
+)
+
+log = logging.getLogger(__name__)
 
 
 class MqttSettings(BaseModel):
@@ -35,6 +50,18 @@ class MqttSettings(BaseModel):
     topic_root: str = "yuflow"
     client_id_prefix: str = "yuflow"
     keepalive_s: int = 30
+    # TLS: the listener at host:port speaks TLS (conventionally port 8883); clients verify the broker's
+    # certificate against tls_ca_file (empty: the system's CAs) and its host name.
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""  # embedded broker only: its certificate (PEM), signed by tls_ca_file's CA
+    tls_key_file: str = ""  # embedded broker only: its private key (PEM)
+    # Embedded broker only. Sensors log in with their sensor id as user name and the password given for
+    # it in sensor_passwords_file ("sensor_id:password" lines, plain text; hashed into the broker's own
+    # password file at start). With acl, a sensor may publish only to <root>/+/+/<its id>; the services
+    # user (username) reads <root>/# and writes <root>/status/#. Both need username and password set.
+    acl: bool = False
+    sensor_passwords_file: str = ""
 
 
 class KafkaSettings(BaseModel):
@@ -136,6 +163,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources = [init_settings, env_settings]
+        secrets_dir = os.environ.get(SECRETS_DIR_ENV)
+        if secrets_dir:
+            sources.append(NestedSecretsSettingsSource(
+                file_secret_settings, secrets_dir=secrets_dir, secrets_dir_missing="error",
+                secrets_prefix="", secrets_nested_delimiter="__",
+            ))
         user_file = user_config_file()
         if user_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=user_file))
@@ -159,7 +192,24 @@ def user_config_file() -> Path | None:
 
 
 def load_settings(**overrides: Any) -> Settings:
+    for path in (user_config_file(), DEFAULT_FILE):
+        if path is not None:
+            warn_secrets_in_file(path)
     return Settings(**overrides)
+
+
+def secrets_in_file(path: Path) -> list[str]:
+    """The secret settings (``section.key``) that a TOML file sets to a non-empty value."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []  # the settings sources report a broken file themselves
+    return [f"{section}.{key}" for section, key in SECRETS if (data.get(section) or {}).get(key)]
+
+
+def warn_secrets_in_file(path: Path) -> None:
+    for name in secrets_in_file(path):
+        log.warning("%s is set in %s; keep secrets in the environment or %s, not in a config file", name, path, SECRETS_DIR_ENV)
 
 
 def masked_dict(settings: Settings) -> dict[str, Any]:

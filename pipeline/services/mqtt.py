@@ -1,12 +1,25 @@
-"""Embedded MQTT broker: Debian's mosquitto 2.x on loopback, persistent sessions, optional password."""
+"""Embedded MQTT broker: Debian's mosquitto 2.x, persistent sessions; optionally passwords, an ACL and TLS.
+
+Default (the demo): one plain listener on loopback, anonymous clients allowed. With ``mqtt.username``
+set, clients must log in: the services user (bridge, simulator, demo) and, from
+``mqtt.sensor_passwords_file``, one user per sensor named by its sensor id. Passwords go into a file
+that ``mosquitto_passwd -U`` hashes in place, so they never appear on a command line. ``mqtt.acl``
+writes an ACL file: a sensor may publish only to its own topic ``<root>/+/+/<sensor_id>``, the
+services user reads ``<root>/#`` and writes ``<root>/status/#``. ``mqtt.tls`` makes the listener speak
+TLS with ``tls_cert_file``/``tls_key_file`` (and ``tls_ca_file`` for the chain).
+"""
 
 from __future__ import annotations
 
 import getpass
+import os
 import subprocess
 from pathlib import Path
 
-from pipeline.services.base import Service, find_binary, port_open
+from pipeline.services.base import Service, ServiceError, find_binary, port_open
+from pipeline.settings import MqttSettings
+
+FORBIDDEN_IN_USERNAME = set("+#/:") | {" ", "\t"}
 
 
 class MqttService(Service):
@@ -18,7 +31,8 @@ class MqttService(Service):
 
     @property
     def address(self) -> str:
-        return f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        mqtt = self.settings.mqtt
+        return f"{'mqtts://' if mqtt.tls else ''}{mqtt.host}:{mqtt.port}"
 
     def binary(self) -> Path:
         return find_binary("mosquitto", ("/usr/sbin", "/usr/local/sbin"), "apt-get install -y mosquitto")
@@ -33,6 +47,7 @@ class MqttService(Service):
         mqtt = self.settings.mqtt
         lines = [
             f"listener {mqtt.port} {mqtt.host}",
+            *tls_lines(mqtt),
             f"user {getpass.getuser()}",  # stay the user who started it (root would switch to 'mosquitto')
             "persistence true",
             f"persistence_location {self.dir}/",
@@ -46,17 +61,91 @@ class MqttService(Service):
             "log_type warning",
             "log_type notice",
         ]
+        password_file, acl_file = self.dir / "passwd", self.dir / "acl"
+        password_file.unlink(missing_ok=True)
+        acl_file.unlink(missing_ok=True)
         if mqtt.username:
-            password_file = self.dir / "passwd"
-            password_file.write_text(f"{mqtt.username}:{mqtt.password.get_secret_value()}\n")
-            password_file.chmod(0o600)
-            # hash in place so the password never appears on a command line
+            users = [(mqtt.username, mqtt.password.get_secret_value()), *sensor_credentials(mqtt)]
+            _write_private(password_file, "".join(f"{user}:{password}\n" for user, password in users))
+            # hash in place so no password appears on a command line or stays in plain text
             subprocess.run(
                 [str(find_binary("mosquitto_passwd", ("/usr/bin",), "apt-get install -y mosquitto")), "-U", str(password_file)],
                 check=True,
                 capture_output=True,
             )
             lines += ["allow_anonymous false", f"password_file {password_file}"]
+            if mqtt.acl:
+                _write_private(acl_file, acl_text(mqtt))
+                lines.append(f"acl_file {acl_file}")
+        elif mqtt.acl or mqtt.sensor_passwords_file:
+            raise ServiceError("mqtt: acl and sensor_passwords_file need the services' own login: set mqtt.username and mqtt.password")
         else:
             lines.append("allow_anonymous true")
         (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+
+
+def tls_lines(mqtt: MqttSettings) -> list[str]:
+    """The listener's TLS options; none without ``mqtt.tls``."""
+    if not mqtt.tls:
+        return []
+    if not (mqtt.tls_cert_file and mqtt.tls_key_file):
+        raise ServiceError("mqtt: tls = true on the embedded broker needs tls_cert_file and tls_key_file (its certificate and key)")
+    files = {"certfile": mqtt.tls_cert_file, "keyfile": mqtt.tls_key_file, "cafile": mqtt.tls_ca_file}
+    for option, name in files.items():
+        if name and not Path(name).is_file():
+            raise ServiceError(f"mqtt: {option} {name} is not a file")
+    return [f"{option} {Path(name).resolve()}" for option, name in files.items() if name]
+
+
+def sensor_credentials(mqtt: MqttSettings) -> list[tuple[str, str]]:
+    """(sensor_id, password) from ``mqtt.sensor_passwords_file``: ``sensor_id:password`` lines, '#' comments.
+
+    Errors name the file and line, never a password."""
+    if not mqtt.sensor_passwords_file:
+        return []
+    path = Path(mqtt.sensor_passwords_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ServiceError(f"mqtt: cannot read sensor_passwords_file {path}: {error.strerror}") from None
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        user = user.strip()
+        problem = (
+            "is not 'sensor_id:password'" if not sep or not user or not password
+            else "has a sensor id with one of + # / : or a space" if FORBIDDEN_IN_USERNAME & set(user)
+            else f"uses the services' user name {user!r}" if user == mqtt.username
+            else f"repeats sensor {user!r}" if user in found
+            else ""
+        )
+        if problem:
+            raise ServiceError(f"mqtt: {path} line {number} {problem}")
+        found[user] = password
+    return list(found.items())
+
+
+def acl_text(mqtt: MqttSettings) -> str:
+    """Mosquitto ACL: each sensor (user name = sensor id) publishes to its own topic only; the services
+    user reads every topic under the root and writes the status topics. Anything else is denied."""
+    root = mqtt.topic_root
+    return "\n".join([
+        "# written by Yuflow (pipeline/services/mqtt.py); regenerated at each start",
+        f"user {mqtt.username}",
+        f"topic read {root}/#",
+        f"topic write {root}/status/#",
+        "",
+        "# every other user is a sensor logged in with its sensor id: <root>/<district>/<kind>/<sensor_id>",
+        f"pattern write {root}/+/+/%u",
+        "",
+    ])
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only (no window in which it is world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
