@@ -79,6 +79,8 @@ class ReadingValidator:
             reading = model.model_validate_json(payload)
         except ValidationError as e:
             raise Rejected("invalid", _describe(e)) from None
+        except OverflowError as e:  # a timestamp in range, but not once its offset is applied (0001-01-01T00:30+01:00)
+            raise Rejected("invalid", f"invalid reading: ts: {e} in UTC") from None
 
         for field, from_topic in (("sensor_id", address.sensor_id), ("kind", address.kind), ("district", address.district)):
             if getattr(reading, field) != from_topic:
