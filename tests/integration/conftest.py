@@ -50,14 +50,18 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     os.environ.update(env)  # the subprocesses and load_settings() both read them
     settings = load_settings()
     processes: list[Background] = []
+    stack_: Stack | None = None
     try:
         services.up(settings)
         worker = Background("worker", ["worker"], settings)
         bridge = Background("bridge", ["bridge"], settings)
         processes += [worker, bridge]
         bridge_online(settings, bridge.pid, timeout_s=60)
-        yield Stack(settings, worker, bridge)
+        stack_ = Stack(settings, worker, bridge)
+        yield stack_
     finally:
+        if stack_ is not None:  # the fault tests replace the worker and the bridge with restarted ones
+            processes += [p for p in (stack_.worker, stack_.bridge) if p not in processes]
         for p in reversed(processes):
             p.stop()
         services.down(settings)
