@@ -228,8 +228,8 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     arrival_s = first_intake.arrival.timestamp() if first_intake is not None else None
     same = incident.get("traced") == top.source_id and Tier(incident.get("traced_tier", "blue")).rank >= tier.rank
     # a later look with more of the plume that moves the intake arrival materially is an update, not a repeat
-    revised = same and arrival_s is not None and incident.get("traced_arrival_s") is not None and \
-        abs(arrival_s - incident["traced_arrival_s"]) > rules["escalation"]["arrival_update_h"] * 3600
+    revised = same and arrival_s is not None and (incident.get("traced_arrival_s") is None or  # now names the intake at risk
+                                                 abs(arrival_s - incident["traced_arrival_s"]) > rules["escalation"]["arrival_update_h"] * 3600)
     if same and not revised:
         return incident, None
     if incident.get("traced") not in (None, top.source_id) and top.probability <= incident.get("traced_probability", 0.0):
@@ -241,14 +241,18 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     incident = {**incident, "members": members, "lower_since_s": None}
     levels, departments = route(result.category.value, tier.value, routing)
     source = city.sources[top.source_id]
-    checklist = []
+    facts = {"enterprise": top.enterprise or top.name, "source_name": top.name, "distance_km": top.distance_km,
+             "probability": top.probability}
     if first_intake is not None:
         intake = city.intakes[first_intake.intake_id]
         dam = dam_before(city, source.point, intake.point)
-        facts = {"enterprise": top.enterprise or top.name, "source_name": top.name, "distance_km": top.distance_km,
-                 "probability": top.probability, "dam_name": dam.name if dam else "取水口上游", "intake_name": intake.name,
-                 "hours_left": first_intake.hours_left}
-        checklist = [item.format(**facts) for item in rules["checklists_traced"].get(result.category.value, [])]
+        facts |= {"dam_name": dam.name if dam else "取水口上游", "intake_name": intake.name, "hours_left": first_intake.hours_left}
+    checklist = []  # the steps whose facts are known: no dam or dilution plan when no intake is ahead of the plume
+    for item in rules["checklists_traced"].get(result.category.value, []):
+        try:
+            checklist.append(item.format(**facts))
+        except KeyError:
+            continue
     arrival = (f"; due at {first_intake.name} in {first_intake.hours_left:.1f} h "
                f"({first_intake.earliest:%H:%M}-{first_intake.latest:%H:%M} UTC)") if first_intake else ""
     warning = Warning(

@@ -1,15 +1,19 @@
-"""Water agent: GB 3838 exceedance with a persistence rule -> Alerts.
+"""Water agent: GB 3838 exceedance with a persistence rule, and the statistical screen -> Alerts.
 
-Per (sensor, parameter) persistence state lives in a Faust table, so it survives a worker restart
-(rebuilt from the changelog). The stream is keyed by sensor id, so one sensor's state stays in one
-partition. Later issues add statistical detectors beside the standard check; the agent stays thin.
+Each sensor's state (the persistence counters per parameter and its ``StationWatch``) is one entry
+of the Faust table ``water_state``, kept live in memory and checkpointed (agents/checkpoint.py), so
+it survives a worker restart. The stream is keyed by sensor id, so one sensor's state stays in one
+partition. Readings are taken in batches (``stream.take``) and their alerts sent together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dataclasses import dataclass, field
+
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, readings_topics
+from agents.checkpoint import CheckpointedTable
 from models.persistence import Change, PersistenceState, step
 from models.station_watch import StationWatch
 from models.standards import Limit, class_limits
@@ -18,8 +22,27 @@ from pipeline.schemas import Alert, Category, Kind, Reading
 
 PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
 
-persistence_table = app.Table("water_persistence", default=None, partitions=SETTINGS.kafka.partitions)
-watch_table = app.Table("water_watch", default=None, partitions=SETTINGS.kafka.partitions)  # statistical state per sensor
+@dataclass
+class SensorState:
+    """One water sensor's state: persistence per parameter, and the statistical screen (None: not yet seen)."""
+
+    persistence: dict[str, PersistenceState] = field(default_factory=dict)
+    watch: StationWatch | None = None
+
+    @classmethod
+    def load(cls, raw: dict | None) -> "SensorState":
+        if not raw:
+            return cls()
+        return cls({p: PersistenceState(*v) for p, v in raw["persistence"].items()},
+                   StationWatch.from_state(raw["watch"]) if raw.get("watch") else None)
+
+    def dump(self) -> dict:
+        return {"persistence": {p: [s.bad_run, s.good_run, s.active, s.reported_severity] for p, s in self.persistence.items()},
+                "watch": self.watch.state() if self.watch is not None else None}
+
+
+state_table = app.Table("water_state", default=None, partitions=SETTINGS.kafka.partitions)
+states = CheckpointedTable(app, state_table, SensorState.load, SensorState.dump, every_s=SETTINGS.water.checkpoint_s)
 
 
 def station_limits(city: City, gb3838: Mapping, default_class: str) -> dict[str, dict[str, Limit]]:
@@ -83,14 +106,14 @@ def assess(
     return new_states, alerts
 
 
-def watch_reading(reading: Reading, state: dict | None, city: City) -> tuple[dict, Alert | None]:
-    """The statistical screen for one reading: new state, and an early alert when pollution is raised.
+def watch_reading(reading: Reading, watch: StationWatch | None, city: City) -> tuple[StationWatch, Alert | None]:
+    """The statistical screen for one reading: the (updated) watch, and an early alert when pollution is raised.
 
     Raised before any standard limit is crossed, so it is an early (blue) warning; the limit rule's
     alerts for the same parameter escalate the same incident.
     """
     values = {p: q.value for p, q in reading.values.items()}
-    watch = StationWatch.from_state(state) if state else StationWatch(sorted(values))
+    watch = watch if watch is not None else StationWatch(sorted(values))
     verdict = watch.step(values, city.local_hour(reading.ts))
     alert = None
     if verdict.change == "raised" and verdict.parameter is not None:
@@ -106,7 +129,15 @@ def watch_reading(reading: Reading, state: dict | None, city: City) -> tuple[dic
             message=(f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} is {verdict.z:.1f} robust sd from normal "
                      f"for this hour, with related parameters moving too (early warning: no limit crossed yet)"),
         )
-    return watch.state(), alert
+    return watch, alert
+
+
+def water_step(reading: Reading, state: SensorState, city: City) -> list[Alert]:
+    """One reading through the standard check and the screen; ``state`` is updated in place."""
+    new_states, alerts = assess(reading, LIMITS[reading.station], state.persistence, PERSISTENCE_READINGS, city)
+    state.watch, early = watch_reading(reading, state.watch, city)
+    state.persistence.update(new_states)
+    return ([early] if early is not None else []) + alerts
 
 
 CITY = default_city()
@@ -115,20 +146,14 @@ LIMITS = station_limits(CITY, load_toml("gb3838"), SETTINGS.water.default_class)
 
 @app.agent(readings_topics[Kind.water])
 async def water(stream):
+    # one reading at a time (a Faust table may only be written inside the stream's own iteration)
     async for raw in stream:
         try:
             reading = Reading.model_validate_json(raw)
-            keys = {p: f"{reading.sensor_id}|{p}" for p in reading.values}
-            states = {p: PersistenceState(*persistence_table[k]) for p, k in keys.items() if k in persistence_table}
-            new_states, alerts = assess(reading, LIMITS[reading.station], states, PERSISTENCE_READINGS, CITY)
-            watch_state, early = watch_reading(reading, watch_table.get(reading.sensor_id), CITY)
+            alerts = water_step(reading, states.get(reading.sensor_id), CITY)
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("water", readings_topics[Kind.water], raw, error)
             continue
-        if early is not None:
-            alerts.insert(0, early)
-        for parameter, state in new_states.items():
-            persistence_table[keys[parameter]] = [state.bad_run, state.good_run, state.active, state.reported_severity]
-        watch_table[reading.sensor_id] = watch_state
+        states.changed(reading.sensor_id)
         for alert in alerts:
             await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

@@ -1,5 +1,9 @@
-"""``python -m bench [generation]``: benchmarks with numbers, never asserted in tests.
+"""``python -m bench [pipeline|generation]``: benchmarks with numbers, never asserted in tests.
 
+pipeline: services started for the run; raw baselines (mosquitto, Kafka, InfluxDB alone), then the
+    whole pipeline driven over MQTT with recorded simulator data, flat out or at ``--rate``
+    readings/s: throughput per stage, consumer lag, CPU and memory per process, reading -> warning
+    latency (bench/pipeline.py).
 generation: simulate scenarios and write them to Parquet; readings (parameter values) per second.
 """
 
@@ -41,16 +45,52 @@ def generation(scenarios: list[str], scale: int, repeats: int) -> list[dict]:
     return results
 
 
+def show(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", nargs="?", default="generation", choices=["generation"])
-    parser.add_argument("--scale", type=int, default=1)
+    parser.add_argument("what", nargs="?", default="pipeline", choices=["pipeline", "generation"])
+    parser.add_argument("--scale", type=int, default=None, help="city clones (pipeline: 20, generation: 1)")
+    parser.add_argument("--rate", type=float, default=None, help="pipeline: readings/s to offer (default: flat out)")
+    parser.add_argument("--duration", type=float, default=60.0, help="pipeline: seconds of load")
+    parser.add_argument("--probes", type=int, default=40, help="pipeline: reading -> warning latency probes")
+    parser.add_argument("--feeds", nargs="*", default=["water"], help="pipeline: water rain crowd")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scenarios", nargs="*", default=["quiet_week", "puhe_do_sag", "jiefangbei_spring_festival", "random"])
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     args = parser.parse_args()
-    results = generation(args.scenarios, args.scale, args.repeats)
-    table = Table(title=f"simulator generation to Parquet (scale {args.scale}, best of {args.repeats})")
+    if args.what == "pipeline":
+        from bench.pipeline import pipeline_bench
+
+        r = pipeline_bench(args.scale or 20, args.rate, args.duration, args.probes, args.feeds, console)
+        p, lat = r["pipeline"], r.get("latency_s", {})
+        offered = "flat out" if r["rate"] is None else f"{r['rate']:,.0f} readings/s offered"
+        show(f"pipeline on {r['cpus']} cores (scale {r['scale']}, {', '.join(r['feeds'])}, {r['readings_per_message']} readings/message, "
+             f"{offered})", [
+            ("baseline mosquitto pub/sub, readings/s", f"{r['baseline_mqtt']['readings_per_s']:,}"),
+            ("baseline Kafka produce, readings/s", f"{r['baseline_kafka']['produce_readings_per_s']:,}"),
+            ("baseline Kafka consume, readings/s", f"{r['baseline_kafka']['consume_readings_per_s']:,}"),
+            ("baseline InfluxDB writes, readings/s", f"{r['baseline_influx']['readings_per_s']:,}"),
+            ("published over MQTT, readings/s", f"{p['published_readings_per_s']:,}"),
+            ("end to end (consumed by the agents, to drained), readings/s", f"{p['end_to_end_readings_per_s']:,}"),
+            ("end to end / Kafka consume baseline", f"{r['ratio_to_kafka_consume']:.0%}"),
+            ("consumer lag, first and last sample (records)", str(p["lag_first_last"])),
+            ("reading -> warning latency p50 / p95 / p99 (s)", f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})"),
+            *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in r["processes"].items()),
+        ])
+        args.json.write_text(json.dumps({"pipeline": r}, indent=2))
+        console.print(f"results in {args.json}")
+        return
+    scale = args.scale or 1
+    results = generation(args.scenarios, scale, args.repeats)
+    table = Table(title=f"simulator generation to Parquet (scale {scale}, best of {args.repeats})")
     for column in results[0]:
         table.add_column(column)
     for r in results:

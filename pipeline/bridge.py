@@ -27,6 +27,7 @@ from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, mqtt_subs
 from pipeline.validation import ReadingValidator, parameter_specs
 
 log = logging.getLogger("yuflow.bridge")
+DRAIN = 2000  # messages handled per wake-up of the forwarding loop
 
 
 @dataclass
@@ -75,10 +76,12 @@ class Bridge:
         try:
             while not self._stop.is_set() and self._failed is None:
                 try:
-                    item = await asyncio.wait_for(inbox.get(), timeout=0.5)
+                    items = [await asyncio.wait_for(inbox.get(), timeout=0.5)]
                 except TimeoutError:
-                    item = None
-                if item is not None:
+                    items = []
+                while items and not inbox.empty() and len(items) < DRAIN:  # what else has arrived: one pass, no waits
+                    items.append(inbox.get_nowait())
+                for item in items:
                     await self._forward(producer, client, item)
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()

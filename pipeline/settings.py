@@ -135,6 +135,7 @@ class CitySettings(BaseModel):
 class WaterSettings(BaseModel):
     persistence_readings: int = Field(3, ge=1)
     default_class: Literal["I", "II", "III", "IV", "V"] = "III"
+    checkpoint_s: float = Field(10.0, ge=0)  # a sensor's state is written to its table at most this often
 
 
 class Settings(BaseSettings):
