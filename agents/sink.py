@@ -7,8 +7,8 @@ the writer retries transient failures, so offsets are not committed past unwritt
 from __future__ import annotations
 
 from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, deliveries_topic, lifecycle_topic, readings_topics, warnings_topic
-from pipeline.influx import InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_line, warning_line
-from pipeline.schemas import Alert, DeadLetter, Delivery, LifecycleEvent, Stage, Warning, parse_reading
+from pipeline.influx import InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_line_json, warning_line
+from pipeline.schemas import Alert, DeadLetter, Delivery, LifecycleEvent, Stage, Warning
 
 BATCH = SETTINGS.influx.batch_size
 WITHIN_S = SETTINGS.influx.flush_interval_s
@@ -22,7 +22,7 @@ async def close_writer(sender, **kwargs) -> None:
 
 
 def _reading(raw: bytes) -> str:
-    return reading_line(parse_reading(raw))
+    return reading_line_json(raw)
 
 
 async def _sink(stream, to_line) -> None:

@@ -59,16 +59,26 @@ class StationWatch:
         self._previous = x
         if stuck:
             return Verdict(None, True, None, 0.0)
+        # score and learn from one residual per detector (z_row then learn_row would compute it twice)
+        missing = np.isnan(x)
+        x0 = np.where(missing, 0.0, x)
+        parts = []
+        for d in self._detectors:
+            d._ensure_state(x.shape)
+            k1, k2, w = d._knots(hour)
+            k1, k2, w = int(k1), int(k2), float(w)
+            r, z_d = d._residual(x0, k1, k2, w)
+            parts.append((d, r, z_d, k1, k2, w))
         # the pollution way: DO down, nutrients and oil up; the faster or slower level, whichever sees more
-        stacked = np.stack([d.z_row(x, hour) * self._signs for d in self._detectors])
+        stacked = np.stack([np.where(missing, np.nan, z_d) * self._signs for _, _, z_d, *_ in parts])
         z = np.where(np.isnan(stacked), -np.inf, stacked).max(axis=0)
         z = np.where((self._signs == 0) | np.isneginf(z), np.nan, z)  # NaN: warming up, or not a pollution sign
         best = int(np.nanargmax(z)) if not np.isnan(z).all() else -1
         top = float(z[best]) if best >= 0 else 0.0
         supporting = int(np.sum(np.nan_to_num(z, nan=-np.inf) >= self.z_support))
         flagged = (top >= self.z_flag and supporting >= 2) or top >= self.z_single
-        for d in self._detectors:
-            d.learn_row(np.nan_to_num(x, nan=0.0), hour, learn=~np.isnan(x) & (not flagged))
+        for d, r, z_d, k1, k2, w in parts:
+            d._learn(x0, r, k1, k2, w, ~missing & (not flagged) & d._allowed(z_d))
         self._bad, self._good = (self._bad + 1, 0) if flagged else (0, self._good + 1)
         change = None
         if not self.active and self._bad >= self.persistence:
