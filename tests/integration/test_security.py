@@ -63,27 +63,24 @@ def broker_settings(directory: Path, **mqtt_overrides) -> Settings:
     return load_settings(data_dir=directory / "data", mqtt=mqtt_settings)
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory) -> Iterator[Settings]:
-    settings = broker_settings(tmp_path_factory.mktemp("mqtt-acl"))
+def running(settings: Settings) -> Iterator[Settings]:
     service = MqttService(settings)
     service.start()
     try:
         yield settings
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Iterator[Settings]:
+    yield from running(broker_settings(tmp_path_factory.mktemp("mqtt-acl")))
 
 
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory) -> Iterator[Settings]:
     directory = tmp_path_factory.mktemp("mqtt-tls")
-    settings = broker_settings(directory, tls=True, **make_ca(directory))
-    service = MqttService(settings)
-    service.start()
-    try:
-        yield settings
-    finally:
-        service.stop()
+    yield from running(broker_settings(directory, tls=True, **make_ca(directory)))
 
 
 class Session:
