@@ -31,6 +31,7 @@ def _short_fetch_wait() -> None:
     def create_worker_consumer(self, transport):
         consumer = create(self, transport)
         consumer._fetch_max_wait_ms = SETTINGS.kafka.fetch_max_wait_ms  # read when the consumer starts its fetcher
+        consumer._fetch_min_bytes = SETTINGS.kafka.fetch_min_bytes
         return consumer
 
     faust_kafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer

@@ -73,6 +73,7 @@ class KafkaSettings(BaseModel):
     rebalance_timeout_s: float = 10
     heartbeat_interval_s: float = 1
     fetch_max_wait_ms: int = Field(100, ge=1)  # agents' fetch long-poll: bounds the per-hop latency on brokers that do not wake it
+    fetch_min_bytes: int = Field(65536, ge=1)  # agents' fetches: how much data the broker gathers before answering (up to the wait)
 
     @property
     def port(self) -> int:

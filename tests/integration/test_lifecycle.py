@@ -105,4 +105,5 @@ def test_readings_sent_in_real_time_are_warned_and_delivered_within_a_second(sta
              f"AND time >= '{readings[0].ts.isoformat().replace('+00:00', 'Z')}'")
     series = wait_until(lambda: influxql(stack.settings.influx, query), 60, what="the deliveries in InfluxDB")
     latencies = [row[1] for s in series for row in s["values"]]
+    print(f"[latency] reading -> delivered, per department: {sorted(latencies)}")
     assert latencies and max(latencies) < 1.0, latencies  # reading -> alert -> warning -> delivered, recorded per department
