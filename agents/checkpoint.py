@@ -7,7 +7,7 @@ sensor reports every few minutes, so every reading is still written. In a replay
 ``every_s`` per reading, a crash loses what a sensor learned since its last checkpoint (Faust
 commits offsets every 2.8 s, so those readings are not read again): a baseline that learns over
 days loses a few seconds of learning, and a persistence counter may miss a few readings, delaying
-an alert by as many. The cache is dropped whenever partitions move, so a key always restarts from
+an alert by as many. A change that raised or cleared an alert is written at once. The cache is dropped whenever partitions move, so a key always restarts from
 its table on the worker that owns it.
 """
 
@@ -41,9 +41,10 @@ class CheckpointedTable(Generic[T]):
             self._live[key] = self.load(self.table.get(key))
         return self._live[key]
 
-    def changed(self, key: str, now_s: float | None = None) -> None:
-        """The key's live state changed: checkpoint it if its last checkpoint is ``every_s`` old."""
+    def changed(self, key: str, now_s: float | None = None, force: bool = False) -> None:
+        """The key's live state changed: checkpoint it if its last checkpoint is ``every_s`` old, or
+        at once when ``force`` (a change that must survive a crash, such as an alert raised)."""
         now_s = time.monotonic() if now_s is None else now_s
-        if now_s - self._written_s.get(key, -1e18) >= self.every_s:
+        if force or now_s - self._written_s.get(key, -1e18) >= self.every_s:
             self.table[key] = self.dump(self._live[key])
             self._written_s[key] = now_s

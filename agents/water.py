@@ -154,6 +154,6 @@ async def water(stream):
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("water", readings_topics[Kind.water], raw, error)
             continue
-        states.changed(reading.sensor_id)
+        states.changed(reading.sensor_id, force=bool(alerts))  # an alert's state must survive a crash
         for alert in alerts:
             await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

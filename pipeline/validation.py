@@ -76,7 +76,7 @@ class ReadingValidator:
             raise Rejected("bad_topic", str(e)) from None
         model = CameraDetection if address.kind is Kind.camera else Reading
         try:
-            reading = model.model_validate_json(payload)
+            reading = model.model_validate_json(payload, strict=True)  # no lax coercion: "6.5", true and epoch numbers are wrong types
         except ValidationError as e:
             raise Rejected("invalid", _describe(e)) from None
         except OverflowError as e:  # a timestamp in range, but not once its offset is applied (0001-01-01T00:30+01:00)
