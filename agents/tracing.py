@@ -115,7 +115,7 @@ async def _trace_and_publish(alert: Alert, raw: bytes) -> None:
     await _wait_for_sink(alert.station, detected_s + OBSERVE_S)
     log.info("tracing %s from %s: waiting for %.1f h of readings after the detection", alert.incident_key, alert.station,
              OBSERVE_S / 3600)
-    await _until_observed(alert.station, detected_s + OBSERVE_S)
+    await _until_observed(alert.station, detected_s, detected_s + OBSERVE_S)
     log.info("tracing %s from %s", alert.incident_key, alert.station)
     try:
         result = await asyncio.to_thread(trace_alert, alert)
@@ -126,14 +126,26 @@ async def _trace_and_publish(alert: Alert, raw: bytes) -> None:
         await tracing_topic.send(key=alert.incident_key.encode(), value=result.to_json())
 
 
-async def _until_observed(station: str, until_s: float) -> None:
+def latest_readings_s(stations: list[str], since_s: float, until_s: float) -> dict[str, float]:
+    """Each station's latest water reading time in InfluxDB in (since_s, until_s] (stations with none are left out)."""
+    query = (f"SELECT last(\"do\") FROM readings WHERE kind = 'water' AND station =~ /^({'|'.join(stations)})$/ "
+             f"AND time > '{influx_time(since_s)}' AND time <= '{influx_time(until_s)}' GROUP BY station")
+    return {s["tags"]["station"]: s["values"][0][0] / 1000 for s in influxql(SETTINGS.influx, query, timeout_s=10)}
+
+
+async def _until_observed(station: str, detected_s: float, until_s: float) -> None:
     """Until the station's readings reach ``until_s`` (live: as time passes; a replay may have them
-    already), or SINK_WAIT_S past it if the station has gone silent."""
+    already) and the sink has stopped adding readings of the incident's other stations (a replay
+    may be writing them still), or SINK_WAIT_S past ``until_s`` if the station has gone silent."""
+    stations = incident_scope(CITY, station).stations
+    previous = None
     while True:
-        latest = await asyncio.to_thread(latest_reading_s, station, until_s)
-        if (latest is not None and latest >= until_s - 2 * CITY_STEP_S) or time.time() > until_s + SINK_WAIT_S:
+        latest = await asyncio.to_thread(latest_readings_s, stations, detected_s, until_s)
+        ready = latest.get(station, 0.0) >= until_s - 2 * CITY_STEP_S
+        if (ready and latest == previous) or time.time() > until_s + SINK_WAIT_S:
             return
-        await asyncio.sleep(min(LOOK_AGAIN_S, max(1.0, until_s - time.time())))
+        previous = latest if ready else None
+        await asyncio.sleep(1.0 if ready else min(LOOK_AGAIN_S, max(1.0, until_s - time.time())))
 
 
 _running: set[asyncio.Task] = set()  # tracing runs beside the stream, so alerts keep flowing meanwhile
