@@ -232,7 +232,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
                                                  abs(arrival_s - incident["traced_arrival_s"]) > rules["escalation"]["arrival_update_h"] * 3600)
     if same and not revised:
         return incident, None
-    if incident.get("traced") not in (None, top.source_id) and top.probability <= incident.get("traced_probability", 0.0):
+    if incident.get("traced") not in (None, top.source_id) and top.probability < incident.get("traced_probability", 0.0):
         return incident, None  # a later trace (often from a station further down) less sure than the one warned on
     members = incident.get("members", {})
     if first_intake is not None:  # the threat stands, at this tier, until the plume has passed the intake

@@ -86,9 +86,10 @@ def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_re
     assert decide_traced(_result(4.5), incident, city, rules, routing)[1] is None  # same source, same tier
     _, revised = decide_traced(_result(3.5), incident, city, rules, routing)  # a later look moves the arrival by 1.2 h
     assert revised is not None and "arrival revised" in revised.title and revised.warning_id != warning.warning_id
-    less_sure = _result(4.5, "ruxi-mingda-dock")  # as sure as the warned one (0.9): the first identification stands
-    assert decide_traced(less_sure, incident, city, rules, routing)[1] is None
-    surer = less_sure.model_copy(update={"suspects": [less_sure.suspects[0].model_copy(update={"probability": 0.95})]})
+    dock = _result(4.5, "ruxi-mingda-dock")
+    less_sure = dock.model_copy(update={"suspects": [dock.suspects[0].model_copy(update={"probability": 0.85})]})
+    assert decide_traced(less_sure, incident, city, rules, routing)[1] is None  # less sure than the warned one (0.9): it stands
+    surer = dock.model_copy(update={"suspects": [dock.suspects[0].model_copy(update={"probability": 0.95})]})
     _, other = decide_traced(surer, incident, city, rules, routing)
     assert other is not None and other.suspects[0].source_id == "ruxi-mingda-dock"
     _, far = decide_traced(_result(30.0), {"incident_id": "water:ruxi:2", "open": True, "tier": "yellow"}, city, rules, routing)
