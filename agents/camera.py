@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agents.app import app, crowd_camera_topic, dead_letter, rain_field_topic, readings_topics
 from pipeline.city import counter_sensor_id
-from pipeline.schemas import CameraDetection, Kind
+from pipeline.schemas import CameraDetection, Kind, encode_batch, parse_batch
 
 RAIN_FIELD_KEY = b"field"
 
@@ -28,11 +28,14 @@ def route(detection: CameraDetection) -> tuple[object, bytes] | None:
 async def camera(stream):
     async for raw in stream:
         try:
-            detection = CameraDetection.model_validate_json(raw)
-            target = route(detection)
+            detections = parse_batch(raw)
+            targets = [(d, route(d)) for d in detections if isinstance(d, CameraDetection)]
+            if len(targets) != len(detections):
+                raise ValueError("a record on readings.camera holds a reading that is not a camera detection")
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("camera", readings_topics[Kind.camera], raw, error)
             continue
-        if target is not None:
-            topic, key = target
-            await topic.send(key=key, value=raw)
+        for detection, target in targets:
+            if target is not None:
+                topic, key = target
+                await topic.send(key=key, value=encode_batch([detection.to_json()]))

@@ -12,7 +12,7 @@ from agents.app import SETTINGS, alerts_topic, app, dead_letter, rain_field_topi
 from agents.camera import RAIN_FIELD_KEY
 from pipeline.city import default_city
 from pipeline.rain_watch import RainWatch
-from pipeline.schemas import CameraDetection, Kind, parse_reading
+from pipeline.schemas import CameraDetection, Kind, parse_batch
 
 gauge_table = app.Table("rain_gauges", default=None, partitions=SETTINGS.kafka.partitions)
 field_table = app.Table("rain_field", default=None, partitions=SETTINGS.kafka.partitions)
@@ -40,16 +40,21 @@ async def rain_to_field(stream):
 async def rain(stream):
     async for raw in stream:
         try:
-            reading = parse_reading(raw)
-            w = watch()
-            step_before = w.step_end_s
-            alerts = w.add(reading)
+            readings = parse_batch(raw)
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("rain", rain_field_topic, raw, error)
             continue
-        if not isinstance(reading, CameraDetection) and reading.station in w.accumulators:
-            gauge_table[reading.station] = w.accumulators[reading.station].state()
-        if w.step_end_s != step_before or isinstance(reading, CameraDetection):
-            field_table[FIELD] = w.field_state()
-        for alert in alerts:
-            await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())
+        for reading in readings:
+            try:
+                w = watch()
+                step_before = w.step_end_s
+                alerts = w.add(reading)
+            except Exception as error:
+                await dead_letter("rain", rain_field_topic, reading.to_json(), error)
+                continue
+            if not isinstance(reading, CameraDetection) and reading.station in w.accumulators:
+                gauge_table[reading.station] = w.accumulators[reading.station].state()
+            if w.step_end_s != step_before or isinstance(reading, CameraDetection):
+                field_table[FIELD] = w.field_state()
+            for alert in alerts:
+                await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

@@ -1,13 +1,14 @@
 """InfluxDB sink agents: every reading, alert, warning and dead letter, written in batches.
 
-``stream.take(n, within=s)`` gathers up to ``influx.batch_size`` messages or ``flush_interval_s``;
-the writer retries transient failures, so offsets are not committed past unwritten data.
+``stream.take(n, within=s)`` gathers up to ``influx.batch_size`` records or ``flush_interval_s``
+(a readings record is a batch of readings: one line each); the writer retries transient failures,
+so offsets are not committed past unwritten data.
 """
 
 from __future__ import annotations
 
 from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, deliveries_topic, lifecycle_topic, readings_topics, warnings_topic
-from pipeline.influx import InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_line_json, warning_line
+from pipeline.influx import InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_lines_json, warning_line
 from pipeline.schemas import Alert, DeadLetter, Delivery, LifecycleEvent, Stage, Warning
 
 BATCH = SETTINGS.influx.batch_size
@@ -21,10 +22,6 @@ async def close_writer(sender, **kwargs) -> None:
     await writer.close()
 
 
-def _reading(raw: bytes) -> str:
-    return reading_line_json(raw)
-
-
 async def _sink(stream, to_line) -> None:
     async for batch in stream.take(BATCH, within=WITHIN_S):
         await writer.write([text for raw in batch if (text := to_line(raw)) is not None])
@@ -32,7 +29,8 @@ async def _sink(stream, to_line) -> None:
 
 @app.agent(app.topic(*(t.get_topic_name() for t in readings_topics.values()), value_serializer="raw", key_serializer="raw"))
 async def sink_readings(stream):
-    await _sink(stream, _reading)
+    async for batch in stream.take(BATCH, within=WITHIN_S):
+        await writer.write([text for raw in batch for text in reading_lines_json(raw)])
 
 
 @app.agent(alerts_topic, name="sink_alerts")

@@ -1,48 +1,34 @@
 """Water agent: GB 3838 exceedance with a persistence rule, and the statistical screen -> Alerts.
 
-Each sensor's state (the persistence counters per parameter and its ``StationWatch``) is one entry
-of the Faust table ``water_state``, kept live in memory and checkpointed (agents/checkpoint.py), so
-it survives a worker restart. The stream is keyed by sensor id, so one sensor's state stays in one
-partition. Readings are taken in batches (``stream.take``) and their alerts sent together.
+A record on ``readings.water`` is a batch of one partition's readings (the bridge's pass). The agent
+screens it at once with a ``StationBank`` (models/station_bank.py): the limit rule and the
+statistical screen of every sensor as arrays, giving what the one-reading forms below (``assess``,
+``watch_reading``) give reading by reading. Each sensor's row is checkpointed as one entry of the
+Faust table ``water_state`` (agents/checkpoint.py), so it survives a worker restart; the bridge puts
+a sensor's readings in one partition, so its entry stays in one changelog partition.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
-from dataclasses import dataclass, field
+import numpy as np
+import orjson
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, readings_topics
 from agents.checkpoint import CheckpointedTable
 from models.persistence import Change, PersistenceState, step
+from models.station_bank import CLEARED, RAISED, WORSENED, StationBank
 from models.station_watch import StationWatch
 from models.standards import Limit, class_limits
 from pipeline.city import City, default_city, load_toml
 from pipeline.schemas import Alert, Category, Kind, Reading
 
 PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
-
-@dataclass
-class SensorState:
-    """One water sensor's state: persistence per parameter, and the statistical screen (None: not yet seen)."""
-
-    persistence: dict[str, PersistenceState] = field(default_factory=dict)
-    watch: StationWatch | None = None
-
-    @classmethod
-    def load(cls, raw: dict | None) -> "SensorState":
-        if not raw:
-            return cls()
-        return cls({p: PersistenceState(*v) for p, v in raw["persistence"].items()},
-                   StationWatch.from_state(raw["watch"]) if raw.get("watch") else None)
-
-    def dump(self) -> dict:
-        return {"persistence": {p: [s.bad_run, s.good_run, s.active, s.reported_severity] for p, s in self.persistence.items()},
-                "watch": self.watch.state() if self.watch is not None else None}
-
-
-state_table = app.Table("water_state", default=None, partitions=SETTINGS.kafka.partitions)
-states = CheckpointedTable(app, state_table, SensorState.load, SensorState.dump, every_s=SETTINGS.water.checkpoint_s)
+CHANGES = {RAISED: Change.raised, WORSENED: Change.worsened, CLEARED: Change.cleared}
 
 
 def station_limits(city: City, gb3838: Mapping, default_class: str) -> dict[str, dict[str, Limit]]:
@@ -53,6 +39,47 @@ def station_limits(city: City, gb3838: Mapping, default_class: str) -> dict[str,
     }
 
 
+def limit_alert(reading: Reading, parameter: str, limit: Limit, severity: float | None, change: Change,
+                persistence: int, city: City) -> Alert:
+    """The alert of a change of the limit rule for one parameter of ``reading``."""
+    station = city.stations[reading.station]
+    quantity = reading.values[parameter]
+    label = load_toml("parameters")["water"][parameter].get("label", parameter)
+    if change is not Change.cleared:
+        relation = "below" if limit.low is not None and quantity.value < limit.low else "above"
+        running = f"for {persistence} readings running" if change is Change.raised else "and worsening"
+        message = (
+            f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} {relation} the class "
+            f"{station.target_class} limit {limit.bound:g} {running}"
+        )
+    else:
+        message = f"{station.name}: {label} back within the class {station.target_class} limit"
+    return Alert(
+        alert_id=f"{reading.sensor_id}:{parameter}:{int(reading.ts.timestamp() * 1000)}",
+        category=Category.water, rule="gb3838_exceedance", sensor_id=reading.sensor_id, station=reading.station,
+        district=reading.district, township=station.township, area=station.river, ts=reading.ts, parameter=parameter,
+        value=quantity.value, unit=quantity.unit, limit=limit.bound, severity=severity or 0.0, message=message,
+        resolved=change is Change.cleared,
+    )
+
+
+def screen_alert(reading: Reading, parameter: str, z: float, city: City) -> Alert:
+    """The statistical screen's early alert: raised before any standard limit is crossed, so it is
+    an early (blue) warning; the limit rule's alerts for the same parameter escalate the same incident."""
+    station = city.stations[reading.station]
+    label = load_toml("parameters")["water"][parameter].get("label", parameter)
+    quantity = reading.values[parameter]
+    limits = LIMITS[reading.station]
+    return Alert(
+        alert_id=f"{reading.sensor_id}:{parameter}:{int(reading.ts.timestamp() * 1000)}:statistical",
+        category=Category.water, rule="statistical", sensor_id=reading.sensor_id, station=reading.station,
+        district=reading.district, township=station.township, area=station.river, ts=reading.ts, parameter=parameter,
+        value=quantity.value, unit=quantity.unit, limit=limits[parameter].bound if parameter in limits else 0.0, severity=0.1,
+        message=(f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} is {z:.1f} robust sd from normal "
+                 f"for this hour, with related parameters moving too (early warning: no limit crossed yet)"),
+    )
+
+
 def assess(
     reading: Reading,
     limits: Mapping[str, Limit],
@@ -60,8 +87,7 @@ def assess(
     persistence: int,
     city: City,
 ) -> tuple[dict[str, PersistenceState], list[Alert]]:
-    """New persistence states per parameter and the alerts raised or cleared by this reading."""
-    station = city.stations[reading.station]
+    """The limit rule for one reading: new persistence states per parameter and the alerts raised or cleared."""
     new_states: dict[str, PersistenceState] = {}
     alerts: list[Alert] = []
     for parameter, quantity in reading.values.items():
@@ -69,91 +95,141 @@ def assess(
         if limit is None:
             continue
         severity = limit.severity(quantity.value)
-        state, change = step(states.get(parameter, PersistenceState()), severity, persistence)
-        new_states[parameter] = state
-        if change is None:
-            continue
-        label = load_toml("parameters")["water"][parameter].get("label", parameter)
-        if change is not Change.cleared:
-            relation = "below" if limit.low is not None and quantity.value < limit.low else "above"
-            running = f"for {persistence} readings running" if change is Change.raised else "and worsening"
-            message = (
-                f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} {relation} the class "
-                f"{station.target_class} limit {limit.bound:g} {running}"
-            )
-        else:
-            message = f"{station.name}: {label} back within the class {station.target_class} limit"
-        alerts.append(
-            Alert(
-                alert_id=f"{reading.sensor_id}:{parameter}:{int(reading.ts.timestamp() * 1000)}",
-                category=Category.water,
-                rule="gb3838_exceedance",
-                sensor_id=reading.sensor_id,
-                station=reading.station,
-                district=reading.district,
-                township=station.township,
-                area=station.river,
-                ts=reading.ts,
-                parameter=parameter,
-                value=quantity.value,
-                unit=quantity.unit,
-                limit=limit.bound,
-                severity=severity or 0.0,
-                message=message,
-                resolved=change is Change.cleared,
-            )
-        )
+        new_states[parameter], change = step(states.get(parameter, PersistenceState()), severity, persistence)
+        if change is not None:
+            alerts.append(limit_alert(reading, parameter, limit, severity, change, persistence, city))
     return new_states, alerts
 
 
 def watch_reading(reading: Reading, watch: StationWatch | None, city: City) -> tuple[StationWatch, Alert | None]:
-    """The statistical screen for one reading: the (updated) watch, and an early alert when pollution is raised.
-
-    Raised before any standard limit is crossed, so it is an early (blue) warning; the limit rule's
-    alerts for the same parameter escalate the same incident.
-    """
+    """The statistical screen for one reading: the (updated) watch, and an early alert when pollution is raised."""
     values = {p: q.value for p, q in reading.values.items()}
     watch = watch if watch is not None else StationWatch(sorted(values))
     verdict = watch.step(values, city.local_hour(reading.ts))
     alert = None
     if verdict.change == "raised" and verdict.parameter is not None:
-        station = city.stations[reading.station]
-        label = load_toml("parameters")["water"][verdict.parameter].get("label", verdict.parameter)
-        quantity = reading.values[verdict.parameter]
-        alert = Alert(
-            alert_id=f"{reading.sensor_id}:{verdict.parameter}:{int(reading.ts.timestamp() * 1000)}:statistical",
-            category=Category.water, rule="statistical", sensor_id=reading.sensor_id, station=reading.station,
-            district=reading.district, township=station.township, area=station.river, ts=reading.ts, parameter=verdict.parameter,
-            value=quantity.value, unit=quantity.unit, limit=LIMITS[reading.station][verdict.parameter].bound
-            if verdict.parameter in LIMITS[reading.station] else 0.0, severity=0.1,
-            message=(f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} is {verdict.z:.1f} robust sd from normal "
-                     f"for this hour, with related parameters moving too (early warning: no limit crossed yet)"),
-        )
+        alert = screen_alert(reading, verdict.parameter, verdict.z, city)
     return watch, alert
-
-
-def water_step(reading: Reading, state: SensorState, city: City) -> list[Alert]:
-    """One reading through the standard check and the screen; ``state`` is updated in place."""
-    new_states, alerts = assess(reading, LIMITS[reading.station], state.persistence, PERSISTENCE_READINGS, city)
-    state.watch, early = watch_reading(reading, state.watch, city)
-    state.persistence.update(new_states)
-    return ([early] if early is not None else []) + alerts
 
 
 CITY = default_city()
 LIMITS = station_limits(CITY, load_toml("gb3838"), SETTINGS.water.default_class)
 
 
+COLUMNS = sorted(load_toml("parameters")["water"])
+COLUMN = {p: j for j, p in enumerate(COLUMNS)}
+STATION_ROW = {station_id: k for k, station_id in enumerate(CITY.stations)}
+
+
+def _limit_bounds(side: str) -> np.ndarray:
+    """(stations, COLUMNS) of each station's low or high limit, NaN where it has none."""
+    out = np.full((len(STATION_ROW), len(COLUMNS)), np.nan)
+    for station_id, k in STATION_ROW.items():
+        for p, limit in LIMITS[station_id].items():
+            if p in COLUMN and getattr(limit, side) is not None:
+                out[k, COLUMN[p]] = getattr(limit, side)
+    return out
+
+
+LOW, HIGH = _limit_bounds("low"), _limit_bounds("high")
+HAS_LIMIT = ~np.isnan(LOW) | ~np.isnan(HIGH)
+
+
+def severity_many(stations: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``Limit.severity`` for a batch: NaN within the limit, -inf where the station has no limit."""
+    low, high = LOW[stations], HIGH[stations]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        below = values < low
+        above = ~below & (values > high)
+        from_low = np.where(low > 0, np.minimum(1.0, (low - values) / low), 1.0)
+        from_high = np.where(high > 0, np.minimum(1.0, (values - high) / high), 1.0)
+    severity = np.where(below, from_low, np.where(above, from_high, np.nan))
+    return np.where(HAS_LIMIT[stations], severity, -np.inf)
+
+
+@dataclass
+class WaterBatch:
+    """A batch record's readings as arrays: JSON as forwarded (for alerts), sensor ids, station rows,
+    values over ``COLUMNS`` (NaN: not in the reading), local hours."""
+
+    readings: list[dict]
+    keys: list[str]
+    stations: np.ndarray
+    values: np.ndarray
+    hours: np.ndarray
+
+
+def decode_batch(raw: bytes, city: City) -> tuple[WaterBatch, list[tuple[dict, Exception]]]:
+    """The batch's readings, and those that could not be read, each with why."""
+    readings, keys, stations, rows, ts_s, bad = [], [], [], [], [], []
+    for r in orjson.loads(raw):
+        try:
+            row = [np.nan] * len(COLUMNS)
+            for p, q in r["values"].items():
+                row[COLUMN[p]] = float(q["value"])
+            stations.append(STATION_ROW[r["station"]])
+            ts_s.append(datetime.fromisoformat(r["ts"]).timestamp())
+        except Exception as error:  # the bridge validated it: this is a bug or a foreign record
+            del stations[len(readings):]
+            bad.append((r, error))
+            continue
+        readings.append(r)
+        keys.append(r["sensor_id"])
+        rows.append(row)
+    hours = ((np.array(ts_s, float) + city.utc_offset_h * 3600) % 86400) / 3600  # city.local_hour, vectorised
+    return WaterBatch(readings, keys, np.array(stations, np.int64), np.array(rows, float).reshape(-1, len(COLUMNS)), hours), bad
+
+
+def load_row(key: str, checkpoint: Mapping | None, parameters: list[str]) -> int:
+    checkpoint = checkpoint or {}
+    return BANK.load(key, checkpoint.get("watch"), checkpoint.get("persistence", {}), parameters)
+
+
+def dump_row(key: str, row: int) -> dict:
+    watch, persistence = BANK.state(key)
+    return {"persistence": persistence, "watch": watch}
+
+
+BANK = StationBank(COLUMNS, limit_persistence=PERSISTENCE_READINGS)
+state_table = app.Table("water_state", default=None, partitions=SETTINGS.kafka.partitions)
+rows = CheckpointedTable(app, state_table, load_row, dump_row, every_s=SETTINGS.water.checkpoint_s, on_forget=BANK.forget)
+
+
+def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
+    """The batch through the bank: its alerts (in reading order) and the sensors that raised or cleared one."""
+    parameters = [sorted(r["values"]) for r in batch.readings]
+    row_of = np.array([rows.get(key, params) for key, params in zip(batch.keys, parameters)], np.int64)
+    verdicts = BANK.step_many(row_of, batch.values, batch.hours, severity_many(batch.stations, batch.values))
+    alerts: list[Alert] = []
+    alerted: set[str] = set()
+    for n in np.flatnonzero((verdicts.change == RAISED) | verdicts.limit_change.any(axis=1)):
+        reading = Reading.model_validate(batch.readings[n])
+        if verdicts.change[n] == RAISED and verdicts.best[n] >= 0:
+            alerts.append(screen_alert(reading, COLUMNS[verdicts.best[n]], float(verdicts.z[n]), city))
+        for parameter in reading.values:
+            code = verdicts.limit_change[n, COLUMN[parameter]]
+            if code:
+                limit = LIMITS[reading.station][parameter]
+                alerts.append(limit_alert(reading, parameter, limit, limit.severity(reading.values[parameter].value),
+                                          CHANGES[int(code)], PERSISTENCE_READINGS, city))
+        alerted.add(reading.sensor_id)
+    alerted.update(key for key, change in zip(batch.keys, verdicts.change) if change)  # the screen cleared: no alert, but a state to keep
+    return alerts, alerted
+
+
 @app.agent(readings_topics[Kind.water])
 async def water(stream):
-    # one reading at a time (a Faust table may only be written inside the stream's own iteration)
     async for raw in stream:
         try:
-            reading = Reading.model_validate_json(raw)
-            alerts = water_step(reading, states.get(reading.sensor_id), CITY)
+            batch, bad = decode_batch(raw, CITY)
+            alerts, alerted = screen_batch(batch, CITY)
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("water", readings_topics[Kind.water], raw, error)
             continue
-        states.changed(reading.sensor_id, force=bool(alerts))  # an alert's state must survive a crash
+        for reading, error in bad:
+            await dead_letter("water", readings_topics[Kind.water], orjson.dumps(reading), error)
+        now_s = time.monotonic()
+        for key in set(batch.keys):
+            rows.changed(key, now_s, force=key in alerted)  # an alert's state must survive a crash
         for alert in alerts:
             await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

@@ -1,10 +1,12 @@
 """MQTT -> Kafka bridge.
 
-Subscribes (QoS 1, persistent session) to ``<root>/+/+/+``, validates each message into a ``Reading``
-(pipeline/validation.py) and forwards it to ``readings.<kind>`` keyed by sensor id; anything invalid
-goes to ``deadletter`` with the raw payload, topic and reason. A message is acknowledged to the MQTT
-broker only after Kafka has acknowledged the record, so a bridge killed at any point loses nothing:
-the broker redelivers what was not acknowledged when the bridge reconnects (at-least-once).
+Subscribes (QoS 1, persistent session) to ``<root>/+/+/+``, validates each message into readings
+(pipeline/validation.py) and forwards them to ``readings.<kind>``; anything invalid goes to
+``deadletter`` with the raw payload, topic and reason. Each pass forwards what has arrived: the
+readings of one topic and partition (``reading_partition`` of the sensor id) go as one batch record
+(``encode_batch``), in arrival order. A message is acknowledged to the MQTT broker only after Kafka
+has acknowledged every record of its pass, so a bridge killed at any point loses nothing: the broker
+redelivers what was not acknowledged when the bridge reconnects (at-least-once).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.city import City, default_city, load_toml
 from pipeline.mqtt import make_client
-from pipeline.schemas import DeadLetter, utc_now
+from pipeline.schemas import DeadLetter, encode_batch, utc_now
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, mqtt_subscription
+from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, mqtt_subscription, reading_partition
 from pipeline.validation import ReadingValidator, parameter_specs
 
 log = logging.getLogger("yuflow.bridge")
@@ -32,9 +34,9 @@ DRAIN = 2000  # messages handled per wake-up of the forwarding loop
 
 @dataclass
 class BridgeStats:
-    received: int = 0
-    forwarded: int = 0
-    dead_lettered: int = 0
+    received: int = 0       # MQTT messages
+    forwarded: int = 0      # readings
+    dead_lettered: int = 0  # dead letters
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Bridge:
         self.stats = BridgeStats()
         self._stop = asyncio.Event()
         self._failed: BaseException | None = None
+        self._partition_counts: dict[str, int] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -66,7 +69,9 @@ class Bridge:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Inbound] = asyncio.Queue()
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all", linger_ms=5)
+        max_record = self.settings.bridge.max_record_bytes
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all", linger_ms=5,
+                                    max_batch_size=max_record + 1024, max_request_size=4 * max_record)
         await producer.start()
         client = self._mqtt_client(loop, inbox)
         mqtt_settings = self.settings.mqtt
@@ -81,8 +86,8 @@ class Bridge:
                     items = []
                 while items and not inbox.empty() and len(items) < DRAIN:  # what else has arrived: one pass, no waits
                     items.append(inbox.get_nowait())
-                for item in items:
-                    await self._forward(producer, client, item)
+                if items:
+                    await self._forward(producer, client, items)
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     log.info("bridge received=%d forwarded=%d dead_lettered=%d", *vars(self.stats).values())
@@ -95,25 +100,42 @@ class Bridge:
         if self._failed is not None:
             raise RuntimeError("Kafka did not accept a record; stopping so MQTT redelivers it") from self._failed
 
-    async def _forward(self, producer: AIOKafkaProducer, client: mqtt.Client, item: Inbound) -> None:
-        self.stats.received += 1
-        result = self.validator.validate(item.topic, item.payload, utc_now())
-        if isinstance(result, DeadLetter):
-            self.stats.dead_lettered += 1
-            log.warning("dead letter from %s: %s", item.topic, result.reason)
-            topic, key = DEADLETTER, (result.sensor_id or item.topic)
-        else:
-            self.stats.forwarded += 1
-            topic, key = READINGS[result.kind], result.sensor_id
-        delivery = await producer.send(topic, result.to_json(), key=key.encode())
-        delivery.add_done_callback(lambda fut: self._on_delivered(fut, client, item))
+    async def _forward(self, producer: AIOKafkaProducer, client: mqtt.Client, items: list[Inbound]) -> None:
+        """Validate a pass of messages, send its readings as batch records and its dead letters;
+        acknowledge the messages to MQTT once Kafka has every record."""
+        now = utc_now()
+        batches: dict[tuple[str, int], list[bytes]] = {}
+        sends = []
+        for item in items:
+            self.stats.received += 1
+            for result in self.validator.validate_message(item.topic, item.payload, now):
+                if isinstance(result, DeadLetter):
+                    self.stats.dead_lettered += 1
+                    log.warning("dead letter from %s: %s", item.topic, result.reason)
+                    sends.append(await producer.send(DEADLETTER, result.to_json(), key=(result.sensor_id or item.topic).encode()))
+                    continue
+                self.stats.forwarded += 1
+                topic = READINGS[result.kind]
+                partition = reading_partition(result.sensor_id, await self._partitions(producer, topic))
+                batches.setdefault((topic, partition), []).append(result.to_json())
+        for (topic, partition), readings in batches.items():
+            for chunk in _chunks(readings, self.settings.bridge.max_record_bytes):
+                sends.append(await producer.send(topic, encode_batch(chunk), partition=partition))
+        delivered = asyncio.gather(*sends)
+        delivered.add_done_callback(lambda fut: self._on_delivered(fut, client, items))
 
-    def _on_delivered(self, fut: asyncio.Future, client: mqtt.Client, item: Inbound) -> None:
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> int:
+        if topic not in self._partition_counts:
+            self._partition_counts[topic] = len(await producer.partitions_for(topic))
+        return self._partition_counts[topic]
+
+    def _on_delivered(self, fut: asyncio.Future, client: mqtt.Client, items: list[Inbound]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             self._failed = fut.exception() or asyncio.CancelledError()
-            log.error("Kafka send failed for %s: %s", item.topic, self._failed)
+            log.error("Kafka send failed for a pass of %d messages: %s", len(items), self._failed)
             return
-        client.ack(item.mid, item.qos)
+        for item in items:
+            client.ack(item.mid, item.qos)
 
     def _mqtt_client(self, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Inbound]) -> mqtt.Client:
         mqtt_settings = self.settings.mqtt
@@ -138,6 +160,18 @@ class Bridge:
         client.on_subscribe = on_subscribe
         client.on_message = on_message
         return client
+
+
+def _chunks(readings: list[bytes], max_bytes: int) -> list[list[bytes]]:
+    """Consecutive runs of ``readings`` whose batch record stays within ``max_bytes`` (one at least)."""
+    chunks, current, size = [], [], 2
+    for r in readings:
+        if current and size + len(r) + 1 > max_bytes:
+            chunks.append(current)
+            current, size = [], 2
+        current.append(r)
+        size += len(r) + 1
+    return chunks + [current] if current else chunks
 
 
 def online_status(pid: int) -> bytes:

@@ -76,21 +76,23 @@ def reading_line(r: Reading) -> str:
     return line("readings", tags, fields, r.ts)
 
 
-def reading_line_json(raw: bytes) -> str:
-    """``reading_line`` straight from a forwarded reading's JSON, without building the model: the
-    sink's hot path (the bridge has validated every record on ``readings.*``).
+def reading_lines_json(raw: bytes) -> list[str]:
+    """``reading_line`` of each reading of a batch record, straight from its JSON without building
+    models: the sink's hot path (the bridge has validated every record on ``readings.*``).
 
     >>> r = b'{"sensor_id":"s","kind":"water","station":"a","district":"d","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":4.5,"unit":"mg/L"}}}'
-    >>> reading_line_json(r) == reading_line(Reading.model_validate_json(r))
+    >>> reading_lines_json(b"[" + r + b"," + r + b"]") == [reading_line(Reading.model_validate_json(r))] * 2
     True
     """
-    r = orjson.loads(raw)
-    tags = {"sensor_id": r["sensor_id"], "kind": r["kind"], "district": r["district"], "station": r["station"]}
-    fields: dict[str, float | int | bool | str] = {name: float(q["value"]) for name, q in r["values"].items()}
-    if r.get("detection"):
-        tags["detection"] = r["detection"]
-        fields["confidence"] = float(r["confidence"])
-    return line("readings", tags, fields, datetime.fromisoformat(r["ts"]))
+    out = []
+    for r in orjson.loads(raw):
+        tags = {"sensor_id": r["sensor_id"], "kind": r["kind"], "district": r["district"], "station": r["station"]}
+        fields: dict[str, float | int | bool | str] = {name: float(q["value"]) for name, q in r["values"].items()}
+        if r.get("detection"):
+            tags["detection"] = r["detection"]
+            fields["confidence"] = float(r["confidence"])
+        out.append(line("readings", tags, fields, datetime.fromisoformat(r["ts"])))
+    return out
 
 
 def alert_line(a: Alert) -> str:

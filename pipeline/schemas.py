@@ -5,6 +5,7 @@ Every message is a pydantic model: ``Model.model_validate_json(raw)`` to read, `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -308,8 +309,21 @@ class DeadLetter(Message):
 
 
 _ANY_READING = TypeAdapter(CameraDetection | Reading)
+_READING_BATCH = TypeAdapter(list[CameraDetection | Reading])
 
 
 def parse_reading(raw: bytes | str) -> Reading:
     """A reading of any kind from JSON (a CameraDetection when it carries a detection)."""
     return _ANY_READING.validate_json(raw)
+
+
+def encode_batch(readings_json: Sequence[bytes]) -> bytes:
+    """A readings batch, the value of every record on ``readings.*``, ``rain.field`` and
+    ``crowd.camera``: a JSON array of readings (of one partition, in arrival order). One record
+    per reading would cost Kafka and the agents their per-record work for each reading."""
+    return b"[" + b",".join(readings_json) + b"]"
+
+
+def parse_batch(raw: bytes | str) -> list[Reading]:
+    """The readings of a batch record (``encode_batch``)."""
+    return _READING_BATCH.validate_json(raw)

@@ -104,6 +104,7 @@ class InfluxSettings(BaseModel):
 
 class BridgeSettings(BaseModel):
     max_payload_bytes: int = 65536
+    max_record_bytes: int = Field(262144, ge=4096)  # of a readings batch record on Kafka
     max_future_s: float = 300
     dedup_window: int = 100_000
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 from pipeline.schemas import Kind
 
 # Kafka topics
@@ -19,6 +21,17 @@ DELIVERIES = "deliveries"  # one record per warning, department and channel
 RAIN_FIELD = "rain.field"
 CROWD_CAMERA = "crowd.camera"
 ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, DELIVERIES, DEADLETTER, RAIN_FIELD, CROWD_CAMERA)
+
+
+def reading_partition(sensor_id: str, partitions: int) -> int:
+    """The partition of a sensor's readings on ``readings.*``: Kafka's default partitioner on the
+    sensor id (murmur2), so a sensor's state stays in one partition and one table changelog
+    partition, and a batch record holds readings of one partition only.
+
+    >>> reading_partition("wq-cj-01", 4) == reading_partition("wq-cj-01", 4) < 4
+    True
+    """
+    return (murmur2(sensor_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def department_topic(department: str) -> str:

@@ -3,6 +3,10 @@
 Checks, in order: size, topic layout, JSON and schema, topic/payload agreement, sensor registry,
 parameter names, units (converted to the canonical unit), physically possible range, clock skew,
 duplicates. Late (out-of-order) readings are valid and forwarded: the agents order by event time.
+
+A message carries one reading (a JSON object) or several samples of its sensor (a JSON array of
+readings, as a data logger uploads what it buffered, or a replay sends fast): each sample is then
+checked on its own, and a bad one is dead-lettered with its position while the others go on.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from pydantic import ValidationError
 
 from pipeline.city import City
@@ -59,7 +64,33 @@ class ReadingValidator:
         self.dedup_window = dedup_window
         self._seen: OrderedDict[tuple[str, datetime], None] = OrderedDict()
 
+    def validate_message(self, topic: str, payload: bytes, now: datetime) -> list[Reading | DeadLetter]:
+        """Each reading of a message (one, or a JSON array of samples), valid or dead-lettered."""
+        if not payload.lstrip()[:1] == b"[":
+            return [self.validate(topic, payload, now)]
+        if len(payload) > self.max_payload_bytes:
+            return [self.validate(topic, payload, now)]  # dead-lettered as too large, whole
+        try:
+            samples = orjson.loads(payload)
+        except orjson.JSONDecodeError as e:
+            return [self._dead_letter(topic, payload, "invalid", f"invalid reading: malformed JSON array: {e}")]
+        if not samples:
+            return [self._dead_letter(topic, payload, "invalid", "invalid reading: an empty array of samples")]
+        results = []
+        for n, sample in enumerate(samples):
+            try:
+                raw = orjson.dumps(sample)
+            except Exception as e:  # a bug here must not stop the bridge
+                results.append(self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}"))
+                continue
+            result = self.validate(topic, raw, now)
+            if isinstance(result, DeadLetter):
+                result = result.model_copy(update={"reason": f"sample {n + 1} of {len(samples)}: {result.reason}"})
+            results.append(result)
+        return results
+
     def validate(self, topic: str, payload: bytes, now: datetime) -> Reading | DeadLetter:
+        """One reading (a JSON object)."""
         try:
             return self._accept(topic, payload, now)
         except Rejected as e:

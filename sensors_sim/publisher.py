@@ -75,22 +75,34 @@ def publish_timed(
         client.loop_stop()
 
 
-async def _produce(messages: Iterable[Message], bootstrap: str, on_sent: Callable[[int], None] | None) -> int:
+async def _produce(messages: Iterable[Message], bootstrap: str, on_sent: Callable[[int], None] | None,
+                   per_record: int = 100) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from pipeline.topics import READINGS
-    from pipeline.schemas import Kind
+    from pipeline.schemas import Kind, encode_batch
+    from pipeline.topics import READINGS, reading_partition
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks=1)
     await producer.start()
     count = 0
+    pending: dict[tuple[str, int], list[bytes]] = {}  # batch records as the bridge makes them, ``per_record`` readings each
+    partitions: dict[str, int] = {}
     try:
         for _, topic, payload in messages:
             _, _, kind, sensor_id = topic.split("/")
-            await producer.send(READINGS[Kind(kind)], payload, key=sensor_id.encode())
+            kafka_topic = READINGS[Kind(kind)]
+            if kafka_topic not in partitions:
+                partitions[kafka_topic] = len(await producer.partitions_for(kafka_topic))
+            target = (kafka_topic, reading_partition(sensor_id, partitions[kafka_topic]))
+            batch = pending.setdefault(target, [])
+            batch.append(payload)
+            if len(batch) >= per_record:
+                await producer.send(target[0], encode_batch(pending.pop(target)), partition=target[1])
             count += 1
             if on_sent is not None and count % 5000 == 0:
                 on_sent(5000)
+        for (kafka_topic, partition), batch in pending.items():
+            await producer.send(kafka_topic, encode_batch(batch), partition=partition)
         await producer.flush()
     finally:
         await producer.stop()
@@ -100,5 +112,6 @@ async def _produce(messages: Iterable[Message], bootstrap: str, on_sent: Callabl
 
 
 def produce_to_kafka(messages: Iterable[Message], settings: Settings, on_sent: Callable[[int], None] | None = None) -> int:
-    """Readings straight into ``readings.<kind>`` (no MQTT, no bridge): for benchmarks and replays."""
+    """Readings straight into ``readings.<kind>`` as batch records (no MQTT, no bridge): for benchmarks
+    and replays. Unvalidated: the agents expect what the bridge forwards."""
     return asyncio.run(_produce(messages, settings.kafka.bootstrap, on_sent))

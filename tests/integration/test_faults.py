@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pipeline.demo import bridge_online
 from pipeline.influx import influx_time, influxql
 from pipeline.processes import Background, wait_until
-from pipeline.schemas import Delivery, Kind, Quantity, Reading, Warning
+from pipeline.schemas import Delivery, Kind, Quantity, Reading, Warning, parse_batch
 from pipeline.services.influxdb import InfluxService
 from pipeline.topics import DELIVERIES, READINGS, WARNINGS, department_topic
 from sensors_sim.publisher import publish, publish_timed, reading_messages
@@ -263,7 +263,7 @@ def test_bridge_killed_while_publishing_loses_no_reading(stack):
     in_influx_s = time.monotonic() - back
     ours = {(r.sensor_id, r.ts) for r in readings}
     forwarded = [(r.sensor_id, r.ts) for v in topic_values(settings, READINGS[Kind.water]) if sensor.encode() in v
-                 and start <= (r := Reading.model_validate_json(v)).ts <= readings[-1].ts]
+                 for r in parse_batch(v) if r.sensor_id == sensor and start <= r.ts <= readings[-1].ts]
     print(f"\n[faults] bridge pid {old.pid} killed (SIGKILL) after {before_kill} of {n} readings were published; new bridge "
           f"online {downtime_s:.1f} s later ({while_down} published meanwhile); "
           f"{n} sent (QoS 1), {acked[0]} acknowledged by Mosquitto, {len(forwarded)} forwarded to Kafka "

@@ -167,7 +167,11 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("trailing garbage", T, enc(r()) + b"}", "invalid", "trailing characters"),
         Case("Python dict repr", T, str(r()).encode(), "invalid", "Invalid JSON"),
         Case("JSON with a comment", T, enc(r())[:-1] + b" // note\n}", "invalid", "Invalid JSON"),
-        Case("reading inside an array", T, enc([r()]), "invalid", "should be an object"),
+        # a JSON array is a batch of the sensor's samples, each checked on its own (test_batches below)
+        Case("one reading inside an array: a batch of one", T, enc([r()]), ACCEPTED),
+        Case("an empty array", T, b"[]", "invalid", "empty array"),
+        Case("an array of a number", T, b"[7]", "invalid", "sample 1 of 1: invalid reading: payload: Input should be an object"),
+        Case("an array holding an array", T, enc([[r()]]), "invalid", "should be an object"),
         Case("JSON null", T, b"null", "invalid", "should be an object"),
         Case("JSON number", T, b"42", "invalid", "should be an object"),
         Case("JSON string", T, b'"do=8"', "invalid", "should be an object"),
@@ -177,7 +181,7 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("UTF-16 encoded JSON", T, json.dumps(r()).encode("utf-16"), "invalid", "Invalid JSON"),
         Case("non-UTF-8 bytes", T, b"\xff\xfe\xfd\x00\x80binary", "invalid", "Invalid JSON"),
         Case("Latin-1 byte inside a string", T, enc(r(station="qijiang-ganshui\xb5"), ensure_ascii=False).decode().encode("latin-1"), "invalid", "Invalid JSON"),
-        Case("deeply nested JSON (top level)", T, nested.encode(), "invalid", "recursion limit"),
+        Case("deeply nested JSON (top level)", T, nested.encode(), "invalid", "depth limit"),
         Case("deeply nested JSON (in a value)", T, enc(r()).replace(b'"value": 8.0', b'"value": ' + nested.encode()), "invalid", "recursion limit"),
         # wrong types and shapes
         Case("value as a word", T, enc(value("do", "high", "mg/L")), "invalid", "values.do.value"),
@@ -290,8 +294,9 @@ def test_bad_input_corpus(case: Case):
     validator = bridge_validator()
     for p in case.prior:
         assert isinstance(validator.validate(case.topic, p, NOW), Reading)
-    result = validator.validate(case.topic, case.payload, NOW)
-    check_accounted(validator, case.topic, case.payload, result)
+    result = one(validator.validate_message(case.topic, case.payload, NOW))
+    if not case.payload.lstrip().startswith(b"[") or case.payload == b"[]":
+        check_accounted(validator, case.topic, case.payload, result)
     if case.expect == ACCEPTED:
         assert isinstance(result, Reading), result
         assert result.sensor_id == SENSOR and result.ts.utcoffset() == timedelta(0)
@@ -300,6 +305,32 @@ def test_bad_input_corpus(case: Case):
         assert isinstance(result, DeadLetter), f"{case.name}: accepted {result}"
         assert result.code == case.expect, result.reason
         assert case.words in result.reason
+
+
+def one(results: list):
+    assert len(results) == 1, results
+    return results[0]
+
+
+def test_batches_check_each_sample_and_dead_letter_only_the_bad_ones():
+    validator = bridge_validator()
+    good = [reading(900 + k) for k in range(3)]
+    bad = reading(905, values={"do": {"value": -5.0, "unit": "mg/L"}})
+    results = validator.validate_message(TOPIC, enc([good[0], bad, good[1], good[0], good[2]]), NOW)
+    assert [type(x).__name__ for x in results] == ["Reading", "DeadLetter", "Reading", "DeadLetter", "Reading"]
+    assert [x.ts for x in results if isinstance(x, Reading)] == [datetime.fromisoformat(g["ts"]) for g in good]
+    assert results[1].code == "impossible_value" and results[1].reason.startswith("sample 2 of 5: ")
+    assert results[3].code == "duplicate" and results[3].reason.startswith("sample 4 of 5: ")
+    assert json.loads(results[1].payload)["ts"] == bad["ts"]  # the dead letter keeps the sample, not the whole message
+    other = reading(906, sensor_id="wq-qijiang-gunan")
+    mixed = one(validator.validate_message(TOPIC, enc([other]), NOW))
+    assert mixed.code == "topic_mismatch"  # a batch holds the topic's sensor only
+
+
+def test_a_batch_over_the_size_limit_is_dead_lettered_whole():
+    payload = enc([reading(1000 + k) for k in range(BRIDGE.max_payload_bytes // 150)])
+    assert len(payload) > BRIDGE.max_payload_bytes
+    assert one(bridge_validator().validate_message(TOPIC, payload, NOW)).code == "too_large"
 
 
 def test_the_late_reading_is_older_and_the_escaped_one_is_escaped():
@@ -311,7 +342,7 @@ def test_the_late_reading_is_older_and_the_escaped_one_is_escaped():
 def test_the_whole_corpus_through_one_validator_gives_each_case_its_outcome():
     """What the running bridge sees: every message in order, one validator (the dedup memory is shared)."""
     validator = bridge_validator()
-    outcomes = [(validator.validate(t, p, NOW), expect) for c in CORPUS for t, p, expect in c.messages()]
+    outcomes = [(one(validator.validate_message(t, p, NOW)), expect) for c in CORPUS for t, p, expect in c.messages()]
     assert [r.code if isinstance(r, DeadLetter) else ACCEPTED for r, _ in outcomes] == [e for _, e in outcomes]
 
 
@@ -400,6 +431,26 @@ def corrupted(draw, payload: bytes = VALID) -> bytes:
 @given(payload=st.binary(max_size=2000) | corrupted() | st.sampled_from([b"", b"{}", b"[]", b"null", VALID]))
 def test_fuzz_arbitrary_bytes_on_a_valid_topic(payload):
     validate_twice(TOPIC, payload)
+
+
+@FUZZ
+@given(samples=st.lists(st.sampled_from([VALID, b"42", b"null", b"{}", b"[]", b'"x"']) | corrupted(), max_size=8))
+def test_fuzz_batches_give_one_outcome_per_sample(samples):
+    """A JSON array of samples: one reading or dead letter per sample, numbered; malformed: one dead letter."""
+    payload = b"[" + b",".join(samples) + b"]"
+    results = bridge_validator().validate_message(TOPIC, payload, NOW)
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        parsed = None
+    assert all(isinstance(x, Reading | DeadLetter) for x in results)
+    if not parsed:
+        assert len(results) == 1 and isinstance(results[0], DeadLetter) and results[0].code == "invalid"
+        return
+    assert len(results) == len(parsed)
+    for k, x in enumerate(results):
+        if isinstance(x, DeadLetter):
+            assert x.reason.startswith(f"sample {k + 1} of {len(parsed)}: ") and x.code in README_CODES
 
 
 PARAMETERS = sorted({name for kind in parameter_specs(load_toml("parameters")).values() for name in kind})

@@ -1,0 +1,261 @@
+"""Many water stations screened at once: ``StationWatch`` and the persistence rule as arrays.
+
+``StationWatch.step`` and ``persistence.step`` are the one-reading forms (the specification); a
+bank holds the same state for many sensors, one row each, and ``step_many`` takes a batch of
+readings (a Kafka record of the bridge) in one pass of numpy per round, where a round holds each
+sensor at most once, in arrival order. The results are those of the one-reading forms (the tests
+compare them). Columns are the bank's parameters; a sensor screens the parameters of its first
+reading (as ``StationWatch`` does), and the limit rule runs on every parameter with a limit.
+A row's state moves to and from the one-reading forms' plain data (``state`` / ``load``), so an
+agent checkpoints it in a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.anomaly import GAUSS_MAD, UNSEEN_SPREAD, SeasonalRobustZ
+from models.sensor_faults import DETECTORS, POLLUTION_SIGN
+
+RAISED, WORSENED, CLEARED = 1, 2, 3  # change codes (0: no change); the screen only raises or clears
+
+
+@dataclass
+class BankVerdicts:
+    """Per reading of a batch: the screen's change, stuck, its parameter column (-1: none) and z;
+    the limit rule's change per column."""
+
+    change: np.ndarray        # (n,) int8
+    stuck: np.ndarray         # (n,) bool
+    best: np.ndarray          # (n,) int
+    z: np.ndarray             # (n,) float
+    limit_change: np.ndarray  # (n, P) int8
+
+
+class _Detector:
+    """One ``SeasonalRobustZ`` (its settings) over rows: state arrays with a leading row axis."""
+
+    def __init__(self, options: Mapping[str, float], rows: int, columns: int):
+        self.o = SeasonalRobustZ(**options)
+        nb = self.o.n_bins
+        self.profile, self.weight = np.zeros((rows, nb, columns)), np.zeros((rows, nb, columns))
+        self.level, self.abs_dev, self.n_dev = np.zeros((rows, columns)), np.zeros((rows, columns)), np.zeros((rows, columns))
+        self.n_seen = np.zeros((rows, columns), np.int64)
+        self.stepped = np.zeros(rows, bool)  # a StationWatch's detector has state once it has stepped
+
+    ARRAYS = ("profile", "weight", "level", "abs_dev", "n_dev", "n_seen", "stepped")
+
+    def residual(self, i, x, k1, k2, w):
+        o, wc = self.o, w[:, None]
+        profile = (1.0 - wc) * self.profile[i, k1] + wc * self.profile[i, k2]
+        scale = np.maximum(GAUSS_MAD * self.abs_dev[i], o.min_scale)
+        unknown = 1.0 - ((1.0 - wc) * np.minimum(self.weight[i, k1], 1.0) + wc * np.minimum(self.weight[i, k2], 1.0))
+        if np.any(unknown > 0):  # hypot(scale, 0) is scale: rows that know this hour keep their scale exactly
+            seen = self.weight[i] > 0
+            count = np.maximum(seen.sum(axis=1), 1)
+            mean = (self.profile[i] * seen).sum(axis=1) / count
+            spread = np.sqrt((((self.profile[i] - mean[:, None]) ** 2) * seen).sum(axis=1) / count)
+            scale = np.hypot(scale, UNSEEN_SPREAD * unknown * spread)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(self.n_seen[i] > 0, x - (self.level[i] + profile), np.nan)
+            z = np.where(self.n_seen[i] >= o.grace_period, r / scale, np.nan)
+        return r, z
+
+    def learn(self, i, x, r, k1, k2, w, mask):
+        o, wc = self.o, w[:, None]
+        mask = mask & np.isfinite(x)
+        has_r = mask & np.isfinite(r)
+        x0 = np.where(mask, x, 0.0)
+        self.n_seen[i] = n_seen = self.n_seen[i] + mask
+        self.n_dev[i] = n_dev = self.n_dev[i] + has_r
+        a_scale = np.maximum(2.0 / (o.scale_window + 1), 1.0 / np.maximum(n_dev, 1.0))
+        abs_dev = self.abs_dev[i]
+        self.abs_dev[i] = abs_dev + has_r * a_scale * (np.abs(np.where(has_r, r, 0.0)) - abs_dev)
+        profile = (1.0 - wc) * self.profile[i, k1] + wc * self.profile[i, k2]
+        a_level = np.maximum(2.0 / (o.level_window + 1), 1.0 / np.maximum(n_seen, 1))
+        level = self.level[i]
+        self.level[i] = level = level + mask * a_level * (x0 - profile - level)
+        deviation = x0 - level
+        for knot, weight in ((k1, 1.0 - wc), (k2, wc)):
+            weights = self.weight[i, knot] + mask * weight
+            with np.errstate(invalid="ignore"):
+                rate = weight / np.minimum(np.maximum(weights + o.season_prior, weight), o.season_window)
+            knot_profile = self.profile[i, knot]
+            learned = knot_profile + mask * rate * (deviation - knot_profile)
+            skip = weight <= 0  # the one-reading form skips a knot of weight 0 (0/0 here)
+            self.weight[i, knot] = np.where(skip, self.weight[i, knot], weights)
+            self.profile[i, knot] = np.where(skip, knot_profile, learned)
+
+
+class StationBank:
+    def __init__(self, parameters: Sequence[str], z_flag: float = 4.5, z_support: float = 3.5, z_single: float = 6.0,
+                 persistence: int = 3, limit_persistence: int = 3, worsen_step: float = 0.05,
+                 detectors: Sequence[Mapping[str, float]] = DETECTORS, capacity: int = 64):
+        self.parameters = list(parameters)
+        self.column = {p: j for j, p in enumerate(self.parameters)}
+        self.z_flag, self.z_support, self.z_single, self.persistence = z_flag, z_support, z_single, persistence
+        self.limit_persistence, self.worsen_step = limit_persistence, worsen_step
+        self._signs = np.array([POLLUTION_SIGN.get(p, 0) for p in self.parameters], float)
+        self._detector_options = list(detectors)
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
+        columns = len(self.parameters)
+        self.rows: dict[str, int] = {}
+        self.own = np.zeros((capacity, columns), bool)
+        self.previous = np.full((capacity, columns), np.nan)
+        self.bad, self.good, self.active = np.zeros(capacity, np.int64), np.zeros(capacity, np.int64), np.zeros(capacity, bool)
+        # the limit rule (models/persistence.py) per row and column; ``seen``: stepped at least once
+        self.limit_bad, self.limit_good = np.zeros((capacity, columns), np.int64), np.zeros((capacity, columns), np.int64)
+        self.limit_active, self.limit_reported = np.zeros((capacity, columns), bool), np.zeros((capacity, columns))
+        self.limit_seen = np.zeros((capacity, columns), bool)
+        self.detectors = [_Detector(o, capacity, columns) for o in self._detector_options]
+
+    _ROW_ARRAYS = ("own", "previous", "bad", "good", "active", "limit_bad", "limit_good", "limit_active", "limit_reported", "limit_seen")
+
+    def _grow(self) -> None:
+        old_rows, capacity = self.rows, 2 * len(self.own)
+        old = {name: getattr(self, name) for name in self._ROW_ARRAYS}
+        old_detectors = self.detectors
+        self._allocate(capacity)
+        self.rows = old_rows
+        for name, array in old.items():
+            getattr(self, name)[: len(array)] = array
+        for new, previous in zip(self.detectors, old_detectors):
+            for name in _Detector.ARRAYS:
+                getattr(new, name)[: len(getattr(previous, name))] = getattr(previous, name)
+
+    def forget(self) -> None:
+        """Drop every row (partitions moved: rows are loaded again from their checkpoints)."""
+        self._allocate(len(self.own))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def add(self, key: str, parameters: Sequence[str]) -> int:
+        """A new row for a sensor that screens ``parameters`` (those of its first reading)."""
+        if len(self.rows) == len(self.own):
+            self._grow()
+        i = self.rows[key] = len(self.rows)
+        self.own[i] = [p in set(parameters) for p in self.parameters]
+        return i
+
+    # --- to and from the one-reading forms' plain data ------------------------------------------
+    def load(self, key: str, watch: Mapping | None, persistence: Mapping[str, Sequence], parameters: Sequence[str]) -> int:
+        """A row from ``StationWatch.state()`` (None: not screened yet, it will screen ``parameters``)
+        and persistence states ``{parameter: [bad_run, good_run, active, reported_severity]}``."""
+        i = self.add(key, watch["parameters"] if watch else parameters)
+        for p, (bad, good, active, reported) in persistence.items():
+            j = self.column[p]
+            self.limit_bad[i, j], self.limit_good[i, j], self.limit_active[i, j] = bad, good, active
+            self.limit_reported[i, j], self.limit_seen[i, j] = reported, True
+        if watch:
+            cols = [self.column[p] for p in watch["parameters"]]
+            if watch["previous"] is not None:
+                self.previous[i, cols] = [np.nan if v is None else v for v in watch["previous"]]
+            self.bad[i], self.good[i], self.active[i] = watch["bad"], watch["good"], watch["active"]
+            for d, s in zip(self.detectors, watch["detectors"]):
+                if s:
+                    d.stepped[i] = True
+                    for name in ("profile", "weight"):
+                        getattr(d, name)[i][:, cols] = np.array(s[name], float)
+                    for name in ("level", "abs_dev", "n_dev", "n_seen"):
+                        getattr(d, name)[i, cols] = s[name]
+        return i
+
+    def state(self, key: str) -> tuple[dict | None, dict[str, list]]:
+        """The row as ``(StationWatch.state(), persistence states)``, what ``load`` takes."""
+        i = self.rows[key]
+        persistence = {p: [int(self.limit_bad[i, j]), int(self.limit_good[i, j]), bool(self.limit_active[i, j]),
+                           float(self.limit_reported[i, j])] for p, j in self.column.items() if self.limit_seen[i, j]}
+        cols = np.flatnonzero(self.own[i])
+        if not self.detectors[0].stepped[i]:
+            return None, persistence
+        previous = self.previous[i, cols]
+        watch = {"parameters": [self.parameters[j] for j in cols],
+                 "detectors": [{"shape": [len(cols)], "profile": d.profile[i][:, cols].tolist(), "weight": d.weight[i][:, cols].tolist(),
+                                "level": d.level[i, cols].tolist(), "abs_dev": d.abs_dev[i, cols].tolist(),
+                                "n_dev": d.n_dev[i, cols].tolist(), "n_seen": d.n_seen[i, cols].tolist()} for d in self.detectors],
+                 "previous": [None if np.isnan(v) else float(v) for v in previous],
+                 "bad": int(self.bad[i]), "good": int(self.good[i]), "active": bool(self.active[i])}
+        return watch, persistence
+
+    # --- a batch --------------------------------------------------------------------------------
+    def step_many(self, rows: np.ndarray, values: np.ndarray, hours: np.ndarray, severity: np.ndarray) -> BankVerdicts:
+        """Step ``rows`` (n,) with ``values`` (n, P; NaN = not in the reading) at local ``hours`` (n,);
+        ``severity`` (n, P) is how far each value is beyond its limit: NaN within it, and no limit
+        or no value is marked by ``values`` NaN or a column without a limit (pass -inf there)."""
+        rows = np.asarray(rows, np.int64)
+        n = len(rows)
+        out = BankVerdicts(np.zeros(n, np.int8), np.zeros(n, bool), np.full(n, -1), np.zeros(n), np.zeros(values.shape, np.int8))
+        # the k-th reading of a sensor in the batch goes in round k: a round has each row once
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        starts = np.r_[0, np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1]
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        for k in range(int(rank.max()) + 1 if n else 0):
+            at = np.flatnonzero(rank == k)
+            self._limits(rows[at], values[at], severity[at], out.limit_change, at)
+            self._screen(rows[at], values[at], hours[at], out, at)
+        return out
+
+    def _limits(self, i, x, severity, change_out, at) -> None:
+        checked = np.isfinite(x) & ~np.isneginf(severity)
+        exceeded = checked & ~np.isnan(severity)
+        bad = np.where(exceeded, self.limit_bad[i] + 1, 0)
+        good = np.where(exceeded, 0, self.limit_good[i] + 1)
+        active, reported = self.limit_active[i], self.limit_reported[i]
+        raised = checked & ~active & (bad >= self.limit_persistence)
+        cleared = checked & active & (good >= self.limit_persistence)
+        with np.errstate(invalid="ignore"):
+            worsened = checked & active & exceeded & ~cleared & (severity >= reported + self.worsen_step)
+        self.limit_bad[i] = np.where(checked, bad, self.limit_bad[i])
+        self.limit_good[i] = np.where(checked, good, self.limit_good[i])
+        self.limit_active[i] = (active | raised) & ~cleared
+        self.limit_reported[i] = np.where(raised | worsened, np.nan_to_num(severity), np.where(cleared, 0.0, reported))
+        self.limit_seen[i] |= checked
+        change_out[at] = np.select([raised, worsened, cleared], [RAISED, WORSENED, CLEARED], 0)
+
+    def _screen(self, i, x, hours, out: BankVerdicts, at) -> None:
+        own = self.own[i]
+        x = np.where(own, x, np.nan)
+        previous = self.previous[i]
+        # NaN never equals: a first reading (previous all NaN) or one with a parameter missing is not stuck
+        stuck = np.all((x == previous) | ~own, axis=1) & np.any(own & np.isfinite(x), axis=1)
+        self.previous[i] = x
+        out.stuck[at] = stuck
+        i, x, hours, at = i[~stuck], x[~stuck], hours[~stuck], at[~stuck]
+        if not len(i):
+            return
+        missing = np.isnan(x)
+        x0 = np.where(missing, 0.0, x)
+        parts = []
+        for d in self.detectors:
+            pos = (hours % 24.0) / 24.0 * d.o.n_bins
+            low = np.floor(pos)
+            k1 = low.astype(np.int64) % d.o.n_bins
+            k2, w = (k1 + 1) % d.o.n_bins, pos - low
+            r, z_d = d.residual(i, x0, k1, k2, w)
+            parts.append((d, r, z_d, k1, k2, w))
+        stacked = np.stack([np.where(missing, np.nan, z_d) * self._signs for _, _, z_d, *_ in parts])
+        z = np.where(np.isnan(stacked), -np.inf, stacked).max(axis=0)
+        z = np.where((self._signs == 0) | np.isneginf(z), np.nan, z)
+        some = ~np.isnan(z).all(axis=1)
+        best = np.where(some, np.argmax(np.where(np.isnan(z), -np.inf, z), axis=1), -1)
+        top = np.where(some, z[np.arange(len(i)), np.maximum(best, 0)], 0.0)
+        supporting = np.sum(np.nan_to_num(z, nan=-np.inf) >= self.z_support, axis=1)
+        flagged = ((top >= self.z_flag) & (supporting >= 2)) | (top >= self.z_single)
+        for d, r, z_d, k1, k2, w in parts:
+            d.learn(i, x0, r, k1, k2, w, ~missing & ~flagged[:, None] & d.o._allowed(z_d))
+            d.stepped[i] = True
+        self.bad[i] = bad = np.where(flagged, self.bad[i] + 1, 0)
+        self.good[i] = good = np.where(flagged, 0, self.good[i] + 1)
+        raised = ~self.active[i] & (bad >= self.persistence)
+        cleared = self.active[i] & (good >= self.persistence)
+        self.active[i] = (self.active[i] | raised) & ~cleared
+        out.change[at] = np.select([raised, cleared], [RAISED, CLEARED], 0)
+        out.best[at], out.z[at] = best, top

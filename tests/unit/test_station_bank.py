@@ -1,0 +1,121 @@
+"""The bank (many stations as arrays, a batch at a time) gives what the one-reading forms give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.persistence import Change, PersistenceState, step
+from models.standards import Limit
+from models.station_bank import CLEARED, RAISED, WORSENED, StationBank
+from models.station_watch import StationWatch
+
+PARAMETERS = ["cod", "do", "nh3n", "ph", "temp"]
+LIMITS = {"do": Limit("do", low=5.0), "nh3n": Limit("nh3n", high=1.0), "cod": Limit("cod", high=20.0), "ph": Limit("ph", low=6, high=9)}
+CODES = {Change.raised: RAISED, Change.worsened: WORSENED, Change.cleared: CLEARED}
+
+
+def stream(seed: int, sensors: int, steps: int):
+    """(sensor, values, hour) in arrival order: daily cycles, noise, pollution episodes, frozen
+    repeats, missing parameters, hours exactly on the profile's knots."""
+    rng = np.random.default_rng(seed)
+    own = {s: [p for p in PARAMETERS if s % 3 != 1 or p != "ph"] for s in range(sensors)}  # some never send pH
+    out, previous = [], {}
+    for t in range(steps):
+        for s in rng.permutation(sensors):
+            hour = (t / 6) % 24 if rng.random() < 0.8 else float(rng.integers(0, 24))
+            bump = 1.0 if (t // 40) % 4 == 3 and s % 2 == 0 else 0.0
+            v = {"do": 8 + 0.5 * np.sin(hour / 24 * 2 * np.pi) - 4 * bump + rng.normal(0, 0.1),
+                 "nh3n": 0.3 + 1.5 * bump + rng.normal(0, 0.03), "cod": 12 + 12 * bump + rng.normal(0, 0.6),
+                 "ph": 7.5 + rng.normal(0, 0.05), "temp": 20 + 2 * np.sin(hour / 24 * 2 * np.pi)}
+            v = {p: v[p] for p in own[s]}
+            if t > 0 and rng.random() < 0.03:
+                v = dict(previous[s])  # frozen instrument
+            elif rng.random() < 0.05:
+                v.pop(rng.choice(sorted(v)))
+            previous[s] = v
+            out.append((f"s{s}", v, hour))
+    return out
+
+
+def reference(readings):
+    watches, states, results = {}, {}, []
+    for key, values, hour in readings:
+        limit_changes = {}
+        for p, value in values.items():
+            if p in LIMITS:
+                states[key, p], change = step(states.get((key, p), PersistenceState()), LIMITS[p].severity(value), 3)
+                if change is not None:
+                    limit_changes[p] = CODES[change]
+        watch = watches.setdefault(key, StationWatch(sorted(values)))
+        verdict = watch.step(values, hour)
+        results.append((verdict.change, verdict.stuck, verdict.parameter, verdict.z, limit_changes))
+    return watches, states, results
+
+
+def bank_arrays(bank: StationBank, batch):
+    for key, values, _ in batch:
+        if key not in bank:
+            bank.add(key, sorted(values))
+    rows = np.array([bank.rows[key] for key, _, _ in batch])
+    values = np.full((len(batch), len(PARAMETERS)), np.nan)
+    severity = np.full(values.shape, -np.inf)
+    for n, (_, v, _) in enumerate(batch):
+        for p, x in v.items():
+            values[n, bank.column[p]] = x
+            if p in LIMITS:
+                s = LIMITS[p].severity(x)
+                severity[n, bank.column[p]] = np.nan if s is None else s
+    return rows, values, np.array([h for _, _, h in batch]), severity
+
+
+def run_bank(bank: StationBank, readings, batch_sizes):
+    results, start = [], 0
+    for size in batch_sizes:
+        batch = readings[start:start + size]
+        start += size
+        if not batch:
+            break
+        v = bank.step_many(*bank_arrays(bank, batch))
+        for n in range(len(batch)):
+            change = {1: "raised", 3: "cleared"}.get(int(v.change[n]))
+            parameter = bank.parameters[v.best[n]] if v.best[n] >= 0 else None
+            limits = {bank.parameters[j]: int(c) for j, c in enumerate(v.limit_change[n]) if c}
+            results.append((change, bool(v.stuck[n]), parameter, float(v.z[n]), limits))
+    return results
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_batches_give_the_one_reading_results(seed):
+    readings = stream(seed, sensors=7, steps=200)
+    watches, states, expected = reference(readings)
+    rng = np.random.default_rng(seed)
+    bank = StationBank(PARAMETERS, capacity=2)  # grows while it runs
+    got = run_bank(bank, readings, rng.integers(1, 60, size=len(readings)))
+    assert len(got) == len(expected)
+    for (c, s, p, z, lim), (ec, es, ep, ez, elim) in zip(got, expected):
+        assert (c, s, p, lim) == (ec, es, ep, elim)
+        assert z == pytest.approx(ez, rel=1e-9, abs=1e-12)
+    kinds = [r[0] for r in expected] + [c for r in expected for c in r[4].values()]
+    assert {"raised", "cleared", RAISED, WORSENED, CLEARED} <= set(kinds)  # the stream exercised every change
+    assert any(r[1] for r in expected)
+    for key, watch in watches.items():
+        screen, persistence = bank.state(key)
+        assert screen["parameters"] == watch.parameters
+        np.testing.assert_allclose(screen["detectors"][1]["profile"], watch.state()["detectors"][1]["profile"], rtol=1e-12)
+        assert {k: v for k, v in screen.items() if k != "detectors"} == {k: v for k, v in watch.state().items() if k != "detectors"}
+        assert persistence == {p: [s.bad_run, s.good_run, s.active, s.reported_severity] for (k, p), s in states.items() if k == key}
+
+
+def test_a_row_checkpointed_and_loaded_goes_on_as_if_never_stopped():
+    readings = stream(5, sensors=3, steps=150)
+    half = len(readings) // 2
+    whole = run_bank(StationBank(PARAMETERS), readings, [40] * 20)
+    first = StationBank(PARAMETERS)
+    before = run_bank(first, readings[:half], [40] * 20)
+    restored = StationBank(PARAMETERS)
+    for key in first.rows:
+        watch, persistence = first.state(key)
+        restored.load(key, watch, persistence, parameters=[])
+    after = run_bank(restored, readings[half:], [40] * 20)
+    assert [r[:3] + (r[4],) for r in before + after] == [r[:3] + (r[4],) for r in whole]
