@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -27,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -73,9 +73,10 @@ class ProcessMeter:
 
 
 # --- load -----------------------------------------------------------------------------------------
-def recorded_messages(scale: int, hours: float, end_s: float, feeds: list[str]) -> tuple[list[tuple[int, str, bytes]], float]:
-    """quiet_week's messages of ``feeds`` at ``scale``, stamped to end at ``end_s``; and the readings
-    (parameter values) per message."""
+def recorded_messages(scale: int, hours: float, end_s: float, feeds: list[str], repeats: int = 1) -> tuple[list[tuple[int, str, bytes]], float]:
+    """quiet_week's messages of ``feeds`` at ``scale``, stamped to end at ``end_s``, ``repeats`` times
+    one after another (each repeat moved ``hours`` later, so none repeats a timestamp); and the
+    readings (parameter values) per message. Repeats keep the simulator's memory to one span."""
     from pipeline.city import load_city
     from sensors_sim.recording import messages
     from sensors_sim.scenario import load_scenario, simulate
@@ -83,9 +84,12 @@ def recorded_messages(scale: int, hours: float, end_s: float, feeds: list[str]) 
     city = load_city(scale=scale)
     recording = simulate(load_scenario("quiet_week", city=city, scale=scale, duration_h=hours), city)
     frame = recording.frame[~recording.frame["malformed"] & recording.frame["kind"].isin(feeds)]
-    shift_ms = int(end_s * 1000) - int(frame["send_ms"].max())
-    out = list(messages(frame, "yuflow", shift_ms))
-    return out, len(frame) / max(len(out), 1)
+    del recording
+    last_ms = int(end_s * 1000) - int(frame["send_ms"].max())
+    out = []
+    for r in reversed(range(repeats)):
+        out += messages(frame, "yuflow", last_ms - int(r * hours * 3600 * 1000))
+    return out, len(frame) / max(len(out) // repeats, 1)
 
 
 # --- baselines ------------------------------------------------------------------------------------
@@ -194,14 +198,49 @@ async def _parts(consumer, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
-def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: float, rate: float | None, duration_s: float,
-          meter: ProcessMeter, progress) -> dict:
-    """Publish over MQTT (flat out, or at ``rate`` readings/s) for ``duration_s``; sample every 5 s."""
+def samples_per_message(messages: list[tuple[int, str, bytes]], k: int) -> list[tuple[int, str, bytes]]:
+    """Each sensor's consecutive samples ``k`` to a message (a JSON array), as a data logger uploads
+    what it buffered; ``k`` = 1 leaves one sample per message."""
+    if k <= 1:
+        return messages
+    pending: dict[str, list[bytes]] = {}
+    out = []
+    for send_ms, topic, payload in messages:
+        samples = pending.setdefault(topic, [])
+        samples.append(payload)
+        if len(samples) == k:
+            out.append((send_ms, topic, b"[" + b",".join(pending.pop(topic)) + b"]"))
+    return out + [(0, topic, b"[" + b",".join(samples) + b"]") for topic, samples in pending.items()]
+
+
+def bridge_counts(log_file: Path) -> tuple[int, int]:
+    """Samples (readings of one sensor at one time) the bridge has forwarded and dead-lettered, from
+    its last 10-s report in its log."""
+    text = log_file.read_text(errors="replace")[-20000:] if log_file.exists() else ""
+    found = re.findall(r"forwarded=(\d+) dead_lettered=(\d+)", text)
+    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+
+
+def readings_in_influx(settings) -> int:
+    """Readings (parameter values) in InfluxDB: the count of every field of ``readings``."""
     from pipeline.influx import influxql
+
+    series = influxql(settings.influx, "SELECT count(*) FROM readings")
+    return int(sum(v for v in series[0]["values"][0][1:] if v)) if series else 0
+
+
+def log_progress(sample: dict) -> None:
+    print(" ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in sample.items()), flush=True)
+
+
+def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: float, readings_per_sample: float, rate: float | None,
+          duration_s: float, meter: ProcessMeter, bridge_log: Path, progress) -> dict:
+    """Publish over MQTT (flat out, or at ``rate`` readings/s) for ``duration_s``; sample every 10 s:
+    readings published, forwarded by the bridge, in InfluxDB; records the agents have committed."""
     from pipeline.mqtt import make_client
     from pipeline.topics import READINGS
 
-    topics = [t for t in READINGS.values()]
+    topics = list(READINGS.values())
     group = settings.worker.app_id
     client = make_client(settings.mqtt, f"bench-load-{uuid.uuid4().hex[:6]}")
     client.connect(settings.mqtt.host, settings.mqtt.port)
@@ -210,7 +249,20 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
     samples = []
     msg_rate = None if rate is None else rate / readings_per_msg
     started = time.monotonic()
-    next_sample = started
+
+    def sample() -> None:
+        records, committed = asyncio.run(_offsets(settings.kafka.bootstrap, topics, group))
+        meter.sample()
+        published = round(sent * readings_per_msg)
+        stored = readings_in_influx(settings)
+        forwarded, dead = (round(n * readings_per_sample) for n in bridge_counts(bridge_log))
+        samples.append({"t_s": round(time.monotonic() - started, 1), "published": published, "forwarded": forwarded,
+                        "dead_lettered": dead, "records": records, "records_committed": committed, "record_lag": records - committed,
+                        "in_influx": stored, "backlog": published - stored - dead})
+        progress(samples[-1])
+        log_progress(samples[-1])
+
+    next_sample = started + 10
     stop = started + duration_s
     while time.monotonic() < stop and sent < len(messages):
         if msg_rate is not None:
@@ -225,30 +277,38 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
         client.publish(topic, payload, qos=1)
         sent += 1
         if time.monotonic() >= next_sample:
-            produced, committed = asyncio.run(_offsets(settings.kafka.bootstrap, topics, group))
-            meter.sample()
-            samples.append({"t_s": round(time.monotonic() - started, 1), "published": sent, "forwarded": produced,
-                            "consumed": committed, "lag": produced - committed})
-            progress(samples[-1])
-            next_sample += 5
+            sample()
+            next_sample += 10
     publish_s = time.monotonic() - started
+    acked_by = time.monotonic() + 120
+    while client._out_messages and time.monotonic() < acked_by:  # paho drops what it still queues when it disconnects
+        time.sleep(0.05)
+    unacked = len(client._out_messages)
     client.disconnect()
     client.loop_stop()
-    # drain: until the agents have consumed what was forwarded (or 120 s)
-    drain_deadline = time.monotonic() + 120
-    while time.monotonic() < drain_deadline:
-        produced, committed = asyncio.run(_offsets(settings.kafka.bootstrap, topics, group))
-        if produced >= sent and committed >= produced:
+    sent -= unacked
+    published = round(sent * readings_per_msg)
+    sample()
+    # drain: until every published reading is in InfluxDB or dead-lettered, or nothing has moved for 20 s (or 180 s)
+    drain_deadline = time.monotonic() + 180
+    while time.monotonic() < drain_deadline and samples[-1]["backlog"] > 0:
+        time.sleep(2)
+        sample()
+        if len(samples) > 10 and samples[-1]["in_influx"] == samples[-11]["in_influx"]:
             break
-        time.sleep(1)
-    total_s = time.monotonic() - started
-    points = influxql(settings.influx, "SELECT count(\"do\") FROM readings")
-    water_msgs = points[0]["values"][0][1] if points else 0
-    return {"messages_published": sent, "publish_s": round(publish_s, 1), "to_drained_s": round(total_s, 1),
-            "published_readings_per_s": round(sent * readings_per_msg / publish_s),
-            "end_to_end_readings_per_s": round(committed * readings_per_msg / total_s),
-            "water_samples_in_influx": water_msgs, "samples": samples,
-            "lag_first_last": [samples[0]["lag"], samples[-1]["lag"]] if samples else None}
+    drained_s = next(s["t_s"] for s in samples if s["in_influx"] == samples[-1]["in_influx"])
+    loaded = [s for s in samples if s["t_s"] <= publish_s]
+    steady = loaded[len(loaded) // 3:]  # the first third is the pipeline filling up
+    sustained = ((steady[-1]["in_influx"] - steady[0]["in_influx"]) / (steady[-1]["t_s"] - steady[0]["t_s"])
+                 if len(steady) >= 2 else None)
+    return {"messages_published": sent, "publish_s": round(publish_s, 1), "to_drained_s": drained_s,
+            "published_readings_per_s": round(published / publish_s),
+            "sustained_readings_per_s": None if sustained is None else round(sustained),
+            "end_to_end_readings_per_s": round(samples[-1]["in_influx"] / drained_s),
+            "readings_in_influx": samples[-1]["in_influx"], "readings_dead_lettered": samples[-1]["dead_lettered"],
+            "readings_published": published, "samples": samples,
+            "backlog_first_last": [steady[0]["backlog"], steady[-1]["backlog"]] if steady else None,
+            "record_lag_first_last": [steady[0]["record_lag"], steady[-1]["record_lag"]] if steady else None}
 
 
 def probe_stations(city, count: int) -> list:
@@ -285,13 +345,14 @@ def latency_probes(settings, count: int, spacing_s: float) -> list[float]:
     return values
 
 
-def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: int, feeds: list[str], console) -> dict:
+def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: int, feeds: list[str], console,
+                   samples: int = 1, hours: float = 24.0 * 7, repeats: int = 1) -> dict:
     from rich.live import Live
 
     from pipeline import services
     from pipeline.demo import bridge_online
     from pipeline.influx import reading_line
-    from pipeline.processes import Background, wait_until
+    from pipeline.processes import Background
     from pipeline.schemas import parse_reading
     from pipeline.settings import load_settings
 
@@ -301,21 +362,23 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
            "YUFLOW_CITY__SCALE": str(scale), "YUFLOW_BRIDGE__MAX_FUTURE_S": "600"}
     os.environ.update(env)
     settings = load_settings()
-    result: dict = {"scale": scale, "rate": rate, "duration_s": duration_s, "feeds": feeds, "cpus": os.cpu_count()}
+    result: dict = {"scale": scale, "rate": rate, "duration_s": duration_s, "feeds": feeds, "cpus": os.cpu_count(),
+                    "samples_per_message": samples, "hours": hours, "repeats": repeats}
     background: list = []
     with console.status("simulating the load..."):
-        hours = 24.0 * 7
-        messages, per_msg = recorded_messages(scale, hours, time.time() - 60, feeds)
+        one_each, per_sample = recorded_messages(scale, hours, time.time() - 60, feeds, repeats)
         from pipeline.city import load_city
 
         probed = {f"wq-{st.id}" for st in probe_stations(load_city(scale=scale), probes)}  # the load leaves them alone
-        messages = [m for m in messages if m[1].rsplit("/", 1)[1] not in probed]
+        one_each = [m for m in one_each if m[1].rsplit("/", 1)[1] not in probed]
+        messages = samples_per_message(one_each, samples)
+        per_msg = per_sample * len(one_each) / len(messages)
     result["readings_per_message"] = round(per_msg, 2)
-    console.print(f"load: {len(messages):,} messages, {per_msg:.1f} readings each (quiet_week, scale {scale})")
+    console.print(f"load: {len(messages):,} messages of {samples} sample(s), {per_msg:.1f} readings each (quiet_week {hours:g} h x {repeats}, scale {scale})")
     try:
         with console.status("starting services..."):
             services.up(settings)
-        n = min(len(messages), 100_000)
+        n = min(len(messages), max(100_000 // samples, 1000))
         with console.status("baseline: mosquitto alone..."):
             result["baseline_mqtt"] = mqtt_baseline(settings, [(t, p) for _, t, p in messages[:n]])
             result["baseline_mqtt"]["readings_per_s"] = round(result["baseline_mqtt"]["messages_per_s"] * per_msg)
@@ -325,16 +388,16 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
             for k in ("produce_per_s", "consume_per_s"):
                 result["baseline_kafka"][k.replace("_per_s", "_readings_per_s")] = round(result["baseline_kafka"][k] * per_msg)
         with console.status("baseline: InfluxDB alone..."):
-            lines = [reading_line(parse_reading(p)) for _, _, p in messages[:n]]
+            lines = [reading_line(parse_reading(p)) for _, _, p in one_each[:100_000]]
             result["baseline_influx"] = influx_baseline(settings, lines, settings.influx.batch_size)
-            result["baseline_influx"]["readings_per_s"] = round(result["baseline_influx"]["points_per_s"] * per_msg)
+            result["baseline_influx"]["readings_per_s"] = round(result["baseline_influx"]["points_per_s"] * per_sample)
         with console.status("starting the worker and the bridge..."):
             background = [Background("worker", ["worker", "--log-level", "warn"], settings), Background("bridge", ["bridge"], settings)]
             bridge_online(settings, background[1].pid, timeout_s=90)
             time.sleep(15)  # the worker joins its group and starts its agents (it logs nothing at warning level)
             if not background[0].alive():
                 raise RuntimeError(f"the worker exited: {background[0].log_tail(30)}")
-        pids = {"worker": background[0].pid, "bridge": background[1].pid}
+        pids = {"worker": background[0].pid, "bridge": background[1].pid, "load generator (this process)": os.getpid()}
         for service in services.all_services(settings):
             if (pid := service.our_pid()) is not None:
                 pids[service.name] = pid
@@ -345,9 +408,10 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
             prober = threading.Timer(10.0, lambda: latencies.extend(latency_probes(settings, probes, 0.2)))
             prober.start()
         with Live(console=console, refresh_per_second=2) as live:
-            run = drive(settings, messages[n:] if len(messages) > 2 * n else messages, per_msg, rate, duration_s, meter,
-                        lambda s: live.update(f"t={s['t_s']:>6.1f}s published {s['published']:,} forwarded {s['forwarded']:,} "
-                                              f"consumed {s['consumed']:,} lag {s['lag']:,}"))
+            run = drive(settings, messages, per_msg, per_sample, rate, duration_s, meter, background[1].log_file,
+                        lambda s: live.update(f"t={s['t_s']:>6.1f}s readings published {s['published']:,} forwarded {s['forwarded']:,} "
+                                              f"in InfluxDB {s['in_influx']:,} (backlog {s['backlog']:,}); records committed "
+                                              f"{s['records_committed']:,} (lag {s['record_lag']:,})"))
         result["pipeline"] = run
         result["processes"] = meter.result()
         if probes:
@@ -356,6 +420,7 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
             result["latency_s"] = ({"n": len(lat), "p50": round(float(np.percentile(lat, 50)), 3), "p95": round(float(np.percentile(lat, 95)), 3),
                                     "p99": round(float(np.percentile(lat, 99)), 3), "max": round(max(lat), 3)} if lat else {"n": 0})
         result["ratio_to_kafka_consume"] = round(run["end_to_end_readings_per_s"] / result["baseline_kafka"]["consume_readings_per_s"], 3)
+        result["ratio_to_kafka_produce"] = round(run["end_to_end_readings_per_s"] / result["baseline_kafka"]["produce_readings_per_s"], 3)
     finally:
         for process in reversed(background):
             process.stop()

@@ -80,12 +80,7 @@ class Bridge:
         last_report = time.monotonic()
         try:
             while not self._stop.is_set() and self._failed is None:
-                try:
-                    items = [await asyncio.wait_for(inbox.get(), timeout=0.5)]
-                except TimeoutError:
-                    items = []
-                while items and not inbox.empty() and len(items) < DRAIN:  # what else has arrived: one pass, no waits
-                    items.append(inbox.get_nowait())
+                items = await self._pass(inbox)
                 if items:
                     await self._forward(producer, client, items)
                 if time.monotonic() - last_report > 10:
@@ -99,6 +94,28 @@ class Bridge:
             await producer.stop()
         if self._failed is not None:
             raise RuntimeError("Kafka did not accept a record; stopping so MQTT redelivers it") from self._failed
+
+    async def _pass(self, inbox: asyncio.Queue[Inbound]) -> list[Inbound]:
+        """What arrives within ``bridge.linger_ms`` of the first message (up to DRAIN): a pass's
+        readings of a partition make one record, and a record's fixed cost in Kafka and in the
+        agents is paid once for them all."""
+        try:
+            items = [await asyncio.wait_for(inbox.get(), timeout=0.5)]
+        except TimeoutError:
+            return []
+        until = time.monotonic() + self.settings.bridge.linger_ms / 1000
+        while len(items) < DRAIN:
+            if not inbox.empty():
+                items.append(inbox.get_nowait())
+                continue
+            left_s = until - time.monotonic()
+            if left_s <= 0:
+                break
+            try:
+                items.append(await asyncio.wait_for(inbox.get(), timeout=left_s))
+            except TimeoutError:
+                break
+        return items
 
     async def _forward(self, producer: AIOKafkaProducer, client: mqtt.Client, items: list[Inbound]) -> None:
         """Validate a pass of messages, send its readings as batch records and its dead letters;

@@ -83,16 +83,37 @@ def reading_lines_json(raw: bytes) -> list[str]:
     >>> r = b'{"sensor_id":"s","kind":"water","station":"a","district":"d","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":4.5,"unit":"mg/L"}}}'
     >>> reading_lines_json(b"[" + r + b"," + r + b"]") == [reading_line(Reading.model_validate_json(r))] * 2
     True
+    >>> c = b'{"sensor_id":"c1","kind":"camera","station":"a","district":"d","ts":"2026-01-01T00:00:00.5Z","detection":"oil_sheen","confidence":0.9,"values":{"oil_area":{"value":3,"unit":"m2"}}}'
+    >>> from pipeline.schemas import parse_reading
+    >>> reading_lines_json(b"[" + c + b"]") == [reading_line(parse_reading(c))]
+    True
     """
     out = []
     for r in orjson.loads(raw):
-        tags = {"sensor_id": r["sensor_id"], "kind": r["kind"], "district": r["district"], "station": r["station"]}
-        fields: dict[str, float | int | bool | str] = {name: float(q["value"]) for name, q in r["values"].items()}
-        if r.get("detection"):
-            tags["detection"] = r["detection"]
-            fields["confidence"] = float(r["confidence"])
-        out.append(line("readings", tags, fields, datetime.fromisoformat(r["ts"])))
+        detection = r.get("detection")
+        key = (r["sensor_id"], r["kind"], r["district"], r["station"], detection)
+        prefix = _READING_PREFIXES.get(key)
+        if prefix is None:  # a sensor's tags are the same in every line: escaped once
+            tags = {"sensor_id": key[0], "kind": key[1], "district": key[2], "station": key[3], "detection": detection}
+            if len(_READING_PREFIXES) > 100_000:
+                _READING_PREFIXES.clear()
+            prefix = _READING_PREFIXES[key] = "readings" + "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(tags.items()) if v) + " "
+        fields = ",".join([f"{_FIELD_NAMES.get(name) or _field_name(name)}={float(q['value'])!r}" for name, q in r["values"].items()])
+        if detection:
+            fields += f",confidence={float(r['confidence'])!r}"
+        out.append(f"{prefix}{fields} {_ns(datetime.fromisoformat(r['ts']))}")
     return out
+
+
+_READING_PREFIXES: dict[tuple, str] = {}
+_FIELD_NAMES: dict[str, str] = {}
+
+
+def _field_name(name: str) -> str:
+    if len(_FIELD_NAMES) > 10_000:
+        _FIELD_NAMES.clear()
+    _FIELD_NAMES[name] = _tag(name)
+    return _FIELD_NAMES[name]
 
 
 def alert_line(a: Alert) -> str:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from pipeline.city import City
 from pipeline.schemas import CameraDetection, DeadLetter, Kind, Quantity, Reading
-from pipeline.topics import parse_mqtt_topic
+from pipeline.topics import MqttAddress, parse_mqtt_topic
 
 
 
@@ -36,6 +36,9 @@ class ParameterSpec:
 def parameter_specs(raw: dict) -> dict[Kind, dict[str, ParameterSpec]]:
     """config/parameters.toml as {kind: {parameter: spec}}."""
     return {Kind(kind): {name: ParameterSpec(**spec) for name, spec in params.items()} for kind, params in raw.items()}
+
+
+_BATCHES = {False: TypeAdapter(list[Reading]), True: TypeAdapter(list[CameraDetection])}  # by "is a camera"
 
 
 class Rejected(Exception):
@@ -66,10 +69,28 @@ class ReadingValidator:
 
     def validate_message(self, topic: str, payload: bytes, now: datetime) -> list[Reading | DeadLetter]:
         """Each reading of a message (one, or a JSON array of samples), valid or dead-lettered."""
-        if not payload.lstrip()[:1] == b"[":
-            return [self.validate(topic, payload, now)]
-        if len(payload) > self.max_payload_bytes:
-            return [self.validate(topic, payload, now)]  # dead-lettered as too large, whole
+        if not payload.lstrip()[:1] == b"[" or len(payload) > self.max_payload_bytes:
+            return [self.validate(topic, payload, now)]  # an array too large is dead-lettered whole
+        try:
+            address = self._address(topic)
+            # the whole array at once; when a sample is malformed, each on its own below
+            readings = _BATCHES[address.kind is Kind.camera].validate_json(payload, strict=True)
+        except (Rejected, ValidationError, OverflowError):
+            return self._validate_samples(topic, payload, now)
+        except Exception as e:  # a bug here must not stop the bridge
+            return [self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}")]
+        if not readings:
+            return [self._dead_letter(topic, payload, "invalid", "invalid reading: an empty array of samples")]
+        results = []
+        for n, reading in enumerate(readings):
+            try:
+                results.append(self._check(reading, address, topic, now))
+            except Exception as e:
+                code, reason = (e.code, str(e)) if isinstance(e, Rejected) else ("internal", f"internal validation error: {type(e).__name__}: {e}")
+                results.append(self._dead_letter(topic, reading.to_json(), code, f"sample {n + 1} of {len(readings)}: {reason}"))
+        return results
+
+    def _validate_samples(self, topic: str, payload: bytes, now: datetime) -> list[Reading | DeadLetter]:
         try:
             samples = orjson.loads(payload)
         except orjson.JSONDecodeError as e:
@@ -98,13 +119,16 @@ class ReadingValidator:
         except Exception as e:  # a bug here must not stop the bridge; the record says what happened
             return self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}")
 
+    def _address(self, topic: str) -> MqttAddress:
+        try:
+            return parse_mqtt_topic(topic, self.topic_root)
+        except ValueError as e:
+            raise Rejected("bad_topic", str(e)) from None
+
     def _accept(self, topic: str, payload: bytes, now: datetime) -> Reading:
         if len(payload) > self.max_payload_bytes:
             raise Rejected("too_large", f"payload too large: {len(payload)} bytes > {self.max_payload_bytes}")
-        try:
-            address = parse_mqtt_topic(topic, self.topic_root)
-        except ValueError as e:
-            raise Rejected("bad_topic", str(e)) from None
+        address = self._address(topic)
         model = CameraDetection if address.kind is Kind.camera else Reading
         try:
             reading = model.model_validate_json(payload, strict=True)  # no lax coercion: "6.5", true and epoch numbers are wrong types
@@ -112,7 +136,10 @@ class ReadingValidator:
             raise Rejected("invalid", _describe(e)) from None
         except OverflowError as e:  # a timestamp in range, but not once its offset is applied (0001-01-01T00:30+01:00)
             raise Rejected("invalid", f"invalid reading: ts: {e} in UTC") from None
+        return self._check(reading, address, topic, now)
 
+    def _check(self, reading: Reading, address: MqttAddress, topic: str, now: datetime) -> Reading:
+        """A parsed reading against its topic, the registry, the parameters' units and ranges, the clock and the readings seen."""
         for field, from_topic in (("sensor_id", address.sensor_id), ("kind", address.kind), ("district", address.district)):
             if getattr(reading, field) != from_topic:
                 raise Rejected("topic_mismatch", f"{field} {getattr(reading, field)!r} does not match topic {topic!r}")
@@ -136,6 +163,8 @@ class ReadingValidator:
         self._seen[key] = None
         if len(self._seen) > self.dedup_window:
             self._seen.popitem(last=False)
+        if all(values[name] is q for name, q in reading.values.items()):
+            return reading  # every unit canonical already: nothing to copy
         return reading.model_copy(update={"values": values})
 
     def _canonical(self, kind: Kind, name: str, q: Quantity) -> Quantity:
@@ -143,6 +172,8 @@ class ReadingValidator:
         if spec is None:
             raise Rejected("unknown_parameter", f"unknown parameter {name!r} for {kind.value} (known: {sorted(self.specs.get(kind, {}))})")
         if q.unit == spec.unit:
+            if spec.min <= q.value <= spec.max:
+                return q  # the common case: canonical and possible, kept as it is
             value = q.value
         elif q.unit in spec.convert:
             value = q.value * spec.convert[q.unit]
