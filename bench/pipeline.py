@@ -248,12 +248,13 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
     sent = 0
     samples = []
     msg_rate = None if rate is None else rate / readings_per_msg
+    readings_before = np.concatenate([[0], np.cumsum([payload.count(b'"value"') for _, _, payload in messages])])  # exact counts
     started = time.monotonic()
 
     def sample() -> None:
         records, committed = asyncio.run(_offsets(settings.kafka.bootstrap, topics, group))
         meter.sample()
-        published = round(sent * readings_per_msg)
+        published = int(readings_before[sent])
         stored = readings_in_influx(settings)
         forwarded, dead = (round(n * readings_per_sample) for n in bridge_counts(bridge_log))
         samples.append({"t_s": round(time.monotonic() - started, 1), "published": published, "forwarded": forwarded,
@@ -287,7 +288,7 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
     client.disconnect()
     client.loop_stop()
     sent -= unacked
-    published = round(sent * readings_per_msg)
+    published = int(readings_before[sent])
     sample()
     # drain: until every published reading is in InfluxDB or dead-lettered, or nothing has moved for 20 s (or 180 s)
     drain_deadline = time.monotonic() + 180
@@ -337,7 +338,8 @@ def latency_probes(settings, count: int, spacing_s: float) -> list[float]:
     deadline = time.monotonic() + 60
     values: list[float] = []
     while time.monotonic() < deadline:
-        series = influxql(settings.influx, f"SELECT \"time_to_warn_s\" FROM warnings WHERE time >= '{since.isoformat().replace('+00:00', 'Z')}'")
+        series = influxql(settings.influx, f"SELECT \"time_to_warn_s\" FROM warnings WHERE time >= '{since.isoformat().replace('+00:00', 'Z')}' "
+                                           f"AND station =~ /^({'|'.join(st.id for st in stations)})$/")
         values = [row[1] for s in series for row in s["values"]]
         if len(values) >= len(stations):
             break

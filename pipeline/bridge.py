@@ -180,7 +180,13 @@ class Bridge:
 
 
 def _chunks(readings: list[bytes], max_bytes: int) -> list[list[bytes]]:
-    """Consecutive runs of ``readings`` whose batch record stays within ``max_bytes`` (one at least)."""
+    """Consecutive runs of ``readings`` whose batch record stays within ``max_bytes`` (one at least).
+
+    >>> [len(c) for c in _chunks([b"x" * 10] * 7, 35)]  # a record of n readings: 2 + 11 n bytes
+    [3, 3, 1]
+    >>> _chunks([b"y" * 50], 10)  # alone, even when larger
+    [[b'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy']]
+    """
     chunks, current, size = [], [], 2
     for r in readings:
         if current and size + len(r) + 1 > max_bytes:
