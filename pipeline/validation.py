@@ -73,14 +73,14 @@ class ReadingValidator:
             return [self.validate(topic, payload, now)]  # an array too large is dead-lettered whole
         try:
             address = self._address(topic)
-            # the whole array at once; when a sample is malformed, each on its own below
+            # the whole array at once; when a sample is malformed (or none is there), each on its own
             readings = _BATCHES[address.kind is Kind.camera].validate_json(payload, strict=True)
         except (Rejected, ValidationError, OverflowError):
-            return self._validate_samples(topic, payload, now)
+            readings = []
         except Exception as e:  # a bug here must not stop the bridge
             return [self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}")]
         if not readings:
-            return [self._dead_letter(topic, payload, "invalid", "invalid reading: an empty array of samples")]
+            return self._validate_samples(topic, payload, now)
         results = []
         for n, reading in enumerate(readings):
             try:
