@@ -24,8 +24,9 @@ TRACED_PARAMETERS = {*POLLUTANTS, "do"}
 RETRACE_S = 1800.0
 OBSERVE_S = load_toml("tracing")["agent"]["observe_h"] * 3600
 CITY_STEP_S = 600.0  # water stations report every 10 minutes
-SINK_WAIT_S = 30.0
-LOOK_AGAIN_S = 5.0  # how often to look whether the observation window's readings have arrived  # at most this long for the sink to write readings that already exist
+SINK_WAIT_S = 30.0  # past the window's end, a look waits no longer for a silent station
+SETTLE_S = 10.0  # nothing written for this long: a station short of the window has a dropout, not a queue
+LOOK_AGAIN_S = 5.0  # how often to look whether the observation window's readings have arrived
 CITY = default_city()
 
 log = logging.getLogger("yuflow.tracing")
@@ -55,13 +56,6 @@ def camera_sightings(stations: list[str], since_s: float, until_s: float) -> lis
              f"AND time >= '{influx_time(since_s)}' AND time <= '{influx_time(until_s)}' GROUP BY station, sensor_id")
     return [CameraSighting(station=s["tags"]["station"], camera_id=s["tags"]["sensor_id"], area_m2=float(s["values"][0][1]),
                            confidence=float(s["values"][0][2])) for s in influxql(SETTINGS.influx, query, timeout_s=30)]
-
-
-def latest_reading_s(station: str, until_s: float) -> float | None:
-    """Time of the station's latest water reading in InfluxDB up to ``until_s`` (None: none yet)."""
-    query = f"SELECT last(\"do\") FROM readings WHERE kind = 'water' AND station = '{station}' AND time <= '{influx_time(until_s)}'"
-    series = influxql(SETTINGS.influx, query, timeout_s=10)
-    return series[0]["values"][0][0] / 1000 if series else None
 
 
 def trace_alert(alert: Alert) -> TracingResult | None:
@@ -94,25 +88,11 @@ def trace_alert(alert: Alert) -> TracingResult | None:
                          compute_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
-async def _wait_for_sink(station: str, until_s: float) -> None:
-    """Until InfluxDB holds the station's readings up to ``until_s`` or to now, whichever is earlier
-    (a replay at speed has them already; live, the future has not happened), or SINK_WAIT_S passes."""
-    deadline = time.monotonic() + SINK_WAIT_S
-    await asyncio.sleep(2 * SETTINGS.influx.flush_interval_s)
-    while time.monotonic() < deadline:
-        latest = await asyncio.to_thread(latest_reading_s, station, until_s)
-        wanted = min(until_s, time.time()) - 2 * CITY_STEP_S
-        if latest is not None and latest >= wanted:
-            return
-        await asyncio.sleep(SETTINGS.influx.flush_interval_s)
-
-
 async def _trace_and_publish(alert: Alert, raw: bytes) -> None:
     """Trace once OBSERVE_S of data after the detection exists: at once in a replay that has it, as
     time passes live. A look at only the plume's front ranks the wrong source in the Ruxi seed (a
     dock or a plant near the station, with 0-1 h of data), so no earlier look is published."""
     detected_s = alert.ts.timestamp()
-    await _wait_for_sink(alert.station, detected_s + OBSERVE_S)
     log.info("tracing %s from %s: waiting for %.1f h of readings after the detection", alert.incident_key, alert.station,
              OBSERVE_S / 3600)
     await _until_observed(alert.station, detected_s, detected_s + OBSERVE_S)
@@ -134,17 +114,23 @@ def latest_readings_s(stations: list[str], since_s: float, until_s: float) -> di
 
 
 async def _until_observed(station: str, detected_s: float, until_s: float) -> None:
-    """Until the station's readings reach ``until_s`` (live: as time passes; a replay may have them
-    already) and the sink has stopped adding readings of the incident's other stations (a replay
-    may be writing them still), or SINK_WAIT_S past ``until_s`` if the station has gone silent."""
+    """Until every station of the incident's scope with readings in the window has them up to
+    ``until_s`` (live: as time passes; in a replay the sink may be writing them still, each
+    partition at its own pace) and two looks a second apart agree. A station whose readings stop
+    short of the window (a dropout) holds the look at most SETTLE_S once nothing moves; a station
+    gone silent, SINK_WAIT_S past ``until_s``."""
     stations = incident_scope(CITY, station).stations
-    previous = None
+    wanted_s = until_s - 2 * CITY_STEP_S
+    previous, unchanged_since = None, time.monotonic()
     while True:
         latest = await asyncio.to_thread(latest_readings_s, stations, detected_s, until_s)
-        ready = latest.get(station, 0.0) >= until_s - 2 * CITY_STEP_S
-        if (ready and latest == previous) or time.time() > until_s + SINK_WAIT_S:
+        ready = latest.get(station, 0.0) >= wanted_s
+        if latest != previous:
+            previous, unchanged_since = latest, time.monotonic()
+        elif ready and (all(t >= wanted_s for t in latest.values()) or time.monotonic() - unchanged_since >= SETTLE_S):
             return
-        previous = latest if ready else None
+        if time.time() > until_s + SINK_WAIT_S:
+            return
         await asyncio.sleep(1.0 if ready else min(LOOK_AGAIN_S, max(1.0, until_s - time.time())))
 
 

@@ -102,6 +102,8 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
     time.sleep(5)  # time for anything that would repeat it
     found = asyncio.run(ruxi_warnings(timeout_s=5))
     assert len({w.incident_id for w in found}) == 1, [(w.warning_id, w.title, w.affected, str(w.ts)) for w in found]  # one incident for the river
+    print("\n[tracing] Ruxi warnings: " + "; ".join(f"{w.tier.value} from {w.station}: " + (
+        f"{w.suspects[0].source_id} {w.suspects[0].probability:.0%}" if w.suspects else "no suspect") for w in found))
     red = [w for w in found if traced_red(w)]
     # one red warning naming the factory (a later look may revise its arrival). Under load a trace from
     # 明达 has named the dock 0.8 km above it as surely; a later trace as sure then names the factory.
