@@ -12,6 +12,7 @@ agent checkpoints it in a table.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,59 +36,84 @@ class BankVerdicts:
     limit_change: np.ndarray  # (n, P) int8
 
 
-class _Detector:
-    """One ``SeasonalRobustZ`` (its settings) over rows: state arrays with a leading row axis."""
+class _Detectors:
+    """The ``SeasonalRobustZ`` detectors of a screen over rows, stacked: state arrays shaped
+    (detector, row, ...), each detector's settings as a (detector, 1, 1) array, so a round costs the
+    same numpy calls however many detectors there are."""
 
-    def __init__(self, options: Mapping[str, float], rows: int, columns: int):
-        self.o = SeasonalRobustZ(**options)
-        nb = self.o.n_bins
-        self.profile, self.weight = np.zeros((rows, nb, columns)), np.zeros((rows, nb, columns))
-        self.level, self.abs_dev, self.n_dev = np.zeros((rows, columns)), np.zeros((rows, columns)), np.zeros((rows, columns))
-        self.n_seen = np.zeros((rows, columns), np.int64)
-        self.stepped = np.zeros(rows, bool)  # a StationWatch's detector has state once it has stepped
+    ARRAYS = ("profile", "weight", "level", "abs_dev", "n_dev", "n_seen")
 
-    ARRAYS = ("profile", "weight", "level", "abs_dev", "n_dev", "n_seen", "stepped")
+    def __init__(self, options: Sequence[Mapping[str, float]], rows: int, columns: int):
+        detectors = [SeasonalRobustZ(**o) for o in options]
+        self.n_bins = detectors[0].n_bins
+        if any(d.n_bins != self.n_bins for d in detectors):
+            raise ValueError("the detectors of a bank share their number of profile knots")
+
+        def setting(value) -> np.ndarray:
+            return np.array([value(d) for d in detectors], float)[:, None, None]
+
+        self.min_scale, self.grace_period = setting(lambda d: d.min_scale), setting(lambda d: d.grace_period)
+        self.scale_rate, self.level_rate = setting(lambda d: 2.0 / (d.scale_window + 1)), setting(lambda d: 2.0 / (d.level_window + 1))
+        self.season_prior, self.season_window = setting(lambda d: d.season_prior), setting(lambda d: d.season_window)
+        # |z| above which a reading is not learned (SeasonalRobustZ._allowed); inf: learn everything
+        self.z_protect = setting(lambda d: d.z0 - d.k * math.log1p(-d.protect_threshold)
+                                 if d.protect and d.protect_threshold < 1.0 else math.inf)
+        shape = (len(detectors), rows)
+        self.profile, self.weight = np.zeros((*shape, self.n_bins, columns)), np.zeros((*shape, self.n_bins, columns))
+        self.level, self.abs_dev, self.n_dev = np.zeros((*shape, columns)), np.zeros((*shape, columns)), np.zeros((*shape, columns))
+        self.n_seen = np.zeros((*shape, columns), np.int64)
+
+    def knots(self, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (hours % 24.0) / 24.0 * self.n_bins
+        low = np.floor(pos)
+        k1 = low.astype(np.int64) % self.n_bins
+        return k1, (k1 + 1) % self.n_bins, pos - low
 
     def residual(self, i, x, k1, k2, w):
-        o, wc = self.o, w[:, None]
-        profile = (1.0 - wc) * self.profile[i, k1] + wc * self.profile[i, k2]
-        scale = np.maximum(GAUSS_MAD * self.abs_dev[i], o.min_scale)
-        unknown = 1.0 - ((1.0 - wc) * np.minimum(self.weight[i, k1], 1.0) + wc * np.minimum(self.weight[i, k2], 1.0))
+        wc = w[:, None]
+        profile = (1.0 - wc) * self.profile[:, i, k1] + wc * self.profile[:, i, k2]
+        scale = np.maximum(GAUSS_MAD * self.abs_dev[:, i], self.min_scale)
+        unknown = 1.0 - ((1.0 - wc) * np.minimum(self.weight[:, i, k1], 1.0) + wc * np.minimum(self.weight[:, i, k2], 1.0))
         if np.any(unknown > 0):  # hypot(scale, 0) is scale: rows that know this hour keep their scale exactly
-            seen = self.weight[i] > 0
-            count = np.maximum(seen.sum(axis=1), 1)
-            mean = (self.profile[i] * seen).sum(axis=1) / count
-            spread = np.sqrt((((self.profile[i] - mean[:, None]) ** 2) * seen).sum(axis=1) / count)
+            seen = self.weight[:, i] > 0
+            count = np.maximum(seen.sum(axis=2), 1)
+            mean = (self.profile[:, i] * seen).sum(axis=2) / count
+            spread = np.sqrt((((self.profile[:, i] - mean[:, :, None]) ** 2) * seen).sum(axis=2) / count)
             scale = np.hypot(scale, UNSEEN_SPREAD * unknown * spread)
+        n_seen = self.n_seen[:, i]
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(self.n_seen[i] > 0, x - (self.level[i] + profile), np.nan)
-            z = np.where(self.n_seen[i] >= o.grace_period, r / scale, np.nan)
+            r = np.where(n_seen > 0, x - (self.level[:, i] + profile), np.nan)
+            z = np.where(n_seen >= self.grace_period, r / scale, np.nan)
         return r, z
 
+    def allowed(self, z: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return ~(np.abs(z) > self.z_protect)
+
     def learn(self, i, x, r, k1, k2, w, mask):
-        o, wc = self.o, w[:, None]
+        wc = w[:, None]
         mask = mask & np.isfinite(x)
         has_r = mask & np.isfinite(r)
         x0 = np.where(mask, x, 0.0)
-        self.n_seen[i] = n_seen = self.n_seen[i] + mask
-        self.n_dev[i] = n_dev = self.n_dev[i] + has_r
-        a_scale = np.maximum(2.0 / (o.scale_window + 1), 1.0 / np.maximum(n_dev, 1.0))
-        abs_dev = self.abs_dev[i]
-        self.abs_dev[i] = abs_dev + has_r * a_scale * (np.abs(np.where(has_r, r, 0.0)) - abs_dev)
-        profile = (1.0 - wc) * self.profile[i, k1] + wc * self.profile[i, k2]
-        a_level = np.maximum(2.0 / (o.level_window + 1), 1.0 / np.maximum(n_seen, 1))
-        level = self.level[i]
-        self.level[i] = level = level + mask * a_level * (x0 - profile - level)
+        self.n_seen[:, i] = n_seen = self.n_seen[:, i] + mask
+        self.n_dev[:, i] = n_dev = self.n_dev[:, i] + has_r
+        a_scale = np.maximum(self.scale_rate, 1.0 / np.maximum(n_dev, 1.0))
+        abs_dev = self.abs_dev[:, i]
+        self.abs_dev[:, i] = abs_dev + has_r * a_scale * (np.abs(np.where(has_r, r, 0.0)) - abs_dev)
+        profile = (1.0 - wc) * self.profile[:, i, k1] + wc * self.profile[:, i, k2]
+        a_level = np.maximum(self.level_rate, 1.0 / np.maximum(n_seen, 1))
+        level = self.level[:, i]
+        self.level[:, i] = level = level + mask * a_level * (x0 - profile - level)
         deviation = x0 - level
         for knot, weight in ((k1, 1.0 - wc), (k2, wc)):
-            weights = self.weight[i, knot] + mask * weight
+            weights = self.weight[:, i, knot] + mask * weight
             with np.errstate(invalid="ignore"):
-                rate = weight / np.minimum(np.maximum(weights + o.season_prior, weight), o.season_window)
-            knot_profile = self.profile[i, knot]
+                rate = weight / np.minimum(np.maximum(weights + self.season_prior, weight), self.season_window)
+            knot_profile = self.profile[:, i, knot]
             learned = knot_profile + mask * rate * (deviation - knot_profile)
             skip = weight <= 0  # the one-reading form skips a knot of weight 0 (0/0 here)
-            self.weight[i, knot] = np.where(skip, self.weight[i, knot], weights)
-            self.profile[i, knot] = np.where(skip, knot_profile, learned)
+            self.weight[:, i, knot] = np.where(skip, self.weight[:, i, knot], weights)
+            self.profile[:, i, knot] = np.where(skip, knot_profile, learned)
 
 
 class StationBank:
@@ -112,9 +138,11 @@ class StationBank:
         self.limit_bad, self.limit_good = np.zeros((capacity, columns), np.int64), np.zeros((capacity, columns), np.int64)
         self.limit_active, self.limit_reported = np.zeros((capacity, columns), bool), np.zeros((capacity, columns))
         self.limit_seen = np.zeros((capacity, columns), bool)
-        self.detectors = [_Detector(o, capacity, columns) for o in self._detector_options]
+        self.stepped = np.zeros(capacity, bool)  # screened at least once (a StationWatch's detectors have state)
+        self.detectors = _Detectors(self._detector_options, capacity, columns)
 
-    _ROW_ARRAYS = ("own", "previous", "bad", "good", "active", "limit_bad", "limit_good", "limit_active", "limit_reported", "limit_seen")
+    _ROW_ARRAYS = ("own", "previous", "bad", "good", "active", "limit_bad", "limit_good", "limit_active", "limit_reported",
+                   "limit_seen", "stepped")
 
     def _grow(self) -> None:
         old_rows, capacity = self.rows, 2 * len(self.own)
@@ -124,9 +152,8 @@ class StationBank:
         self.rows = old_rows
         for name, array in old.items():
             getattr(self, name)[: len(array)] = array
-        for new, previous in zip(self.detectors, old_detectors):
-            for name in _Detector.ARRAYS:
-                getattr(new, name)[: len(getattr(previous, name))] = getattr(previous, name)
+        for name in _Detectors.ARRAYS:
+            getattr(self.detectors, name)[:, : getattr(old_detectors, name).shape[1]] = getattr(old_detectors, name)
 
     def forget(self) -> None:
         """Drop every row (partitions moved: rows are loaded again from their checkpoints)."""
@@ -157,13 +184,14 @@ class StationBank:
             if watch["previous"] is not None:
                 self.previous[i, cols] = [np.nan if v is None else v for v in watch["previous"]]
             self.bad[i], self.good[i], self.active[i] = watch["bad"], watch["good"], watch["active"]
-            for d, s in zip(self.detectors, watch["detectors"]):
+            d = self.detectors
+            for k, s in enumerate(watch["detectors"]):
                 if s:
-                    d.stepped[i] = True
+                    self.stepped[i] = True
                     for name in ("profile", "weight"):
-                        getattr(d, name)[i][:, cols] = np.array(s[name], float)
+                        getattr(d, name)[k, i][:, cols] = np.array(s[name], float)
                     for name in ("level", "abs_dev", "n_dev", "n_seen"):
-                        getattr(d, name)[i, cols] = s[name]
+                        getattr(d, name)[k, i, cols] = s[name]
         return i
 
     def state(self, key: str) -> tuple[dict | None, dict[str, list]]:
@@ -172,13 +200,14 @@ class StationBank:
         persistence = {p: [int(self.limit_bad[i, j]), int(self.limit_good[i, j]), bool(self.limit_active[i, j]),
                            float(self.limit_reported[i, j])] for p, j in self.column.items() if self.limit_seen[i, j]}
         cols = np.flatnonzero(self.own[i])
-        if not self.detectors[0].stepped[i]:
+        if not self.stepped[i]:
             return None, persistence
-        previous = self.previous[i, cols]
+        previous, d = self.previous[i, cols], self.detectors
         watch = {"parameters": [self.parameters[j] for j in cols],
-                 "detectors": [{"shape": [len(cols)], "profile": d.profile[i][:, cols].tolist(), "weight": d.weight[i][:, cols].tolist(),
-                                "level": d.level[i, cols].tolist(), "abs_dev": d.abs_dev[i, cols].tolist(),
-                                "n_dev": d.n_dev[i, cols].tolist(), "n_seen": d.n_seen[i, cols].tolist()} for d in self.detectors],
+                 "detectors": [{"shape": [len(cols)], "profile": d.profile[k, i][:, cols].tolist(), "weight": d.weight[k, i][:, cols].tolist(),
+                                "level": d.level[k, i, cols].tolist(), "abs_dev": d.abs_dev[k, i, cols].tolist(),
+                                "n_dev": d.n_dev[k, i, cols].tolist(), "n_seen": d.n_seen[k, i, cols].tolist()}
+                               for k in range(len(d.profile))],
                  "previous": [None if np.isnan(v) else float(v) for v in previous],
                  "bad": int(self.bad[i]), "good": int(self.good[i]), "active": bool(self.active[i])}
         return watch, persistence
@@ -233,15 +262,11 @@ class StationBank:
             return
         missing = np.isnan(x)
         x0 = np.where(missing, 0.0, x)
-        parts = []
-        for d in self.detectors:
-            pos = (hours % 24.0) / 24.0 * d.o.n_bins
-            low = np.floor(pos)
-            k1 = low.astype(np.int64) % d.o.n_bins
-            k2, w = (k1 + 1) % d.o.n_bins, pos - low
-            r, z_d = d.residual(i, x0, k1, k2, w)
-            parts.append((d, r, z_d, k1, k2, w))
-        stacked = np.stack([np.where(missing, np.nan, z_d) * self._signs for _, _, z_d, *_ in parts])
+        d = self.detectors
+        k1, k2, w = d.knots(hours)
+        r, z_d = d.residual(i, x0, k1, k2, w)  # (detector, row, column)
+        # the pollution way: DO down, nutrients and oil up; the faster or slower level, whichever sees more
+        stacked = np.where(missing, np.nan, z_d) * self._signs
         z = np.where(np.isnan(stacked), -np.inf, stacked).max(axis=0)
         z = np.where((self._signs == 0) | np.isneginf(z), np.nan, z)
         some = ~np.isnan(z).all(axis=1)
@@ -249,9 +274,8 @@ class StationBank:
         top = np.where(some, z[np.arange(len(i)), np.maximum(best, 0)], 0.0)
         supporting = np.sum(np.nan_to_num(z, nan=-np.inf) >= self.z_support, axis=1)
         flagged = ((top >= self.z_flag) & (supporting >= 2)) | (top >= self.z_single)
-        for d, r, z_d, k1, k2, w in parts:
-            d.learn(i, x0, r, k1, k2, w, ~missing & ~flagged[:, None] & d.o._allowed(z_d))
-            d.stepped[i] = True
+        d.learn(i, x0, r, k1, k2, w, ~missing & ~flagged[:, None] & d.allowed(z_d))
+        self.stepped[i] = True
         self.bad[i] = bad = np.where(flagged, self.bad[i] + 1, 0)
         self.good[i] = good = np.where(flagged, 0, self.good[i] + 1)
         raised = ~self.active[i] & (bad >= self.persistence)
