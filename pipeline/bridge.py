@@ -96,19 +96,21 @@ class Bridge:
             raise RuntimeError("Kafka did not accept a record; stopping so MQTT redelivers it") from self._failed
 
     async def _pass(self, inbox: asyncio.Queue[Inbound]) -> list[Inbound]:
-        """What arrives within ``bridge.linger_ms`` of the first message (up to DRAIN): a pass's
-        readings of a partition make one record, and a record's fixed cost in Kafka and in the
-        agents is paid once for them all."""
+        """What arrives within ``bridge.linger_ms`` of the first message (up to DRAIN), or until
+        ``bridge.linger_gap_ms`` pass without one: a pass's readings of a partition make one
+        record, and a record's fixed cost in Kafka and in the agents is paid once for them all,
+        while a lone reading waits only the gap."""
         try:
             items = [await asyncio.wait_for(inbox.get(), timeout=0.5)]
         except TimeoutError:
             return []
         until = time.monotonic() + self.settings.bridge.linger_ms / 1000
+        gap_s = self.settings.bridge.linger_gap_ms / 1000
         while len(items) < DRAIN:
             if not inbox.empty():
                 items.append(inbox.get_nowait())
                 continue
-            left_s = until - time.monotonic()
+            left_s = min(until - time.monotonic(), gap_s)
             if left_s <= 0:
                 break
             try:

@@ -105,7 +105,8 @@ class InfluxSettings(BaseModel):
 class BridgeSettings(BaseModel):
     max_payload_bytes: int = 65536
     max_record_bytes: int = Field(262144, ge=4096)  # of a readings batch record on Kafka
-    linger_ms: float = Field(100, ge=0)  # a pass gathers what arrives this long after its first message
+    linger_ms: float = Field(100, ge=0)  # a pass gathers what arrives this long after its first message at most,
+    linger_gap_ms: float = Field(20, ge=0)  # and ends sooner when nothing arrives for this long
     max_future_s: float = 300
     dedup_window: int = 100_000
 
