@@ -119,3 +119,19 @@ def test_a_row_checkpointed_and_loaded_goes_on_as_if_never_stopped():
         restored.load(key, watch, persistence, parameters=[])
     after = run_bank(restored, readings[half:], [40] * 20)
     assert [r[:3] + (r[4],) for r in before + after] == [r[:3] + (r[4],) for r in whole]
+
+
+def test_the_water_agents_batch_severity_is_limit_severity():
+    from agents.water import COLUMNS, LIMITS, STATION_ROW, severity_many
+
+    rng = np.random.default_rng(4)
+    stations = np.array(sorted(STATION_ROW.values()) * 20)
+    values = rng.uniform(-1, 40, size=(len(stations), len(COLUMNS)))
+    got = severity_many(stations, values)
+    by_row = {k: s for s, k in STATION_ROW.items()}
+    for n, k in enumerate(stations):
+        for j, p in enumerate(COLUMNS):
+            limit = LIMITS[by_row[k]].get(p)
+            expected = -np.inf if limit is None else limit.severity(values[n, j])
+            assert (np.isnan(got[n, j]) if expected is None else got[n, j] == expected), (by_row[k], p, values[n, j])
+    assert np.isnan(got).any() and (got > 0).any() and np.isneginf(got).any()
