@@ -335,7 +335,7 @@ class StormNowcaster:
     >>> for k in range(10):
     ...     cx = 5 + 8 * k * 300 / 3600
     ...     now.update(k * 300.0, 60 * np.exp(-((x - cx) ** 2 + (y - 12.5) ** 2) / (2 * 6.0**2)))
-    >>> [round(v, 1) for v in now.velocity_kmh]
+    >>> [round(v, 1) + 0.0 for v in now.velocity_kmh]  # + 0.0: a speed of -0.0 km/h shows as 0.0
     [8.0, 0.0]
     >>> band = now.forecast(np.array([3600.0, 3 * 3600.0]))
     >>> east = int(np.argmin(np.hypot(x - 30, y - 10)))     # 20 km downstream of the cell
