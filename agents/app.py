@@ -88,6 +88,17 @@ def register_agents() -> faust.App:
 
 def run_worker(loglevel: str = "info") -> None:
     """Run a Faust worker in this process until SIGINT/SIGTERM (Faust's own command line)."""
+    from pipeline.processes import streaming_gc
+
     register_agents()
+    streaming_gc()
+
+    @app.task
+    async def keep_log_level() -> None:
+        # At WARN and above Faust's progress spinner sets the root logger to DEBUG (it spins on every
+        # record) and leaves it there: every debug line of aiokafka was then built and dropped, 2-3 %
+        # of a loaded worker's CPU. Started once logging is set up.
+        logging.getLogger().setLevel(loglevel.upper())
+
     sys.argv = ["yuflow worker", "worker", "--loglevel", loglevel, "--web-port", str(SETTINGS.worker.web_port)]
     app.main()

@@ -160,29 +160,56 @@ class WaterBatch:
 
 
 def decode_batch(raw: bytes, city: City) -> tuple[WaterBatch, list[tuple[dict, Exception]]]:
-    """The batch's readings, and those that could not be read, each with why."""
-    readings, keys, stations, rows, ts_s, bad = [], [], [], [], [], []
+    """The batch's readings, and those that could not be read, each with why.
+
+    Per reading only lists grow; the values matrix is filled at once. A batch's readings share a
+    few parameter lists and timestamps (a station's samples, a reporting minute), each looked up once."""
+    readings, keys, stations, ts_s, bad = [], [], [], [], []
+    value_list, column_list, counts = [], [], []
+    seconds: dict[str, float] = {}
     for r in orjson.loads(raw):
         try:
-            row = [np.nan] * len(COLUMNS)
-            for p, q in r["values"].items():
-                row[COLUMN[p]] = float(q["value"])
-            stations.append(STATION_ROW[r["station"]])
-            ts_s.append(datetime.fromisoformat(r["ts"]).timestamp())
+            values = r["values"]
+            names = tuple(values)
+            columns = _COLUMNS_OF.get(names) or _columns_of(names)
+            numbers = [float(q["value"]) for q in values.values()]
+            station = STATION_ROW[r["station"]]
+            ts = r["ts"]
+            at_s = seconds.get(ts)
+            if at_s is None:
+                at_s = seconds[ts] = datetime.fromisoformat(ts).timestamp()
+            key = r["sensor_id"]
         except Exception as error:  # the bridge validated it: this is a bug or a foreign record
-            del stations[len(readings):]
             bad.append((r, error))
             continue
         readings.append(r)
-        keys.append(r["sensor_id"])
-        rows.append(row)
+        keys.append(key)
+        stations.append(station)
+        ts_s.append(at_s)
+        value_list += numbers
+        column_list += columns
+        counts.append(len(columns))
+    matrix = np.full((len(readings), len(COLUMNS)), np.nan)
+    matrix[np.repeat(np.arange(len(readings)), counts), column_list] = value_list
     hours = ((np.array(ts_s, float) + city.utc_offset_h * 3600) % 86400) / 3600  # city.local_hour, vectorised
-    return WaterBatch(readings, keys, np.array(stations, np.int64), np.array(rows, float).reshape(-1, len(COLUMNS)), hours), bad
+    return WaterBatch(readings, keys, np.array(stations, np.int64), matrix, hours), bad
 
 
-def load_row(key: str, checkpoint: Mapping | None, parameters: list[str]) -> int:
+_COLUMNS_OF: dict[tuple[str, ...], list[int]] = {}
+
+
+def _columns_of(names: tuple[str, ...]) -> list[int]:
+    """The columns of a reading's parameters, in its order (KeyError for a parameter not in COLUMNS)."""
+    if len(_COLUMNS_OF) > 10_000:
+        _COLUMNS_OF.clear()
+    _COLUMNS_OF[names] = [COLUMN[p] for p in names]
+    return _COLUMNS_OF[names]
+
+
+def load_row(key: str, checkpoint: Mapping | None, reading: dict) -> int:
+    """The sensor's bank row from its checkpoint; a new sensor screens the parameters of ``reading``."""
     checkpoint = checkpoint or {}
-    return BANK.load(key, checkpoint.get("watch"), checkpoint.get("persistence", {}), parameters)
+    return BANK.load(key, checkpoint.get("watch"), checkpoint.get("persistence", {}), sorted(reading["values"]))
 
 
 def dump_row(key: str, row: int) -> dict:
@@ -197,8 +224,7 @@ rows = CheckpointedTable(app, state_table, load_row, dump_row, every_s=SETTINGS.
 
 def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
     """The batch through the bank: its alerts (in reading order) and the sensors that raised or cleared one."""
-    parameters = [sorted(r["values"]) for r in batch.readings]
-    row_of = np.array([rows.get(key, params) for key, params in zip(batch.keys, parameters)], np.int64)
+    row_of = np.array([rows.get(key, reading) for key, reading in zip(batch.keys, batch.readings)], np.int64)
     verdicts = BANK.step_many(row_of, batch.values, batch.hours, severity_many(batch.stations, batch.values))
     alerts: list[Alert] = []
     alerted: set[str] = set()

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.city import City, default_city, load_toml
 from pipeline.mqtt import make_client
+from pipeline.processes import streaming_gc
 from pipeline.schemas import DeadLetter, encode_batch, utc_now
 from pipeline.settings import Settings
 from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, mqtt_subscription, reading_partition
@@ -209,6 +210,7 @@ def run_bridge(settings: Settings) -> None:
 
     async def main() -> None:
         bridge = Bridge(settings)
+        streaming_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, bridge.stop)

@@ -89,6 +89,7 @@ def reading_lines_json(raw: bytes) -> list[str]:
     True
     """
     out = []
+    stamps: dict[str, int] = {}  # a batch's readings share a few timestamps
     for r in orjson.loads(raw):
         detection = r.get("detection")
         key = (r["sensor_id"], r["kind"], r["district"], r["station"], detection)
@@ -98,22 +99,30 @@ def reading_lines_json(raw: bytes) -> list[str]:
             if len(_READING_PREFIXES) > 100_000:
                 _READING_PREFIXES.clear()
             prefix = _READING_PREFIXES[key] = "readings" + "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(tags.items()) if v) + " "
-        fields = ",".join([f"{_FIELD_NAMES.get(name) or _field_name(name)}={float(q['value'])!r}" for name, q in r["values"].items()])
+        values = r["values"]
+        names = tuple(values)
+        template = _FIELD_TEMPLATES.get(names) or _field_template(names)
+        fields = template % tuple([float(q["value"]) for q in values.values()])  # %r of a float is its repr
         if detection:
             fields += f",confidence={float(r['confidence'])!r}"
-        out.append(f"{prefix}{fields} {_ns(datetime.fromisoformat(r['ts']))}")
+        ts = r["ts"]
+        ns = stamps.get(ts)
+        if ns is None:
+            ns = stamps[ts] = _ns(datetime.fromisoformat(ts))
+        out.append(f"{prefix}{fields} {ns}")
     return out
 
 
 _READING_PREFIXES: dict[tuple, str] = {}
-_FIELD_NAMES: dict[str, str] = {}
+_FIELD_TEMPLATES: dict[tuple[str, ...], str] = {}
 
 
-def _field_name(name: str) -> str:
-    if len(_FIELD_NAMES) > 10_000:
-        _FIELD_NAMES.clear()
-    _FIELD_NAMES[name] = _tag(name)
-    return _FIELD_NAMES[name]
+def _field_template(names: tuple[str, ...]) -> str:
+    """``name=%r,...`` for a reading's parameter names, escaped once."""
+    if len(_FIELD_TEMPLATES) > 10_000:
+        _FIELD_TEMPLATES.clear()
+    _FIELD_TEMPLATES[names] = ",".join(f"{_tag(name).replace('%', '%%')}=%r" for name in names)
+    return _FIELD_TEMPLATES[names]
 
 
 def alert_line(a: Alert) -> str:

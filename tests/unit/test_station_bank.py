@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
 from models.persistence import Change, PersistenceState, step
@@ -135,3 +136,47 @@ def test_the_water_agents_batch_severity_is_limit_severity():
             expected = -np.inf if limit is None else limit.severity(values[n, j])
             assert (np.isnan(got[n, j]) if expected is None else got[n, j] == expected), (by_row[k], p, values[n, j])
     assert np.isnan(got).any() and (got > 0).any() and np.isneginf(got).any()
+
+
+def simulated_water_readings(hours: float = 6.0) -> list[bytes]:
+    """A few hours of the simulator's water readings as the bridge forwards them (canonical JSON)."""
+    from pipeline.city import default_city
+    from pipeline.schemas import parse_reading
+    from sensors_sim.recording import messages
+    from sensors_sim.scenario import load_scenario, simulate
+
+    city = default_city()
+    recording = simulate(load_scenario("quiet_week", city=city, duration_h=hours), city)
+    frame = recording.frame[~recording.frame["malformed"] & (recording.frame["kind"] == "water")]
+    return [parse_reading(payload).to_json() for _, _, payload in messages(frame, "yuflow")]
+
+
+def test_the_water_agents_batch_decoding_gives_each_readings_values_station_and_local_hour():
+    from agents.water import COLUMNS, CITY, STATION_ROW, decode_batch
+    from pipeline.schemas import Reading, encode_batch
+
+    readings = simulated_water_readings()
+    odd = Reading.model_validate({**orjson.loads(readings[0]), "values": {"do": {"value": 4, "unit": "mg/L"}}}).to_json()  # one parameter
+    foreign = b'{"sensor_id":"x","station":"nowhere","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":5,"unit":"mg/L"}}}'
+    batch, bad = decode_batch(encode_batch(readings + [odd, foreign]), CITY)
+    assert [r for r, _ in bad] == [orjson.loads(foreign)] and isinstance(bad[0][1], KeyError)
+    assert len(batch.readings) == len(batch.keys) == len(readings) + 1
+    for n, raw in enumerate(readings + [odd]):
+        reading = Reading.model_validate_json(raw)
+        assert batch.keys[n] == reading.sensor_id and batch.stations[n] == STATION_ROW[reading.station]
+        expected = [reading.values[p].value if p in reading.values else np.nan for p in COLUMNS]
+        np.testing.assert_array_equal(batch.values[n], expected)
+        assert batch.hours[n] == pytest.approx(CITY.local_hour(reading.ts))
+    assert np.isnan(batch.values[-1]).sum() == len(COLUMNS) - 1 and not np.isnan(batch.values[0]).any()
+
+
+def test_the_readings_sinks_line_protocol_equals_reading_line_for_each_reading():
+    from pipeline.influx import reading_line, reading_lines_json
+    from pipeline.schemas import Reading, encode_batch
+
+    readings = simulated_water_readings(2.0)
+    whole = Reading.model_validate({**orjson.loads(readings[0]),  # an integer and a name to escape
+                                    "values": {"do": {"value": 7, "unit": "mg/L"}, "odd name,=x%": {"value": 1e-7, "unit": "mg/L"}}}).to_json()
+    got = reading_lines_json(encode_batch(readings + [whole]))
+    assert got == [reading_line(Reading.model_validate_json(r)) for r in readings + [whole]]
+    assert "do=7.0,odd\\ name\\,\\=x%=1e-07 " in got[-1]
