@@ -1,9 +1,9 @@
 """Water agent: GB 3838 exceedance with a persistence rule, and the statistical screen -> Alerts.
 
 A record on ``readings.water`` is a batch of one partition's readings (the bridge's pass). The agent
-screens it at once with a ``StationBank`` (models/station_bank.py): the limit rule and the
-statistical screen of every sensor as arrays, giving what the one-reading forms below (``assess``,
-``watch_reading``) give reading by reading. Each sensor's row is checkpointed as one entry of the
+takes the records that arrive together and screens their readings at once with a ``StationBank``
+(models/station_bank.py): the limit rule and the statistical screen of every sensor as arrays,
+giving what the one-reading forms below (``assess``, ``watch_reading``) give reading by reading. Each sensor's row is checkpointed as one entry of the
 Faust table ``water_state`` (agents/checkpoint.py), so it survives a worker restart; the bridge puts
 a sensor's readings in one partition, so its entry stays in one changelog partition.
 """
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import faust
 import numpy as np
 import orjson
 
@@ -26,6 +27,7 @@ from models.station_watch import StationWatch
 from models.standards import Limit, class_limits
 from pipeline.city import City, default_city, load_toml
 from pipeline.schemas import Alert, Category, Kind, Reading
+from pipeline.topics import reading_partition
 
 PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
 CHANGES = {RAISED: Change.raised, WORSENED: Change.worsened, CLEARED: Change.cleared}
@@ -159,15 +161,16 @@ class WaterBatch:
     hours: np.ndarray
 
 
-def decode_batch(raw: bytes, city: City) -> tuple[WaterBatch, list[tuple[dict, Exception]]]:
-    """The batch's readings, and those that could not be read, each with why.
+def decode_batch(records: list[bytes], city: City) -> tuple[WaterBatch, list[tuple[bytes, Exception]]]:
+    """The readings of batch records as one batch, and what could not be read (a reading's JSON
+    or a whole record), each with why.
 
     Per reading only lists grow; the values matrix is filled at once. A batch's readings share a
     few parameter lists and timestamps (a station's samples, a reporting minute), each looked up once."""
     readings, keys, stations, ts_s, bad = [], [], [], [], []
     value_list, column_list, counts = [], [], []
     seconds: dict[str, float] = {}
-    for r in orjson.loads(raw):
+    for r in _readings_of(records, bad):
         try:
             values = r["values"]
             names = tuple(values)
@@ -180,7 +183,7 @@ def decode_batch(raw: bytes, city: City) -> tuple[WaterBatch, list[tuple[dict, E
                 at_s = seconds[ts] = datetime.fromisoformat(ts).timestamp()
             key = r["sensor_id"]
         except Exception as error:  # the bridge validated it: this is a bug or a foreign record
-            bad.append((r, error))
+            bad.append((orjson.dumps(r), error))
             continue
         readings.append(r)
         keys.append(key)
@@ -193,6 +196,16 @@ def decode_batch(raw: bytes, city: City) -> tuple[WaterBatch, list[tuple[dict, E
     matrix[np.repeat(np.arange(len(readings)), counts), column_list] = value_list
     hours = ((np.array(ts_s, float) + city.utc_offset_h * 3600) % 86400) / 3600  # city.local_hour, vectorised
     return WaterBatch(readings, keys, np.array(stations, np.int64), matrix, hours), bad
+
+
+def _readings_of(records: list[bytes], bad: list[tuple[bytes, Exception]]):
+    for raw in records:
+        try:
+            readings = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            bad.append((raw, error))
+            continue
+        yield from readings if isinstance(readings, list) else [readings]
 
 
 _COLUMNS_OF: dict[tuple[str, ...], list[int]] = {}
@@ -218,7 +231,19 @@ def dump_row(key: str, row: int) -> dict:
 
 
 BANK = StationBank(COLUMNS, limit_persistence=PERSISTENCE_READINGS)
-state_table = app.Table("water_state", default=None, partitions=SETTINGS.kafka.partitions)
+class SensorStateTable(faust.Table):
+    """A table keyed by sensor id whose changelog partition is the sensor's partition on
+    ``readings.*`` (``reading_partition``, where the bridge sends its readings), computed from the
+    key rather than taken from the event being processed: the agent writes it after screening
+    several records at once, outside any one event, and a worker that owns a readings partition
+    still owns its sensors' state."""
+
+    def partition_for_key(self, key: str) -> int:
+        return reading_partition(key, self.partitions)
+
+
+state_table = app.tables.add(SensorStateTable(app, name="water_state", default=None, beacon=app.tables.beacon,
+                                              partitions=SETTINGS.kafka.partitions))
 rows = CheckpointedTable(app, state_table, load_row, dump_row, every_s=SETTINGS.water.checkpoint_s, on_forget=BANK.forget)
 
 
@@ -243,19 +268,32 @@ def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
     return alerts, alerted
 
 
+TAKE_RECORDS, TAKE_WITHIN_S = 64, 0.02
+
+
 @app.agent(readings_topics[Kind.water])
 async def water(stream):
-    async for raw in stream:
+    # the records that arrive together (a bridge pass sends one per partition) are screened as one
+    # batch: a round of the bank costs little more for 60 sensors than for 15
+    async for records in stream.take(TAKE_RECORDS, within=TAKE_WITHIN_S):
         try:
-            batch, bad = decode_batch(raw, CITY)
+            batch, bad = decode_batch(records, CITY)
             alerts, alerted = screen_batch(batch, CITY)
-        except Exception as error:  # one bad record must not stop the stream
+            keys, failed = batch.keys, []
+        except Exception:  # a bug: record by record, so that it costs only the record it is in
+            keys, bad, alerts, alerted, failed = [], [], [], set(), []
+            for raw in records:
+                try:
+                    one, one_bad = decode_batch([raw], CITY)
+                    one_alerts, one_alerted = screen_batch(one, CITY)
+                except Exception as error:
+                    failed.append((raw, error))
+                    continue
+                keys, bad, alerts, alerted = keys + one.keys, bad + one_bad, alerts + one_alerts, alerted | one_alerted
+        for raw, error in bad + failed:  # never a silent drop: each with why
             await dead_letter("water", readings_topics[Kind.water], raw, error)
-            continue
-        for reading, error in bad:
-            await dead_letter("water", readings_topics[Kind.water], orjson.dumps(reading), error)
         now_s = time.monotonic()
-        for key in set(batch.keys):
+        for key in set(keys):
             rows.changed(key, now_s, force=key in alerted)  # an alert's state must survive a crash
         for alert in alerts:
             await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

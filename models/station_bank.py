@@ -39,7 +39,8 @@ class BankVerdicts:
 class _Detectors:
     """The ``SeasonalRobustZ`` detectors of a screen over rows, stacked: state arrays shaped
     (detector, row, ...), each detector's settings as a (detector, 1, 1) array, so a round costs the
-    same numpy calls however many detectors there are."""
+    same numpy calls however many detectors there are. NaN marks what is unknown (no residual yet, in
+    the grace period); ``StationBank.step_many`` silences numpy's warnings about it once."""
 
     ARRAYS = ("profile", "weight", "level", "abs_dev", "n_dev", "n_seen")
 
@@ -63,17 +64,21 @@ class _Detectors:
         self.level, self.abs_dev, self.n_dev = np.zeros((*shape, columns)), np.zeros((*shape, columns)), np.zeros((*shape, columns))
         self.n_seen = np.zeros((*shape, columns), np.int64)
 
-    def knots(self, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def knots(self, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each hour's two profile knots, (2, n), and their weights 1 - w and w, (2, n, 1)."""
         pos = (hours % 24.0) / 24.0 * self.n_bins
         low = np.floor(pos)
-        k1 = low.astype(np.int64) % self.n_bins
-        return k1, (k1 + 1) % self.n_bins, pos - low
+        knots = (low.astype(np.int64) + _BOTH_KNOTS) % self.n_bins
+        return knots, _KNOT_BASE + _KNOT_SIGN * (pos - low)[:, None]
 
-    def residual(self, i, x, k1, k2, w):
-        wc = w[:, None]
-        profile = (1.0 - wc) * self.profile[:, i, k1] + wc * self.profile[:, i, k2]
+    def residual(self, i, x, knots, knot_w):
+        """Residuals and z (detector, row, column), and what ``learn`` reuses: the profile at the
+        hour and its knots' profile and weight (detector, knot, row, column)."""
+        at = (slice(None), i[None], knots)
+        knot_profile, knot_weight = self.profile[at], self.weight[at]
+        profile = (knot_w * knot_profile).sum(axis=1)
         scale = np.maximum(GAUSS_MAD * self.abs_dev[:, i], self.min_scale)
-        unknown = 1.0 - ((1.0 - wc) * np.minimum(self.weight[:, i, k1], 1.0) + wc * np.minimum(self.weight[:, i, k2], 1.0))
+        unknown = 1.0 - (knot_w * np.minimum(knot_weight, 1.0)).sum(axis=1)
         if np.any(unknown > 0):  # hypot(scale, 0) is scale: rows that know this hour keep their scale exactly
             seen = self.weight[:, i] > 0
             count = np.maximum(seen.sum(axis=2), 1)
@@ -81,17 +86,16 @@ class _Detectors:
             spread = np.sqrt((((self.profile[:, i] - mean[:, :, None]) ** 2) * seen).sum(axis=2) / count)
             scale = np.hypot(scale, UNSEEN_SPREAD * unknown * spread)
         n_seen = self.n_seen[:, i]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(n_seen > 0, x - (self.level[:, i] + profile), np.nan)
-            z = np.where(n_seen >= self.grace_period, r / scale, np.nan)
-        return r, z
+        r = np.where(n_seen > 0, x - (self.level[:, i] + profile), np.nan)
+        z = np.where(n_seen >= self.grace_period, r / scale, np.nan)
+        return r, z, (profile, knot_profile, knot_weight)
 
     def allowed(self, z: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            return ~(np.abs(z) > self.z_protect)
+        return ~(np.abs(z) > self.z_protect)
 
-    def learn(self, i, x, r, k1, k2, w, mask):
-        wc = w[:, None]
+    def learn(self, i, x, r, knots, knot_w, seen_at, mask):
+        """Learn ``x`` where ``mask``; ``seen_at`` is what ``residual`` gave (the state is unchanged since)."""
+        profile, knot_profile, knot_weight = seen_at
         mask = mask & np.isfinite(x)
         has_r = mask & np.isfinite(r)
         x0 = np.where(mask, x, 0.0)
@@ -100,20 +104,24 @@ class _Detectors:
         a_scale = np.maximum(self.scale_rate, 1.0 / np.maximum(n_dev, 1.0))
         abs_dev = self.abs_dev[:, i]
         self.abs_dev[:, i] = abs_dev + has_r * a_scale * (np.abs(np.where(has_r, r, 0.0)) - abs_dev)
-        profile = (1.0 - wc) * self.profile[:, i, k1] + wc * self.profile[:, i, k2]
         a_level = np.maximum(self.level_rate, 1.0 / np.maximum(n_seen, 1))
         level = self.level[:, i]
         self.level[:, i] = level = level + mask * a_level * (x0 - profile - level)
         deviation = x0 - level
-        for knot, weight in ((k1, 1.0 - wc), (k2, wc)):
-            weights = self.weight[:, i, knot] + mask * weight
-            with np.errstate(invalid="ignore"):
-                rate = weight / np.minimum(np.maximum(weights + self.season_prior, weight), self.season_window)
-            knot_profile = self.profile[:, i, knot]
-            learned = knot_profile + mask * rate * (deviation - knot_profile)
-            skip = weight <= 0  # the one-reading form skips a knot of weight 0 (0/0 here)
-            self.weight[:, i, knot] = np.where(skip, self.weight[:, i, knot], weights)
-            self.profile[:, i, knot] = np.where(skip, knot_profile, learned)
+        # both knots at once, shaped (detector, knot, row, column): a row's two knots differ
+        mask = mask[:, None]
+        weights = knot_weight + mask * knot_w
+        rate = knot_w / np.minimum(np.maximum(weights + self.season_prior[:, None], knot_w), self.season_window[:, None])
+        learned = knot_profile + mask * rate * (deviation[:, None] - knot_profile)
+        skip = knot_w <= 0  # the one-reading form skips a knot of weight 0 (0/0 here)
+        at = (slice(None), i[None], knots)
+        self.weight[at] = np.where(skip, knot_weight, weights)
+        self.profile[at] = np.where(skip, knot_profile, learned)
+
+
+# knots() as arrays: the knots below and above an hour, weighted 1 - w and w
+_BOTH_KNOTS = np.arange(2)[:, None]
+_KNOT_BASE, _KNOT_SIGN = np.array([1.0, 0.0])[:, None, None], np.array([-1.0, 1.0])[:, None, None]
 
 
 class StationBank:
@@ -226,10 +234,11 @@ class StationBank:
         starts = np.r_[0, np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1]
         rank = np.empty(n, np.int64)
         rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-        for k in range(int(rank.max()) + 1 if n else 0):
-            at = np.flatnonzero(rank == k)
-            self._limits(rows[at], values[at], severity[at], out.limit_change, at)
-            self._screen(rows[at], values[at], hours[at], out, at)
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN marks what is unknown; once, not per call
+            for k in range(int(rank.max()) + 1 if n else 0):
+                at = np.flatnonzero(rank == k)
+                self._limits(rows[at], values[at], severity[at], out.limit_change, at)
+                self._screen(rows[at], values[at], hours[at], out, at)
         return out
 
     def _limits(self, i, x, severity, change_out, at) -> None:
@@ -240,14 +249,13 @@ class StationBank:
         active, reported = self.limit_active[i], self.limit_reported[i]
         raised = checked & ~active & (bad >= self.limit_persistence)
         cleared = checked & active & (good >= self.limit_persistence)
-        with np.errstate(invalid="ignore"):
-            worsened = checked & active & exceeded & ~cleared & (severity >= reported + self.worsen_step)
+        worsened = checked & active & exceeded & ~cleared & (severity >= reported + self.worsen_step)
         self.limit_bad[i] = np.where(checked, bad, self.limit_bad[i])
         self.limit_good[i] = np.where(checked, good, self.limit_good[i])
         self.limit_active[i] = (active | raised) & ~cleared
-        self.limit_reported[i] = np.where(raised | worsened, np.nan_to_num(severity), np.where(cleared, 0.0, reported))
+        self.limit_reported[i] = np.where(raised | worsened, severity, np.where(cleared, 0.0, reported))  # exceeded: finite
         self.limit_seen[i] |= checked
-        change_out[at] = np.select([raised, worsened, cleared], [RAISED, WORSENED, CLEARED], 0)
+        change_out[at] = raised * RAISED + worsened * WORSENED + cleared * CLEARED  # exclusive (np.select costs 35 us)
 
     def _screen(self, i, x, hours, out: BankVerdicts, at) -> None:
         own = self.own[i]
@@ -263,8 +271,8 @@ class StationBank:
         missing = np.isnan(x)
         x0 = np.where(missing, 0.0, x)
         d = self.detectors
-        k1, k2, w = d.knots(hours)
-        r, z_d = d.residual(i, x0, k1, k2, w)  # (detector, row, column)
+        knots, knot_w = d.knots(hours)
+        r, z_d, seen_at = d.residual(i, x0, knots, knot_w)  # (detector, row, column)
         # the pollution way: DO down, nutrients and oil up; the faster or slower level, whichever sees more
         stacked = np.where(missing, np.nan, z_d) * self._signs
         z = np.where(np.isnan(stacked), -np.inf, stacked).max(axis=0)
@@ -272,14 +280,14 @@ class StationBank:
         some = ~np.isnan(z).all(axis=1)
         best = np.where(some, np.argmax(np.where(np.isnan(z), -np.inf, z), axis=1), -1)
         top = np.where(some, z[np.arange(len(i)), np.maximum(best, 0)], 0.0)
-        supporting = np.sum(np.nan_to_num(z, nan=-np.inf) >= self.z_support, axis=1)
+        supporting = np.count_nonzero(z >= self.z_support, axis=1)  # NaN compares False
         flagged = ((top >= self.z_flag) & (supporting >= 2)) | (top >= self.z_single)
-        d.learn(i, x0, r, k1, k2, w, ~missing & ~flagged[:, None] & d.allowed(z_d))
+        d.learn(i, x0, r, knots, knot_w, seen_at, ~missing & ~flagged[:, None] & d.allowed(z_d))
         self.stepped[i] = True
         self.bad[i] = bad = np.where(flagged, self.bad[i] + 1, 0)
         self.good[i] = good = np.where(flagged, 0, self.good[i] + 1)
         raised = ~self.active[i] & (bad >= self.persistence)
         cleared = self.active[i] & (good >= self.persistence)
         self.active[i] = (self.active[i] | raised) & ~cleared
-        out.change[at] = np.select([raised, cleared], [RAISED, CLEARED], 0)
+        out.change[at] = raised * RAISED + cleared * CLEARED
         out.best[at], out.z[at] = best, top

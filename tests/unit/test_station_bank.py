@@ -158,8 +158,10 @@ def test_the_water_agents_batch_decoding_gives_each_readings_values_station_and_
     readings = simulated_water_readings()
     odd = Reading.model_validate({**orjson.loads(readings[0]), "values": {"do": {"value": 4, "unit": "mg/L"}}}).to_json()  # one parameter
     foreign = b'{"sensor_id":"x","station":"nowhere","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":5,"unit":"mg/L"}}}'
-    batch, bad = decode_batch(encode_batch(readings + [odd, foreign]), CITY)
-    assert [r for r, _ in bad] == [orjson.loads(foreign)] and isinstance(bad[0][1], KeyError)
+    half = len(readings) // 2  # records as the agent takes them: several at once, one not JSON
+    batch, bad = decode_batch([encode_batch(readings[:half]), b"[{not json", encode_batch(readings[half:] + [odd, foreign])], CITY)
+    assert [raw for raw, _ in bad] == [b"[{not json", foreign]
+    assert isinstance(bad[0][1], orjson.JSONDecodeError) and isinstance(bad[1][1], KeyError)
     assert len(batch.readings) == len(batch.keys) == len(readings) + 1
     for n, raw in enumerate(readings + [odd]):
         reading = Reading.model_validate_json(raw)
