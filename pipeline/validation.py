@@ -153,7 +153,11 @@ class ReadingValidator:
                 f"{sensor.district}/{sensor.site}, not {reading.kind.value} at {reading.district}/{reading.station}"
             )
 
-        values = {name: self._canonical(reading.kind, name, q) for name, q in reading.values.items()}
+        specs = self.specs.get(reading.kind, {})
+        # the common case, every quantity in its canonical unit and possible, kept as it is at the cost of a look
+        canonical = all((spec := specs.get(name)) is not None and q.unit == spec.unit and spec.min <= q.value <= spec.max
+                        for name, q in reading.values.items())
+        values = None if canonical else {name: self._canonical(reading.kind, name, q) for name, q in reading.values.items()}
 
         if (reading.ts - now).total_seconds() > self.max_future_s:
             raise Rejected("future_timestamp", f"timestamp {reading.ts.isoformat()} is more than {self.max_future_s:g} s in the future")
@@ -163,7 +167,7 @@ class ReadingValidator:
         self._seen[key] = None
         if len(self._seen) > self.dedup_window:
             self._seen.popitem(last=False)
-        if all(values[name] is q for name, q in reading.values.items()):
+        if values is None or all(values[name] is q for name, q in reading.values.items()):
             return reading  # every unit canonical already: nothing to copy
         return reading.model_copy(update={"values": values})
 
