@@ -3,9 +3,10 @@
 A record on ``readings.water`` is a batch of one partition's readings (the bridge's pass). The agent
 takes the records that arrive together and screens their readings at once with a ``StationBank``
 (models/station_bank.py): the limit rule and the statistical screen of every sensor as arrays,
-giving what the one-reading forms below (``assess``, ``watch_reading``) give reading by reading. Each sensor's row is checkpointed as one entry of the
-Faust table ``water_state`` (agents/checkpoint.py), so it survives a worker restart; the bridge puts
-a sensor's readings in one partition, so its entry stays in one changelog partition.
+giving what the one-reading forms below (``assess``, ``watch_reading``) give reading by reading.
+Each sensor's row is checkpointed as one entry of the Faust table ``water_state``
+(agents/checkpoint.py), so it survives a worker restart; the bridge puts a sensor's readings in one
+partition, and its entry goes to the same changelog partition (``SensorStateTable``).
 """
 
 from __future__ import annotations
@@ -231,6 +232,8 @@ def dump_row(key: str, row: int) -> dict:
 
 
 BANK = StationBank(COLUMNS, limit_persistence=PERSISTENCE_READINGS)
+
+
 class SensorStateTable(faust.Table):
     """A table keyed by sensor id whose changelog partition is the sensor's partition on
     ``readings.*`` (``reading_partition``, where the bridge sends its readings), computed from the
