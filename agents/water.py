@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import faust
 import numpy as np
@@ -174,8 +175,7 @@ def decode_batch(records: list[bytes], city: City) -> tuple[WaterBatch, list[tup
     for r in _readings_of(records, bad):
         try:
             values = r["values"]
-            names = tuple(values)
-            columns = _COLUMNS_OF.get(names) or _columns_of(names)
+            columns = _columns_of(tuple(values))
             numbers = [float(q["value"]) for q in values.values()]
             station = STATION_ROW[r["station"]]
             ts = r["ts"]
@@ -209,15 +209,10 @@ def _readings_of(records: list[bytes], bad: list[tuple[bytes, Exception]]):
         yield from readings if isinstance(readings, list) else [readings]
 
 
-_COLUMNS_OF: dict[tuple[str, ...], list[int]] = {}
-
-
-def _columns_of(names: tuple[str, ...]) -> list[int]:
+@lru_cache(maxsize=10_000)  # a few parameter lists are sent
+def _columns_of(names: tuple[str, ...]) -> tuple[int, ...]:
     """The columns of a reading's parameters, in its order (KeyError for a parameter not in COLUMNS)."""
-    if len(_COLUMNS_OF) > 10_000:
-        _COLUMNS_OF.clear()
-    _COLUMNS_OF[names] = [COLUMN[p] for p in names]
-    return _COLUMNS_OF[names]
+    return tuple(COLUMN[p] for p in names)
 
 
 def load_row(key: str, checkpoint: Mapping | None, reading: dict) -> int:
@@ -271,6 +266,14 @@ def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
     return alerts, alerted
 
 
+def screen_records(records: list[bytes]) -> tuple[list[str], list[Alert], set[str], list[tuple[bytes, Exception]]]:
+    """Batch records through the bank as one batch: (sensor ids, alerts, the sensors that raised or
+    cleared one, what could not be read with why)."""
+    batch, bad = decode_batch(records, CITY)
+    alerts, alerted = screen_batch(batch, CITY)
+    return batch.keys, alerts, alerted, bad
+
+
 TAKE_RECORDS, TAKE_WITHIN_S = 64, 0.02
 
 
@@ -280,23 +283,19 @@ async def water(stream):
     # batch: a round of the bank costs little more for 60 sensors than for 15
     async for records in stream.take(TAKE_RECORDS, within=TAKE_WITHIN_S):
         try:
-            batch, bad = decode_batch(records, CITY)
-            alerts, alerted = screen_batch(batch, CITY)
-            keys, failed = batch.keys, []
+            results = [screen_records(records)]
         except Exception:  # a bug: record by record, so that it costs only the record it is in
-            keys, bad, alerts, alerted, failed = [], [], [], set(), []
+            results = []
             for raw in records:
                 try:
-                    one, one_bad = decode_batch([raw], CITY)
-                    one_alerts, one_alerted = screen_batch(one, CITY)
+                    results.append(screen_records([raw]))
                 except Exception as error:
-                    failed.append((raw, error))
-                    continue
-                keys, bad, alerts, alerted = keys + one.keys, bad + one_bad, alerts + one_alerts, alerted | one_alerted
-        for raw, error in bad + failed:  # never a silent drop: each with why
-            await dead_letter("water", readings_topics[Kind.water], raw, error)
+                    results.append(([], [], set(), [(raw, error)]))
         now_s = time.monotonic()
-        for key in set(keys):
-            rows.changed(key, now_s, force=key in alerted)  # an alert's state must survive a crash
-        for alert in alerts:
-            await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())
+        for keys, alerts, alerted, bad in results:
+            for raw, error in bad:  # never a silent drop: each with why
+                await dead_letter("water", readings_topics[Kind.water], raw, error)
+            for key in set(keys):
+                rows.changed(key, now_s, force=key in alerted)  # an alert's state must survive a crash
+            for alert in alerts:
+                await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

@@ -25,6 +25,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import orjson
 
@@ -100,9 +101,7 @@ def reading_lines_json(raw: bytes) -> list[str]:
                 _READING_PREFIXES.clear()
             prefix = _READING_PREFIXES[key] = "readings" + "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(tags.items()) if v) + " "
         values = r["values"]
-        names = tuple(values)
-        template = _FIELD_TEMPLATES.get(names) or _field_template(names)
-        fields = template % tuple([float(q["value"]) for q in values.values()])  # %r of a float is its repr
+        fields = _field_template(tuple(values)) % tuple([float(q["value"]) for q in values.values()])  # %r of a float is its repr
         if detection:
             fields += f",confidence={float(r['confidence'])!r}"
         ts = r["ts"]
@@ -114,15 +113,12 @@ def reading_lines_json(raw: bytes) -> list[str]:
 
 
 _READING_PREFIXES: dict[tuple, str] = {}
-_FIELD_TEMPLATES: dict[tuple[str, ...], str] = {}
 
 
+@lru_cache(maxsize=10_000)  # a few parameter lists are sent
 def _field_template(names: tuple[str, ...]) -> str:
     """``name=%r,...`` for a reading's parameter names, escaped once."""
-    if len(_FIELD_TEMPLATES) > 10_000:
-        _FIELD_TEMPLATES.clear()
-    _FIELD_TEMPLATES[names] = ",".join(f"{_tag(name).replace('%', '%%')}=%r" for name in names)
-    return _FIELD_TEMPLATES[names]
+    return ",".join(f"{_tag(name).replace('%', '%%')}=%r" for name in names)
 
 
 def alert_line(a: Alert) -> str:

@@ -167,9 +167,9 @@ class ReadingValidator:
         self._seen[key] = None
         if len(self._seen) > self.dedup_window:
             self._seen.popitem(last=False)
-        if values is None or all(values[name] is q for name, q in reading.values.items()):
+        if values is None:
             return reading  # every unit canonical already: nothing to copy
-        return reading.model_copy(update={"values": values})
+        return reading.model_copy(update={"values": values})  # a unit converted
 
     def _canonical(self, kind: Kind, name: str, q: Quantity) -> Quantity:
         spec = self.specs.get(kind, {}).get(name)
@@ -177,7 +177,7 @@ class ReadingValidator:
             raise Rejected("unknown_parameter", f"unknown parameter {name!r} for {kind.value} (known: {sorted(self.specs.get(kind, {}))})")
         if q.unit == spec.unit:
             if spec.min <= q.value <= spec.max:
-                return q  # the common case: canonical and possible, kept as it is
+                return q  # canonical and possible, kept as it is (another quantity needs converting)
             value = q.value
         elif q.unit in spec.convert:
             value = q.value * spec.convert[q.unit]
