@@ -21,7 +21,7 @@ from models.river import Point, RiverNetwork
 
 from models.transport import dispersion_sigma_s, plume_mg_l
 
-SIGNATURE_POLLUTANTS = ("cod", "nh3n", "oil", "tp")
+SIGNATURE_POLLUTANTS = ("cod", "nh3n", "oil", "total_phosphorus")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float
     each pollutant's share (``spread`` = sd of the log share), so a pollutant the source does not
     emit (share ~0) counts against it as much as a missing main pollutant.
 
-    >>> sewage, outfall = np.array([0.85, 0.15, 0.0]), np.array([0.8, 0.1, 0.1])  # cod, nh3n, tp
+    >>> sewage, outfall = np.array([0.85, 0.15, 0.0]), np.array([0.8, 0.1, 0.1])  # cod, nh3n, total_phosphorus
     >>> seen = np.array([80.0, 9.0, 11.0])  # kg: phosphorus present
     >>> signature_loglik(seen, outfall) > signature_loglik(seen, sewage)
     True
@@ -83,7 +83,7 @@ def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float
 
 
 def leading_pollutant(masses: Mapping[str, float]) -> str:
-    for p in ("oil", "nh3n", "tp"):
+    for p in ("oil", "nh3n", "total_phosphorus"):
         if masses.get(p, 0.0) > 0 and p in masses and masses[p] / max(sum(masses.values()), 1e-9) > 0.02:
             return p
     return "cod"

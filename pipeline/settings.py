@@ -140,6 +140,7 @@ class WaterSettings(BaseModel):
     persistence_readings: int = Field(3, ge=1)
     default_class: Literal["I", "II", "III", "IV", "V"] = "III"
     checkpoint_s: float = Field(10.0, ge=0)  # a sensor's state is written to its table at most this often
+    screen: dict[str, float] = {}  # models.water_screen.ScreenSettings; unknown keys fail at start
 
 
 class Settings(BaseSettings):

@@ -31,11 +31,28 @@ class ParameterSpec:
     min: float
     max: float
     label: str = ""
+    direction: str = "both"   # water: the way a change is evidence of an event (up, down, both, none)
+    resolution: float = 1e-6  # water: the sensor's smallest step, the screen's noise floor
+    instances: int = 1        # several instruments of one quantity: name, name_2, ... name_N
 
 
 def parameter_specs(raw: dict) -> dict[Kind, dict[str, ParameterSpec]]:
-    """config/parameters.toml as {kind: {parameter: spec}}."""
-    return {Kind(kind): {name: ParameterSpec(**spec) for name, spec in params.items()} for kind, params in raw.items()}
+    """config/parameters.toml as {kind: {parameter: spec}}, a second instrument of a quantity
+    (``instances``) as ``<name>_2`` and so on.
+
+    >>> specs = parameter_specs({"water": {"flow": {"unit": "m3/h", "convert": {}, "min": 0, "max": 1e6, "instances": 2}}})
+    >>> sorted(specs[Kind.water])
+    ['flow', 'flow_2']
+    """
+    out: dict[Kind, dict[str, ParameterSpec]] = {}
+    for kind, params in raw.items():
+        specs = out[Kind(kind)] = {}
+        for name, spec in params.items():
+            spec = ParameterSpec(**spec)
+            specs[name] = spec
+            for n in range(2, spec.instances + 1):
+                specs[f"{name}_{n}"] = spec
+    return out
 
 
 _BATCHES = {False: TypeAdapter(list[Reading]), True: TypeAdapter(list[CameraDetection])}  # by "is a camera"

@@ -16,7 +16,7 @@ from models.arrival import Arrival, predict_arrival
 from models.tracing import Candidate, StationSeries, Suspect, trace
 from pipeline.city import City, load_toml
 
-POLLUTANTS = ("oil", "nh3n", "cod", "tp")
+POLLUTANTS = ("oil", "nh3n", "cod", "total_phosphorus")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ import pandas as pd
 
 from models.standards import class_limits
 from pipeline.city import City, load_toml
-from models.sensor_faults import Finding, classify_station
+from models.sensor_faults import Finding, station_findings
+from pipeline.settings import load_settings
+from pipeline.water_screen import new_screen
 from pipeline.water_tracing import History, trace_incident
 from sensors_sim.recording import Recording
 from sensors_sim.scenario import Scenario, load_scenario, random_release_event, simulate
@@ -89,13 +91,33 @@ def gb3838_detections(city: City, data: dict[str, History], persistence: int = P
     return found
 
 
-def statistical_findings(rec: Recording, data: dict[str, History], city: City) -> dict[str, list[Finding]]:
-    """Per station: the statistical detectors' findings (pollution or sensor fault), test-then-train."""
-    local_offset_s = city.utc_offset_h * 3600
+def statistical_findings(rec: Recording, data: dict[str, History], city: City,
+                         screen_settings: dict[str, float] | None = None) -> dict[str, list[Finding]]:
+    """Per station: the water screen's findings (pollution or sensor fault), streamed in time order:
+    the screen the water agent runs, with the configured settings, all stations at once."""
     start_s = rec.truth.start.timestamp()
     step_s = float(rec.truth.steps_s["water"])
-    return {sid: classify_station(h.t_s, h.values, ((start_s + local_offset_s + h.t_s) % 86400) / 3600, step_s)
-            for sid, h in data.items()}
+    parameters = sorted({p for h in data.values() for p in h.values})
+    values = screen_settings if screen_settings is not None else load_settings().water.screen
+    screen = new_screen(values, parameters, utc_offset_h=city.utc_offset_h)
+    rows, ts, blocks = [], [], []
+    for sid, h in data.items():
+        i = screen.add(sid, sorted(h.values))
+        rows.append(np.full(len(h.t_s), i))
+        ts.append(start_s + h.t_s)
+        blocks.append(np.column_stack([h.values[p] if p in h.values else np.full(len(h.t_s), np.nan) for p in parameters]))
+    rows_all, ts_all, X_all = np.concatenate(rows), np.concatenate(ts), np.vstack(blocks)
+    order = np.argsort(ts_all, kind="stable")  # arrival order: by time, station by station
+    verdicts = screen.step_many(rows_all[order], X_all[order], ts_all[order])
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    out, at = {}, 0
+    for sid, h in data.items():
+        n = len(h.t_s)
+        mine = back[at: at + n]
+        out[sid] = station_findings(h.t_s, parameters, X_all[at: at + n], verdicts.take(mine), step_s)
+        at += n
+    return out
 
 
 def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) -> RunSummary:

@@ -26,7 +26,7 @@ from sensors_sim.recording import Recording
 from sensors_sim.truth import GroundTruth, TruthEvent
 
 FEEDS = ("water", "rain", "crowd", "camera")
-DECAY_PER_DAY = {"oil": 0.3, "nh3n": 0.2, "cod": 0.1, "tp": 0.05}
+DECAY_PER_DAY = {"oil": 0.3, "nh3n": 0.2, "cod": 0.1, "total_phosphorus": 0.05}
 SPIKE_SCALE = {**water.NOISE, "rain": 2.0, "interval_s": 0.0, "count": 50.0, "flow_in": 5.0, "flow_out": 5.0}
 TIER_ORDER = ("blue", "yellow", "orange", "red")
 
@@ -303,7 +303,7 @@ def _water_truth(scn, city, network, event, n, source, stations, plume, before, 
     """Stations the release reaches, when the clean signal first breaks a limit, and how far."""
     affected, first_cross, worst = [], None, 0.0
     arrivals, peaks = {}, {}
-    watched = [p for p in ("do", *plume.added) if p != "temp"]
+    watched = [p for p in ("do", *plume.added) if p != "temperature"]
     for j, station in enumerate(stations):
         if np.isnan(plume.travel_s[j]):
             continue

@@ -15,9 +15,9 @@ import numpy as np
 from models.river import RiverNetwork
 from models.transport import dispersion_sigma_s, plume_mg_l
 
-PARAMS = ("temp", "do", "ph", "nh3n", "cod", "codmn", "tp", "turbidity", "conductivity", "oil")
+PARAMS = ("temperature", "do", "ph", "nh3n", "cod", "codmn", "total_phosphorus", "turbidity", "conductivity", "oil")
 # sensor noise (1 sd), in canonical units
-NOISE = {"temp": 0.05, "do": 0.08, "ph": 0.02, "nh3n": 0.02, "cod": 0.6, "codmn": 0.1, "tp": 0.005,
+NOISE = {"temperature": 0.05, "do": 0.08, "ph": 0.02, "nh3n": 0.02, "cod": 0.6, "codmn": 0.1, "total_phosphorus": 0.005,
          "turbidity": 0.8, "conductivity": 4.0, "oil": 0.003}
 # oxygen taken per mg/L of added load (mg O2 per mg): organic matter and nitrification
 OXYGEN_DEMAND = {"cod": 0.25, "nh3n": 1.5}
@@ -51,13 +51,13 @@ def baseline(local_hour: np.ndarray, day: np.ndarray, n_stations: int, month: in
     cleaner = np.array([{"I": 0.4, "II": 0.6, "III": 1.0, "IV": 1.3, "V": 1.6}.get(c, 1.0) for c in classes])
     slow = np.sin(day[:, None] / 3 * 2 * np.pi + rng.uniform(0, 2 * np.pi, S))  # multi-day wander
     clean = {
-        "temp": temp,
+        "temperature": temp,
         "do": do,
         "ph": 7.5 + rng.normal(0, 0.15, S) + 0.2 * light,
         "nh3n": cleaner * rng.uniform(0.2, 0.35, S) * (1 + 0.1 * slow),
         "cod": cleaner * rng.uniform(9, 13, S) * (1 + 0.05 * slow),
         "codmn": cleaner * rng.uniform(2.5, 3.8, S) * (1 + 0.05 * slow),
-        "tp": cleaner * rng.uniform(0.05, 0.1, S) * (1 + 0.1 * slow),
+        "total_phosphorus": cleaner * rng.uniform(0.05, 0.1, S) * (1 + 0.1 * slow),
         "turbidity": rng.uniform(8, 25, S) * (1 + 0.2 * slow),
         "conductivity": rng.uniform(280, 450, S) * (1 + 0.03 * slow),
         "oil": cleaner * rng.uniform(0.008, 0.02, S) * np.ones((T, 1)),

@@ -235,7 +235,7 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("another feed's parameter", T, enc(value("rain", 1, "mm")), "unknown_parameter", "rain"),
         Case("DO in ppm", T, enc(value("do", 8, "ppm")), "wrong_unit", "ppm"),
         Case("pH in mg/L", T, enc(value("ph", 7.5, "mg/L")), "wrong_unit", "mg/L"),
-        Case("temperature in degF", T, enc(value("temp", 60, "degF")), "wrong_unit", "degF"),
+        Case("temperature in degF", T, enc(value("temperature", 60, "degF")), "wrong_unit", "degF"),
         Case("unit in another case", T, enc(value("do", 8, "MG/L")), "wrong_unit", "MG/L"),
         # size
         Case("oversized payload", T, enc(r(note="x" * 70_000)), "too_large", f"> {max_payload_bytes}"),

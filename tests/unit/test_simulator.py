@@ -76,7 +76,7 @@ def test_dissolved_oxygen_stays_within_saturation_bounds(name):
     scn = replace(load_scenario(name, city=CITY), faults=NO_FAULTS)  # physics only
     frame = simulate(scn, CITY).frame
     wide = frame[frame["kind"] == "water"].pivot_table(index=["sensor_id", "ts_ms"], columns="parameter", values="value", observed=True)
-    ratio = wide["do"] / water.do_saturation_mg_l(wide["temp"])
+    ratio = wide["do"] / water.do_saturation_mg_l(wide["temperature"])
     assert ratio.max() < 1.25  # supersaturation by day, never beyond what photosynthesis gives
     assert (wide["do"] >= 0).all() and (ratio > 0.6).mean() > 0.9  # low only where a sag takes oxygen
 
