@@ -186,7 +186,7 @@ def opened_s(incident: dict) -> float:
 
 def river_passed_s(city: City, point, river: str, at_s: float, rules: dict) -> float:
     """When what was at ``point`` at ``at_s`` will have passed the river's last station, plus a margin."""
-    times = [t for st in city.stations.values() if st.river == river if (t := city.network.travel_time_s(point, st.point)) is not None]
+    times = [t for st in city.stations.values() if st.river == river and not st.treated if (t := city.network.travel_time_s(point, st.point)) is not None]
     return at_s + max(times, default=0.0) + rules["grouping"]["plume_margin_h"] * 3600
 
 

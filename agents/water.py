@@ -1,12 +1,12 @@
-"""Water agent: GB 3838 exceedance with a persistence rule, and the statistical screen -> Alerts.
+"""Water agent: GB 3838 exceedance with a persistence rule, and the water screen -> Alerts.
 
 A record on ``readings.water`` is a batch of one partition's readings (the bridge's pass). The agent
-takes the records that arrive together and screens their readings at once with a ``StationBank``
-(models/station_bank.py): the limit rule and the statistical screen of every sensor as arrays,
-giving what the one-reading forms below (``assess``, ``watch_reading``) give reading by reading.
-Each sensor's row is checkpointed as one entry of the Faust table ``water_state``
-(agents/checkpoint.py), so it survives a worker restart; the bridge puts a sensor's readings in one
-partition, and its entry goes to the same changelog partition (``SensorStateTable``).
+takes the records that arrive together and runs their readings at once through the water screen
+(models/water_screen.py, the one the evaluations run) and the limit rule's array form
+(models/persistence.py ``PersistenceArrays``, equal to ``step`` reading by reading). Each sensor's
+row is checkpointed as one entry of the Faust table ``water_state`` (agents/checkpoint.py), so it
+survives a worker restart; the bridge puts a sensor's readings in one partition, and its entry goes
+to the same changelog partition (``SensorStateTable``).
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ import orjson
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, readings_topics
 from agents.checkpoint import CheckpointedTable
-from models.persistence import Change, PersistenceState, step
-from models.station_bank import CLEARED, RAISED, WORSENED, StationBank
-from models.station_watch import StationWatch
+from models.persistence import CODES, Change, PersistenceArrays, PersistenceState
 from models.standards import Limit, class_limits
+from models.water_screen import RAISED, rounds
 from pipeline.city import City, default_city, load_toml
 from pipeline.schemas import Alert, Category, Kind, Reading
 from pipeline.topics import reading_partition
+from pipeline.water_screen import new_screen, water_label, water_parameters
 
 PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
-CHANGES = {RAISED: Change.raised, WORSENED: Change.worsened, CLEARED: Change.cleared}
 
 
 def station_limits(city: City, gb3838: Mapping, default_class: str) -> dict[str, dict[str, Limit]]:
@@ -48,7 +47,7 @@ def limit_alert(reading: Reading, parameter: str, limit: Limit, severity: float 
     """The alert of a change of the limit rule for one parameter of ``reading``."""
     station = city.stations[reading.station]
     quantity = reading.values[parameter]
-    label = load_toml("parameters")["water"][parameter].get("label", parameter)
+    label = water_label(parameter)
     if change is not Change.cleared:
         relation = "below" if limit.low is not None and quantity.value < limit.low else "above"
         running = f"for {persistence} readings running" if change is Change.raised else "and worsening"
@@ -67,60 +66,29 @@ def limit_alert(reading: Reading, parameter: str, limit: Limit, severity: float 
     )
 
 
-def screen_alert(reading: Reading, parameter: str, z: float, city: City) -> Alert:
-    """The statistical screen's early alert: raised before any standard limit is crossed, so it is
-    an early (blue) warning; the limit rule's alerts for the same parameter escalate the same incident."""
+def screen_alert(reading: Reading, parameter: str, z: float, evidence: float, moved: list[str], city: City) -> Alert:
+    """The water screen's early alert: raised before any standard limit is crossed, so it is an
+    early (blue) warning; the limit rule's alerts for the same parameter escalate the same incident."""
     station = city.stations[reading.station]
-    label = load_toml("parameters")["water"][parameter].get("label", parameter)
     quantity = reading.values[parameter]
     limits = LIMITS[reading.station]
+    others = [water_label(p) for p in moved if p != parameter]
+    along = f", with {', '.join(others)} off too" if others else ""
     return Alert(
         alert_id=f"{reading.sensor_id}:{parameter}:{int(reading.ts.timestamp() * 1000)}:statistical",
         category=Category.water, rule="statistical", sensor_id=reading.sensor_id, station=reading.station,
         district=reading.district, township=station.township, area=station.river, ts=reading.ts, parameter=parameter,
         value=quantity.value, unit=quantity.unit, limit=limits[parameter].bound if parameter in limits else 0.0, severity=0.1,
-        message=(f"{station.name}: {label} {quantity.value:.3g} {quantity.unit} is {z:.1f} robust sd from normal "
-                 f"for this hour, with related parameters moving too (early warning: no limit crossed yet)"),
+        message=(f"{station.name}: {water_label(parameter)} {quantity.value:.3g} {quantity.unit} is {abs(z):.1f} sd from "
+                 f"normal for this hour{along} (evidence {evidence:.0f}; early warning: no limit crossed yet)"),
     )
-
-
-def assess(
-    reading: Reading,
-    limits: Mapping[str, Limit],
-    states: Mapping[str, PersistenceState],
-    persistence: int,
-    city: City,
-) -> tuple[dict[str, PersistenceState], list[Alert]]:
-    """The limit rule for one reading: new persistence states per parameter and the alerts raised or cleared."""
-    new_states: dict[str, PersistenceState] = {}
-    alerts: list[Alert] = []
-    for parameter, quantity in reading.values.items():
-        limit = limits.get(parameter)
-        if limit is None:
-            continue
-        severity = limit.severity(quantity.value)
-        new_states[parameter], change = step(states.get(parameter, PersistenceState()), severity, persistence)
-        if change is not None:
-            alerts.append(limit_alert(reading, parameter, limit, severity, change, persistence, city))
-    return new_states, alerts
-
-
-def watch_reading(reading: Reading, watch: StationWatch | None, city: City) -> tuple[StationWatch, Alert | None]:
-    """The statistical screen for one reading: the (updated) watch, and an early alert when pollution is raised."""
-    values = {p: q.value for p, q in reading.values.items()}
-    watch = watch if watch is not None else StationWatch(sorted(values))
-    verdict = watch.step(values, city.local_hour(reading.ts))
-    alert = None
-    if verdict.change == "raised" and verdict.parameter is not None:
-        alert = screen_alert(reading, verdict.parameter, verdict.z, city)
-    return watch, alert
 
 
 CITY = default_city()
 LIMITS = station_limits(CITY, load_toml("gb3838"), SETTINGS.water.default_class)
 
 
-COLUMNS = sorted(load_toml("parameters")["water"])
+COLUMNS = list(water_parameters())
 COLUMN = {p: j for j, p in enumerate(COLUMNS)}
 STATION_ROW = {station_id: k for k, station_id in enumerate(CITY.stations)}
 
@@ -154,13 +122,13 @@ def severity_many(stations: np.ndarray, values: np.ndarray) -> np.ndarray:
 @dataclass
 class WaterBatch:
     """A batch record's readings as arrays: JSON as forwarded (for alerts), sensor ids, station rows,
-    values over ``COLUMNS`` (NaN: not in the reading), local hours."""
+    values over ``COLUMNS`` (NaN: not in the reading), times (epoch seconds)."""
 
     readings: list[dict]
     keys: list[str]
     stations: np.ndarray
     values: np.ndarray
-    hours: np.ndarray
+    ts_s: np.ndarray
 
 
 def decode_batch(records: list[bytes], city: City) -> tuple[WaterBatch, list[tuple[bytes, Exception]]]:
@@ -195,8 +163,7 @@ def decode_batch(records: list[bytes], city: City) -> tuple[WaterBatch, list[tup
         counts.append(len(columns))
     matrix = np.full((len(readings), len(COLUMNS)), np.nan)
     matrix[np.repeat(np.arange(len(readings)), counts), column_list] = value_list
-    hours = ((np.array(ts_s, float) + city.utc_offset_h * 3600) % 86400) / 3600  # city.local_hour, vectorised
-    return WaterBatch(readings, keys, np.array(stations, np.int64), matrix, hours), bad
+    return WaterBatch(readings, keys, np.array(stations, np.int64), matrix, np.array(ts_s, float)), bad
 
 
 def _readings_of(records: list[bytes], bad: list[tuple[bytes, Exception]]):
@@ -215,18 +182,21 @@ def _columns_of(names: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(COLUMN[p] for p in names)
 
 
+SCREEN = new_screen(SETTINGS.water.screen, COLUMNS, utc_offset_h=CITY.utc_offset_h)
+LIMIT_RULE = PersistenceArrays(len(COLUMNS), PERSISTENCE_READINGS)
+
+
 def load_row(key: str, checkpoint: Mapping | None, reading: dict) -> int:
-    """The sensor's bank row from its checkpoint; a new sensor screens the parameters of ``reading``."""
+    """The sensor's row from its checkpoint; a new sensor screens the parameters of ``reading``."""
     checkpoint = checkpoint or {}
-    return BANK.load(key, checkpoint.get("watch"), checkpoint.get("persistence", {}), sorted(reading["values"]))
+    i = SCREEN.load(key, checkpoint.get("screen"), sorted(reading["values"]))
+    LIMIT_RULE.load(i, {COLUMN[p]: PersistenceState(*s) for p, s in checkpoint.get("persistence", {}).items()})
+    return i
 
 
 def dump_row(key: str, row: int) -> dict:
-    watch, persistence = BANK.state(key)
-    return {"persistence": persistence, "watch": watch}
-
-
-BANK = StationBank(COLUMNS, limit_persistence=PERSISTENCE_READINGS)
+    persistence = {COLUMNS[j]: [s.bad_run, s.good_run, s.active, s.reported_severity] for j, s in LIMIT_RULE.states(row).items()}
+    return {"persistence": persistence, "screen": SCREEN.state(key)}
 
 
 class SensorStateTable(faust.Table):
@@ -242,25 +212,33 @@ class SensorStateTable(faust.Table):
 
 state_table = app.tables.add(SensorStateTable(app, name="water_state", default=None, beacon=app.tables.beacon,
                                               partitions=SETTINGS.kafka.partitions))
-rows = CheckpointedTable(app, state_table, load_row, dump_row, every_s=SETTINGS.water.checkpoint_s, on_forget=BANK.forget)
+rows = CheckpointedTable(app, state_table, load_row, dump_row, every_s=SETTINGS.water.checkpoint_s, on_forget=SCREEN.forget)
 
 
 def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
-    """The batch through the bank: its alerts (in reading order) and the sensors that raised or cleared one."""
+    """The batch through the screen and the limit rule: its alerts (in reading order) and the sensors
+    that raised or cleared one."""
     row_of = np.array([rows.get(key, reading) for key, reading in zip(batch.keys, batch.readings)], np.int64)
-    verdicts = BANK.step_many(row_of, batch.values, batch.hours, severity_many(batch.stations, batch.values))
+    verdicts = SCREEN.step_many(row_of, batch.values, batch.ts_s)
+    severity = severity_many(batch.stations, batch.values)
+    checked = np.isfinite(batch.values) & ~np.isneginf(severity)
+    limit_change = np.zeros(batch.values.shape, np.int8)
+    for at in rounds(row_of):  # a sensor's readings in order, one per round
+        limit_change[at] = LIMIT_RULE.step(row_of[at], severity[at], checked[at])
     alerts: list[Alert] = []
     alerted: set[str] = set()
-    for n in np.flatnonzero((verdicts.change == RAISED) | verdicts.limit_change.any(axis=1)):
+    for n in np.flatnonzero((verdicts.change == RAISED) | limit_change.any(axis=1)):
         reading = Reading.model_validate(batch.readings[n])
-        if verdicts.change[n] == RAISED and verdicts.best[n] >= 0:
-            alerts.append(screen_alert(reading, COLUMNS[verdicts.best[n]], float(verdicts.z[n]), city))
+        top = int(verdicts.top[n])
+        if verdicts.change[n] == RAISED and top >= 0 and COLUMNS[top] in reading.values:
+            moved = [COLUMNS[j] for j in np.flatnonzero(verdicts.outlier[n])]
+            alerts.append(screen_alert(reading, COLUMNS[top], float(verdicts.z[n, top]), float(verdicts.evidence[n]), moved, city))
         for parameter in reading.values:
-            code = verdicts.limit_change[n, COLUMN[parameter]]
+            code = limit_change[n, COLUMN[parameter]]
             if code:
                 limit = LIMITS[reading.station][parameter]
                 alerts.append(limit_alert(reading, parameter, limit, limit.severity(reading.values[parameter].value),
-                                          CHANGES[int(code)], PERSISTENCE_READINGS, city))
+                                          CODES[int(code)], PERSISTENCE_READINGS, city))
         alerted.add(reading.sensor_id)
     alerted.update(key for key, change in zip(batch.keys, verdicts.change) if change)  # the screen cleared: no alert, but a state to keep
     return alerts, alerted

@@ -328,7 +328,7 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
 def probe_stations(city, count: int) -> list:
     """One station on each of ``count`` rivers (an incident is a river's: one warning per probe)."""
     first_of_river = {}
-    for st in city.stations.values():
+    for st in (s for s in city.stations.values() if not s.treated):
         first_of_river.setdefault(st.river, st)
     return list(first_of_river.values())[:count]
 

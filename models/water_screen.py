@@ -68,9 +68,9 @@ class ParameterSpec:
 class ScreenSettings:
     """The screen's settings; every time in seconds (config/water.toml ``[screen]``)."""
 
-    fast_level_s: float = 6 * 3600.0     # time constant of the fast level
+    fast_level_s: float = 3600.0         # time constant of the fast level (the day's wander)
     slow_level_s: float = 48 * 3600.0    # of the slow level (broad plumes far downstream)
-    scale_s: float = 12 * 3600.0         # of the EWMA of absolute residuals
+    scale_s: float = 3 * 86400.0         # of the EWMA of absolute residuals (it must have seen the usual wander)
     profile_days: float = 6.0            # memory of each knot of the daily profile, in days
     recent_s: float = 900.0              # the recent mean a parameter jumps to when its shift is accepted
     warmup_s: float = 2 * 3600.0         # no z until a parameter has been read this long ...
@@ -79,12 +79,12 @@ class ScreenSettings:
     z_outlier: float = 3.0               # |z| of an outlier, in the parameter's direction
     z_clip: float = 6.0                  # absolute residuals learned by the scale are clipped at this many sd
     z_cap: float = 6.0                   # one parameter's evidence from one reading is at most this
-    window_s: float = 600.0              # the event discriminator's window (decay time of its evidence)
+    window_s: float = 60.0               # the event discriminator's window (decay time of its evidence)
     raise_evidence: float = 8.0          # raise when the evidence in the window reaches this
     clear_s: float = 60.0                # an event clears after this long with every parameter back
     back_fraction: float = 0.3           # a parameter is back within this fraction of its peak z in the event
     alarm_weight: float = 0.1            # learning weight of an outlier, or of any reading during an event
-    accept_after_s: float = 6 * 3600.0   # a parameter outlying this long is its new normal
+    accept_after_s: float = 1800.0       # a parameter outlying this long is its new normal
     stuck_s: float = 1200.0              # every parameter repeating for this long is a frozen instrument
     z_spike: float = 5.0                 # a reading this many noise sd off both neighbours, one parameter alone, is a spike
     dropout_factor: float = 3.0          # a gap of this many cadences is a dropout
@@ -98,6 +98,27 @@ class ScreenSettings:
         if unknown:
             raise ValueError(f"unknown water screen settings {sorted(unknown)}; known: {sorted(known)}")
         return cls(**values)
+
+
+def rounds(rows: np.ndarray) -> list[np.ndarray | slice]:
+    """The batch's positions in rounds: the k-th reading of a row goes in round k, so a round holds
+    each row at most once and a row's readings keep their order.
+
+    >>> [list(np.arange(5)[r]) for r in rounds(np.array([3, 1, 3, 3, 2]))]
+    [[0, 1, 4], [2], [3]]
+    """
+    rows = np.asarray(rows, np.int64)
+    n = len(rows)
+    if n == 0:
+        return []
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.r_[0, np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1]
+    if len(starts) == n:
+        return [slice(None)]  # every row once: one round
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    return [np.flatnonzero(rank == k) for k in range(int(rank.max()) + 1)]
 
 
 @dataclass
@@ -257,25 +278,15 @@ class WaterScreen:
 
     def step_many(self, rows: np.ndarray, values: np.ndarray, ts_s: np.ndarray) -> Verdicts:
         """Step ``rows`` (n,) with ``values`` (n, P; NaN = not in the reading) at ``ts_s`` (n,)."""
-        rows = np.asarray(rows, np.int64)
+        rows, values, ts_s = np.asarray(rows, np.int64), np.asarray(values, float), np.asarray(ts_s, float)
         n, P = len(rows), len(self.parameters)
         out = Verdicts(np.zeros(n, np.int8), np.zeros(n, bool), np.zeros(n), np.full((n, P), np.nan),
                        np.zeros((n, P), bool), np.full(n, -1), np.zeros(n, np.int8), np.full(n, -1))
         if not n:
             return out
-        # the k-th reading of a sensor in the batch goes in round k: a round holds each row once
-        order = np.argsort(rows, kind="stable")
-        sorted_rows = rows[order]
-        starts = np.r_[0, np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1]
-        rank = np.empty(n, np.int64)
-        rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
         with np.errstate(invalid="ignore", divide="ignore"):  # NaN marks what is unknown
-            if rank.max() == 0:
-                self._round(rows, np.asarray(values, float), np.asarray(ts_s, float), out, slice(None))
-            else:
-                for r in range(int(rank.max()) + 1):
-                    at = np.flatnonzero(rank == r)
-                    self._round(rows[at], values[at], ts_s[at], out, at)
+            for at in rounds(rows):
+                self._round(rows[at], values[at], ts_s[at], out, at)
         return out
 
     def _round(self, i, x, ts, out: Verdicts, at) -> None:

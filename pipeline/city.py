@@ -43,9 +43,12 @@ class RiverSite(Site):
 
 @dataclass(frozen=True, kw_only=True)
 class Station(RiverSite):
-    """A water-quality monitoring section with its GB 3838 target class."""
+    """A water-quality monitoring section with its GB 3838 target class; ``treated`` marks a treated-
+    water station (a waterworks outlet, a point in the supply network): it reports like any station,
+    but it is not on the river itself, so the simulator and the river's tracing leave it out."""
 
     target_class: str = "III"
+    treated: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -211,7 +211,7 @@ def simulate(scn: Scenario, city: City) -> Recording:
     # --- water -------------------------------------------------------------------------------
     water_events = [e for e in scn.events if e["type"] in ("release", "oil_spill", "do_sag")]
     if "water" in scn.feeds or (water_events and "camera" in scn.feeds):
-        stations = list(city.stations.values())
+        stations = [s for s in city.stations.values() if not s.treated]
         t_w = np.arange(0, scn.duration_s, scn.steps_s["water"], dtype=float)
         series = water.baseline(_local_hour(scn, city, t_w), t_w / 86400, len(stations), scn.start.month,
                                 [s.target_class for s in stations], rng["water"])
