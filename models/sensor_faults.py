@@ -38,7 +38,7 @@ class Finding:
     for faults of the whole instrument); ``start_s``/``end_s`` are the first and last reading
     concerned (for a dropout: the first and last missing reading); ``fault`` is stuck, spike,
     drift or dropout for faults, None for pollution; ``score`` in [0, 1] is how far from normal
-    for pollution (``score_from_z`` of the largest z), 1 for the exact fault patterns (stuck,
+    for pollution (the screen's evidence at the raise / 100, at most 1), 1 for the exact fault patterns (stuck,
     spike, dropout) and 0.5 for drift, which is a judgement over days.
     """
 
@@ -76,17 +76,6 @@ def _long_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
             if b - a + 1 >= min_len:
                 flat[a : b + 1, j] = True
     return out
-
-
-def dropouts(ts_s: np.ndarray, step_s: float) -> list[tuple[float, float]]:
-    """(first, last) missing reading time of each gap longer than 1.5 steps.
-
-    >>> dropouts(np.array([0, 600, 1200, 3600, 4200.0]), 600)
-    [(1800.0, 3000.0)]
-    """
-    ts_s = np.asarray(ts_s, dtype=float)
-    gaps = np.flatnonzero(np.diff(ts_s) > 1.5 * step_s)
-    return [(float(ts_s[i] + step_s), float(ts_s[i + 1] - step_s)) for i in gaps]
 
 
 def drift_mask(

@@ -86,7 +86,7 @@ class ScreenSettings:
     alarm_weight: float = 0.1            # learning weight of an outlier, or of any reading during an event
     accept_after_s: float = 1800.0       # a parameter outlying this long is its new normal
     stuck_s: float = 1200.0              # every parameter repeating for this long is a frozen instrument
-    z_spike: float = 5.0                 # a reading this many noise sd off both neighbours, one parameter alone, is a spike
+    z_spike: float = 4.5                 # a reading this many noise sd off both neighbours, one parameter alone, is a spike
     dropout_factor: float = 3.0          # a gap of this many cadences is a dropout
     utc_offset_h: float = 0.0            # local time of the daily profile
 
@@ -239,16 +239,20 @@ class WaterScreen:
         self.rows = {}
         self._state = _State(self._state.rows, len(self.specs))
 
-    def state(self, key: str) -> dict:
-        """The row as plain data over its parameters' names (for a Faust table); ``load`` restores it."""
-        i, s = self.rows[key], self._state
-        out: dict = {"parameters": [p for p, own in zip(self.parameters, s.own[i]) if own]}
-        cols = np.flatnonzero(s.own[i])
+    def _row_views(self, i: int):
+        """Each state array's view of row ``i`` (levels and scales: both levels), by name."""
+        s = self._state
         for name in _ROW_ARRAYS[1:]:
             a = getattr(s, name)
-            v = a[:, i] if name in ("level", "abs_dev") else a[i]
-            if v.ndim and v.shape[-1] == len(self.parameters):
-                v = v[..., cols]
+            yield name, (a[:, i] if name in ("level", "abs_dev") else a[i] if a.ndim > 1 else a[i: i + 1])
+
+    def state(self, key: str) -> dict:
+        """The row as plain data over its own parameters (for a Faust table); ``load`` restores it."""
+        i = self.rows[key]
+        cols = np.flatnonzero(self._state.own[i])
+        out: dict = {"parameters": [self.parameters[j] for j in cols]}
+        for name, view in self._row_views(i):
+            v = view[..., cols] if view.shape[-1] == len(self.parameters) else view if view.ndim > 1 else view[0]
             out[name] = np.where(np.isnan(v), None, v).tolist() if v.dtype.kind == "f" else v.tolist()
         return out
 
@@ -256,15 +260,13 @@ class WaterScreen:
         """A row from ``state`` (None: a new sensor that screens ``parameters``)."""
         i = self.add(key, state["parameters"] if state else parameters)
         if state:
-            s, cols = self._state, np.flatnonzero(self._state.own[i])
-            for name in _ROW_ARRAYS[1:]:
-                a = getattr(s, name)
-                v = np.array(state[name], dtype=float if a.dtype.kind == "f" else a.dtype)
-                target = (slice(None), i) if name in ("level", "abs_dev") else (i,)
-                if a[target].ndim and a[target].shape[-1] == len(self.parameters):
-                    a[(*target, Ellipsis, cols)] = v
+            cols = np.flatnonzero(self._state.own[i])
+            for name, view in self._row_views(i):
+                v = np.array(state[name], dtype=float if view.dtype.kind == "f" else view.dtype)
+                if view.shape[-1] == len(self.parameters):
+                    view[..., cols] = v
                 else:
-                    a[target] = v
+                    view[...] = v
         return i
 
     # --- readings ---------------------------------------------------------------------------------
@@ -324,8 +326,12 @@ class WaterScreen:
         # that reports in quanta repeats values, and its scale must not fall below its quantum
         stepped = read & np.isfinite(step) & ~hit
         a_step = np.maximum(1.0 - np.exp(-dt_learn / c.scale_s), 1.0 / np.maximum(s.n_seen[i], 1.0))
-        usual = stepped & (step < c.z_clip * noise)  # a jump is not noise (the series moved, or a spike)
-        s.step_dev[i] = np.where(usual, s.step_dev[i] + a_step * (step - s.step_dev[i]), s.step_dev[i])
+        # a jump is mostly not noise (the series moved, or a spike): learned clipped, at reduced weight
+        settled = s.n_seen[i] >= c.warmup_readings  # the first steps are learned as they come
+        jump = settled & (step >= c.z_clip * noise)
+        a_jump = a_step * np.where(jump, c.alarm_weight, 1.0)
+        learned_step = np.where(settled, np.minimum(step, c.z_clip * noise), step)
+        s.step_dev[i] = np.where(stepped, s.step_dev[i] + a_jump * (learned_step - s.step_dev[i]), s.step_dev[i])
         moved = read & np.isfinite(step) & (step > 0)
         quantum = s.quantum[i]
         learned = np.where(quantum > 0, np.minimum(step, c.z_clip * quantum), step)

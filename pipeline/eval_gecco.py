@@ -64,10 +64,16 @@ class Series:
 
 def load(path: Path, utc_offset_h: float, days: float | None = None) -> Series:
     """Read a GECCO file (``days``: only its first days). A missing column is an error that names it."""
-    frame = pd.read_csv(path)
+    try:
+        return load_frame(pd.read_csv(path), utc_offset_h, days)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def load_frame(frame: pd.DataFrame, utc_offset_h: float, days: float | None = None) -> Series:
     missing = [c for c in ("Time", *COLUMNS) if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; a GECCO file has Time, {', '.join(COLUMNS)} and {LABEL}")
+        raise ValueError(f"missing column(s) {missing}; a GECCO file has Time, {', '.join(COLUMNS)} and {LABEL}")
     local = pd.to_datetime(frame["Time"])
     if days is not None:
         keep = (local - local.iloc[0]) < pd.Timedelta(days=days)

@@ -60,6 +60,7 @@ class RunSummary:
     sensor_days: float = 0.0
     faults: dict[str, tuple[int, int]] = field(default_factory=dict)  # type: (labelled correctly, injected)
     false_drift: int = 0  # drift labels on a station and parameter that never drifted
+    false_spikes: int = 0  # spike labels where no spike was injected
 
 
 def station_data(rec: Recording) -> dict[str, History]:
@@ -166,6 +167,7 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
     summary.false_alarms = sum(1 for i, d in enumerate(detections) if i not in matched and not in_event(d))
     summary.faults = fault_scores(rec, findings)
     summary.false_drift = false_drift_labels(rec, findings)
+    summary.false_spikes = false_spike_labels(rec, findings)
     return summary
 
 
@@ -184,6 +186,17 @@ def fault_scores(rec: Recording, findings: dict[str, list[Finding]]) -> dict[str
         tally[0] += hit
         tally[1] += 1
     return {k: (v[0], v[1]) for k, v in scores.items()}
+
+
+def false_spike_labels(rec: Recording, findings: dict[str, list[Finding]]) -> int:
+    """Spike findings with no injected spike of that station and parameter within one reading."""
+    start, step_s = rec.truth.start, float(rec.truth.steps_s["water"])
+    injected: dict[tuple[str, str], list[float]] = {}
+    for e in rec.truth.of_type("fault"):
+        if e.details.get("fault") == "spike" and e.affected_sensors:
+            injected.setdefault((e.affected_sensors[0].removeprefix("wq-"), e.details.get("parameter")), []).append((e.start - start).total_seconds())
+    return sum(1 for station, found in findings.items() for f in found if f.fault == "spike"
+               and not any(abs(f.start_s - t) <= step_s for t in injected.get((station, f.parameter), [])))
 
 
 def false_drift_labels(rec: Recording, findings: dict[str, list[Finding]]) -> int:
@@ -246,6 +259,7 @@ def summarise(results: list[RunSummary]) -> pd.DataFrame:
             **{f"{kind} faults labelled": (sum(r.faults.get(kind, (0, 0))[0] for r in runs) / n if (n := sum(r.faults.get(kind, (0, 0))[1] for r in runs)) else np.nan)
                for kind in ("spike", "stuck", "drift")},
             "false drift labels / sensor-week": sum(r.false_drift for r in runs) / sensor_days * 7 if sensor_days else np.nan,
+            "false spike labels / sensor-week": sum(r.false_spikes for r in runs) / sensor_days * 7 if sensor_days else np.nan,
         })
     return pd.DataFrame(rows)
 
