@@ -104,7 +104,7 @@ def rounds(rows: np.ndarray) -> list[np.ndarray | slice]:
     """The batch's positions in rounds: the k-th reading of a row goes in round k, so a round holds
     each row at most once and a row's readings keep their order.
 
-    >>> [list(np.arange(5)[r]) for r in rounds(np.array([3, 1, 3, 3, 2]))]
+    >>> [np.arange(5)[r].tolist() for r in rounds(np.array([3, 1, 3, 3, 2]))]
     [[0, 1, 4], [2], [3]]
     """
     rows = np.asarray(rows, np.int64)
@@ -204,7 +204,7 @@ class WaterScreen:
     ...          "nh3n": 0.3 + 1.0 * bump + rng.normal(0, 0.02), "cod": 12 + 6 * bump + rng.normal(0, 0.6)}
     ...     changes.append(screen.step_one("s1", v, ts).change)
     >>> [(i - 6 * 24 * 2, c) for i, c in enumerate(changes) if c]
-    [(0, 'raised'), (6, 'cleared')]
+    [(0, 'raised'), (4, 'cleared')]
     """
 
     def __init__(self, parameters: Sequence[ParameterSpec], settings: ScreenSettings = ScreenSettings(),

@@ -130,8 +130,8 @@ def score(flags: np.ndarray, labels: np.ndarray, ts_s: np.ndarray) -> Scores:
     """
     flags, labels = np.asarray(flags, bool), np.asarray(labels, bool)
     hit = int((flags & labels).sum())
-    precision = hit / flags.sum() if flags.sum() else 0.0
-    recall = hit / labels.sum() if labels.sum() else 0.0
+    precision = hit / int(flags.sum()) if flags.sum() else 0.0
+    recall = hit / int(labels.sum()) if labels.sum() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     events, delays = _runs(labels), []
     for a, b in events:
@@ -141,7 +141,7 @@ def score(flags: np.ndarray, labels: np.ndarray, ts_s: np.ndarray) -> Scores:
     false = sum(1 for a, b in _runs(flags) if not labels[a: b + 1].any())
     days = (ts_s[-1] - ts_s[0]) / 86400 if len(ts_s) > 1 else 0.0
     return Scores(precision, recall, f1, len(events), len(delays), float(np.median(delays)) if delays else None,
-                  false / days if days else float("nan"))
+                  float(false / days) if days else float("nan"))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
