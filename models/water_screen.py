@@ -7,13 +7,13 @@ residuals, never below the sensor's resolution: real sensors repeat quantised va
 parameter's z. A z past ``z_outlier`` in the parameter's pollution direction (up, down or both;
 "none" for context such as flow) is an outlier.
 
-Station events come from the evidence across parameters, as CANARY's binomial event discriminator
-does it: outliers and trials (parameters read) are counted over a window of ``window_s`` (counts
-that decay with time, so any cadence and missing samples work), and the evidence is
-``-log10 P(X >= outliers)`` for ``X ~ Binomial(trials, p)``, ``p`` the station's own outlier rate
-when quiet (learned, never below ``min_outlier_rate``). An event is raised when the evidence
-reaches ``raise_evidence``; it clears when no outlier has been seen for ``clear_s``. One reading of
-one parameter never raises an event alone.
+Station events come from the evidence across parameters over a short window, the job CANARY's
+binomial event discriminator does: each outlier adds its excess over ``z_outlier`` (at most
+``z_cap`` from one parameter on one reading), summed across the station's parameters, and the sum
+decays with time constant ``window_s`` (so any cadence and missing samples work). An event is
+raised when the evidence reaches ``raise_evidence``; it clears when every parameter has been back
+for ``clear_s``. As ``z_cap`` < ``raise_evidence``, one reading of one parameter never raises an
+event alone: it takes parameters together, or one parameter off on readings close in time.
 
 Learning never stops: during an event, and for outlying readings, it goes on at ``alarm_weight``
 (so a plume is not learned as normal within the event), and a parameter that has stayed outlying
@@ -22,8 +22,9 @@ shift (a recalibration, a new source of water) is learned in that time and its a
 
 Sensor faults are labelled per reading: ``stuck`` (every parameter read repeats the previous reading
 exactly for ``stuck_s``), ``spike`` (one parameter far off both its neighbours on one reading:
-labelled on the next reading), ``dropout`` (a gap longer than ``dropout_factor`` x the sensor's cadence).
-Stuck readings are neither scored nor learned.
+labelled on the next reading), ``dropout`` (a gap longer than ``dropout_factor`` x the sensor's cadence). A sensor silent for
+``restart_after_s`` (or a reading that far before its last: another time line, as a replay) starts
+learning afresh. Stuck readings are neither scored nor learned.
 
 ``WaterScreen.step_many`` takes a batch of readings of many sensors (rows) and runs it in rounds,
 each round holding a row at most once, in arrival order; ``step_one`` is ``step_many`` with one
@@ -88,7 +89,13 @@ class ScreenSettings:
     stuck_s: float = 1200.0              # every parameter repeating for this long is a frozen instrument
     z_spike: float = 4.5                 # a reading this many noise sd off both neighbours, one parameter alone, is a spike
     dropout_factor: float = 3.0          # a gap of this many cadences is a dropout
+    restart_after_s: float = 7 * 86400.0  # a sensor silent this long (or sent back this far) learns afresh
     utc_offset_h: float = 0.0            # local time of the daily profile
+
+    def __post_init__(self):
+        if not self.z_cap < self.raise_evidence:
+            raise ValueError(f"z_cap ({self.z_cap:g}) must be below raise_evidence ({self.raise_evidence:g}): "
+                             "one reading of one parameter must not raise an event alone")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, float]) -> "ScreenSettings":
@@ -177,6 +184,15 @@ class _State:
         self.before = np.full((r, p), np.nan)       # the reading before the previous one
         self.step_dev = np.zeros((r, p))            # EWMA of |change from one reading to the next|
         self.quantum = np.zeros((r, p))             # the same over the changes that were not 0
+
+    def reset(self, rows: np.ndarray) -> None:
+        """``rows`` as new sensors (their parameters kept)."""
+        fresh = _State(len(rows), self.columns)
+        for name in _ROW_ARRAYS[1:]:
+            if name in ("level", "abs_dev"):
+                getattr(self, name)[:, rows] = getattr(fresh, name)
+            else:
+                getattr(self, name)[rows] = getattr(fresh, name)
 
     def grown(self, rows: int) -> "_State":
         bigger = _State(rows, self.columns)
@@ -296,13 +312,19 @@ class WaterScreen:
         own = s.own[i]
         x = np.where(own, x, np.nan)
         read = np.isfinite(x)
+        # a sensor back after restart_after_s (or a reading that far before its last): what it learned
+        # is stale, so it starts afresh; an event it was in ends
+        restart = np.abs(ts - s.last_ts[i]) > c.restart_after_s
+        ended = restart & s.alarm[i]
+        if restart.any():
+            s.reset(i[restart])
         # time: the gap since the last reading, the cadence, dropouts
         first = np.isnan(s.last_ts[i])
         dt = np.where(first, 0.0, ts - s.last_ts[i])
         late = dt < 0  # an out-of-order reading: scored, but it learns no time
         dt = np.maximum(dt, 0.0)
         cadence = s.cadence_s[i]
-        dropout = np.isfinite(cadence) & (dt > c.dropout_factor * cadence)
+        dropout = (np.isfinite(cadence) & (dt > c.dropout_factor * cadence)) | restart
         s.cadence_s[i] = np.where(first | (dt <= 0), cadence,
                                   np.where(np.isnan(cadence), dt, cadence + 0.05 * (np.minimum(dt, 2 * cadence) - cadence)))
         s.first_ts[i] = np.where(first, ts, s.first_ts[i])
@@ -443,7 +465,7 @@ class WaterScreen:
         # outputs
         top_score = np.where(outlier, toward, -np.inf)
         best = np.where(np.isfinite(toward), np.where(self.counted, toward, -np.inf), -np.inf)
-        out.change[at] = raised * RAISED + cleared * CLEARED
+        out.change[at] = raised * RAISED + (cleared | ended) * CLEARED
         out.alarm[at] = alarm
         out.evidence[at] = evidence
         out.z[at] = z

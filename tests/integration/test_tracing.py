@@ -26,19 +26,26 @@ LEAD_S = 25  # to send and drain the scenario's history before its decisive read
 def first_alert_ms(frame, city) -> int:
     """The send time of the reading that completes the scenario's first water alert, found with the
     water agent's own functions (no broker)."""
-    from agents.water import LIMITS, PERSISTENCE_READINGS, assess, watch_reading
+    from agents.water import LIMITS, PERSISTENCE_READINGS, SETTINGS
+    from models.persistence import PersistenceState, step
+    from pipeline.water_screen import new_screen
 
-    persistence, watch = {}, {}
+    persistence = {}
+    screen = new_screen(SETTINGS.water.screen, utc_offset_h=city.utc_offset_h)  # as the agent's
     for send_ms, _, payload in messages(frame[frame["kind"] == "water"], "yuflow"):
         try:
             reading = Reading.model_validate_json(payload)
         except ValueError:
             continue  # the simulator's malformed payloads
-        states = persistence.setdefault(reading.sensor_id, {})
-        new_states, alerts = assess(reading, LIMITS[reading.station], states, PERSISTENCE_READINGS, city)
-        states.update(new_states)
-        watch[reading.sensor_id], early = watch_reading(reading, watch.get(reading.sensor_id), city)
-        if alerts or early:
+        limit_changed = False
+        for parameter, quantity in reading.values.items():
+            limit = LIMITS[reading.station].get(parameter)
+            if limit is not None:
+                key = (reading.sensor_id, parameter)
+                persistence[key], change = step(persistence.get(key, PersistenceState()), limit.severity(quantity.value), PERSISTENCE_READINGS)
+                limit_changed |= change is not None
+        verdict = screen.step_one(reading.sensor_id, {p: q.value for p, q in reading.values.items()}, reading.ts.timestamp())
+        if limit_changed or verdict.change == "raised":
             return send_ms
     raise AssertionError("the scenario raises no water alert")
 
@@ -69,7 +76,12 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
 
     first = ("SELECT \"since_reading_s\", \"department\" FROM deliveries WHERE \"channel\" = 'topic' AND incident_id =~ /^water:ruxi:/ "
              f"AND time >= {(decisive_ms + shift_ms) * 10**6}")
-    rows = wait_until(lambda: [r for s in influxql(settings.influx, first) for r in s["values"]], 60, what="the first deliveries")
+    try:
+        rows = wait_until(lambda: [r for s in influxql(settings.influx, first) for r in s["values"]], 60, what="the first deliveries")
+    except TimeoutError:
+        alerts = influxql(settings.influx, "SELECT * FROM alerts WHERE area = 'ruxi' ORDER BY time DESC LIMIT 5")
+        raise AssertionError(f"no delivery of the decisive reading's warning; the Ruxi alerts: {alerts}; "
+                             f"the worker's log: {stack.worker.log_tail(30)}") from None
     assert max(r[1] for r in rows) < 1.0, rows  # first anomalous reading -> alert -> warning -> delivered
 
     # the rest of the scenario (the plume's passage) arrives; tracing looks once 2 h of it exist

@@ -92,6 +92,27 @@ def test_a_row_checkpointed_and_loaded_goes_on_as_if_never_stopped():
     assert before + after == expected
 
 
+@pytest.mark.parametrize("jump_s", [8 * 86400.0, -400 * 86400.0])
+def test_a_sensor_back_after_a_week_or_sent_back_in_time_learns_afresh(jump_s):
+    """What a sensor learned before a long silence (or on another time line, as a replay of old
+    data) is stale: after the jump it is screened as a new sensor would be, and an open event ends."""
+    rng = np.random.default_rng(8)
+    t = np.arange(0, 2 * 86400, 600.0)
+    before, after = quiet(t, rng), quiet(t, rng)
+    before[-2:, :3] += [-3.0, 1.5, 0.5]  # in an event when it falls silent
+    later = t[-1] + jump_s + t
+    screen, fresh = WaterScreen(SPECS), WaterScreen(SPECS)
+    screen.add("s", NAMES)
+    fresh.add("s", NAMES)
+    assert screen.step_many(np.zeros(len(t), int), before, t).alarm[-1]
+    got = screen.step_many(np.zeros(len(t), int), after, later)
+    expected = fresh.step_many(np.zeros(len(t), int), after, later)
+    assert got.change[0] == CLEARED and got.fault[0] == FAULT_DROPOUT
+    np.testing.assert_array_equal(got.z, expected.z)
+    np.testing.assert_array_equal(got.alarm, expected.alarm)
+    np.testing.assert_array_equal(got.change[1:], expected.change[1:])
+
+
 def test_rounds_keep_each_rows_order_and_hold_a_row_once():
     rows = np.array([4, 2, 4, 4, 7, 2])
     parts = [np.arange(6)[r] for r in rounds(rows)]
