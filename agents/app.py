@@ -14,7 +14,8 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import ALERTS, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS
+from pipeline.topics import (ALERTS, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS,
+                             WATER_TRACE)
 
 SETTINGS = load_settings()
 log = logging.getLogger("yuflow.agents")
@@ -70,12 +71,16 @@ rain_field_topic = _topic(RAIN_FIELD)
 crowd_camera_topic = _topic(CROWD_CAMERA)
 lifecycle_topic = _topic(LIFECYCLE)
 deliveries_topic = _topic(DELIVERIES)
+water_trace_topic = _topic(WATER_TRACE)
+WATER_TRACE_KEY = b"water"  # one key: tracing looks across rivers (a plume flows on into the next)
 
 
-async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception) -> None:
-    """Record a message an agent could not process, with why, instead of crashing the agent."""
-    log.exception("%s agent could not process a record from %s", stage, source.get_topic_name())
-    record = DeadLetter.of("agent_error", f"{type(error).__name__}: {error}"[:1000], source.get_topic_name(), raw, stage=stage)
+async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception, code: str = "agent_error") -> None:
+    """Record a message an agent could not process, with why, instead of crashing the agent
+    (``code``: agent_error, a failure, logged with its traceback; or a finding such as no_trace)."""
+    if code == "agent_error":
+        log.exception("%s agent could not process a record from %s", stage, source.get_topic_name())
+    record = DeadLetter.of(code, f"{type(error).__name__}: {error}"[:1000], source.get_topic_name(), raw, stage=stage)
     await deadletter_topic.send(value=record.to_json())
 
 

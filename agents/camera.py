@@ -3,14 +3,15 @@
 - ``crowd`` person counts join their zone's counter readings (keyed by the counter, so the crowd
   agent sees both in one partition and one table key);
 - ``road_flooding`` joins the rain field (one key): flooding on a road corroborates rain risk;
-- ``oil_sheen`` is read back from InfluxDB by the tracing agent for the incident it traces.
+- ``oil_sheen`` joins ``water.trace`` (one key), where the tracing agent keeps the sightings that
+  corroborate the incidents it traces.
 """
 
 from __future__ import annotations
 
-from agents.app import app, crowd_camera_topic, dead_letter, rain_field_topic, readings_topics
+from agents.app import WATER_TRACE_KEY, app, crowd_camera_topic, dead_letter, rain_field_topic, readings_topics, water_trace_topic
 from pipeline.city import counter_sensor_id
-from pipeline.schemas import CameraDetection, Kind, encode_batch, parse_batch
+from pipeline.schemas import CameraDetection, Kind, WaterTraceRecord, encode_batch, parse_batch
 
 RAIN_FIELD_KEY = b"field"
 
@@ -21,6 +22,8 @@ def route(detection: CameraDetection) -> tuple[object, bytes] | None:
         return crowd_camera_topic, counter_sensor_id(detection.station).encode()
     if detection.detection == "road_flooding":
         return rain_field_topic, RAIN_FIELD_KEY
+    if detection.detection == "oil_sheen":
+        return water_trace_topic, WATER_TRACE_KEY
     return None
 
 
@@ -38,4 +41,6 @@ async def camera(stream):
         for detection, target in targets:
             if target is not None:
                 topic, key = target
-                await topic.send(key=key, value=encode_batch([detection.to_json()]))
+                value = (WaterTraceRecord(sightings=[detection]).to_json() if topic is water_trace_topic
+                         else encode_batch([detection.to_json()]))
+                await topic.send(key=key, value=value)

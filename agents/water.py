@@ -21,15 +21,16 @@ import faust
 import numpy as np
 import orjson
 
-from agents.app import SETTINGS, alerts_topic, app, dead_letter, readings_topics
+from agents.app import WATER_TRACE_KEY, SETTINGS, alerts_topic, app, dead_letter, readings_topics, water_trace_topic
 from agents.checkpoint import CheckpointedTable
 from models.persistence import CODES, Change, PersistenceArrays, PersistenceState
 from models.standards import Limit, class_limits
 from models.water_screen import RAISED, rounds
 from pipeline.city import City, default_city, load_toml
-from pipeline.schemas import Alert, Category, Kind, Reading
+from pipeline.schemas import Alert, Category, Kind, Reading, WaterTraceRecord
 from pipeline.topics import reading_partition
 from pipeline.water_screen import new_screen, water_label, water_parameters
+from pipeline.water_tracing import POLLUTANTS
 
 PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
 
@@ -244,12 +245,24 @@ def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
     return alerts, alerted
 
 
-def screen_records(records: list[bytes]) -> tuple[list[str], list[Alert], set[str], list[tuple[bytes, Exception]]]:
+TRACED_COLUMNS = [COLUMN[p] for p in POLLUTANTS]
+
+
+def trace_record(batch: WaterBatch, alerts: list[Alert]) -> WaterTraceRecord:
+    """What tracing needs of the batch: the pollutants it fits as columns, and the alerts."""
+    columns = batch.values[:, TRACED_COLUMNS]
+    values = {p: np.where(np.isnan(columns[:, j]), None, columns[:, j]).tolist() for j, p in enumerate(POLLUTANTS)}
+    # built, not validated: the values come from validated readings, and validating every number costs
+    return WaterTraceRecord.model_construct(stations=[r["station"] for r in batch.readings], ts_s=batch.ts_s.tolist(), values=values,
+                                            alerts=alerts, sightings=[])
+
+
+def screen_records(records: list[bytes]) -> tuple[list[str], list[Alert], set[str], list[tuple[bytes, Exception]], WaterTraceRecord | None]:
     """Batch records through the bank as one batch: (sensor ids, alerts, the sensors that raised or
-    cleared one, what could not be read with why)."""
+    cleared one, what could not be read with why, what tracing needs of them)."""
     batch, bad = decode_batch(records, CITY)
     alerts, alerted = screen_batch(batch, CITY)
-    return batch.keys, alerts, alerted, bad
+    return batch.keys, alerts, alerted, bad, trace_record(batch, alerts) if batch.keys else None
 
 
 TAKE_RECORDS, TAKE_WITHIN_S = 64, 0.02
@@ -268,12 +281,14 @@ async def water(stream):
                 try:
                     results.append(screen_records([raw]))
                 except Exception as error:
-                    results.append(([], [], set(), [(raw, error)]))
+                    results.append(([], [], set(), [(raw, error)], None))
         now_s = time.monotonic()
-        for keys, alerts, alerted, bad in results:
+        for keys, alerts, alerted, bad, traced in results:
             for raw, error in bad:  # never a silent drop: each with why
                 await dead_letter("water", readings_topics[Kind.water], raw, error)
             for key in set(keys):
                 rows.changed(key, now_s, force=key in alerted)  # an alert's state must survive a crash
+            if traced is not None:  # the readings before the alerts they raised: tracing sees them first
+                await water_trace_topic.send(key=WATER_TRACE_KEY, value=traced.to_json())
             for alert in alerts:
                 await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

@@ -169,6 +169,19 @@ class CameraSighting(Message):
     confidence: float
 
 
+class WaterTraceRecord(Message):
+    """A record on ``water.trace``: the traced parameters of a batch of water readings as columns
+    (``values[parameter][n]`` of ``stations[n]`` at ``ts_s[n]``, None where not read), the water
+    alerts the batch raised, and oil-sheen sightings of cameras. The water agent sends its readings
+    before its alerts, so tracing has a station's series up to the reading that raised an alert."""
+
+    stations: list[str] = []
+    ts_s: list[float] = []
+    values: dict[str, list[float | None]] = {}
+    alerts: list[Alert] = []
+    sightings: list[CameraDetection] = []
+
+
 class TracingResult(Message):
     """The tracing agent's answer for one incident: suspects, ranked, and arrivals downstream."""
 

@@ -21,7 +21,11 @@ DELIVERIES = "deliveries"  # one record per warning, department and channel
 # task sees the whole field for the nowcast; camera person counts keyed by their zone's counter
 RAIN_FIELD = "rain.field"
 CROWD_CAMERA = "crowd.camera"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, DELIVERIES, DEADLETTER, RAIN_FIELD, CROWD_CAMERA)
+# what source tracing needs, under one key so one task sees it all in event order: the traced
+# parameters of every water reading, the water alerts, and cameras' oil-sheen sightings
+WATER_TRACE = "water.trace"
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, DELIVERIES, DEADLETTER, RAIN_FIELD,
+                               CROWD_CAMERA, WATER_TRACE)
 
 
 @lru_cache(maxsize=1 << 17)  # murmur2 in Python was 5 % of the loaded bridge's CPU; sensors are few

@@ -1,22 +1,27 @@
 """One water incident, traced: candidates from the city model, series from station histories, the
 fit (models/tracing.py) and arrival at every downstream intake (models/arrival.py).
 
-Used by the tracing agent (histories from InfluxDB) and by ``yuflow eval water`` (histories from the
-simulator), so the evaluation measures the code that runs.
+Used by the tracing agent (histories from the stream, ``StationWindows``) and by ``yuflow eval water``
+(histories from the simulator), so the evaluation measures the code that runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
 from models.arrival import Arrival, predict_arrival
 from models.tracing import Candidate, StationSeries, Suspect, trace
 from pipeline.city import City, load_toml
+from pipeline.schemas import (Alert, CameraDetection, CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult,
+                              WaterTraceRecord)
 
 POLLUTANTS = ("oil", "nh3n", "cod", "total_phosphorus")
+TRACED_PARAMETERS = (*POLLUTANTS, "do")  # an alert on one of these is traced; DO: a sag is a plume too
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,204 @@ def trace_incident(city: City, histories: Mapping[str, History], first_station: 
             if a is not None:
                 arrivals.append(a)
     return TracedIncident(suspects, sorted(arrivals, key=lambda a: a.arrival_s))
+
+
+class StationWindows:
+    """Each station's recent values of some parameters as they stream in, kept ``keep_s`` behind
+    the station's newest reading (event time). Late readings are placed by time, repeats of a
+    time keep the last.
+
+    >>> w = StationWindows(["cod"], keep_s=3600)
+    >>> w.add(["a", "a", "b"], [600.0, 0.0, 0.0], {"cod": [2.0, 1.0, None]})
+    >>> h = w.history("a", 0, 600)
+    >>> h.t_s.tolist(), h.values["cod"].tolist(), w.latest_s("a"), w.latest_s("c")
+    ([0.0, 600.0], [1.0, 2.0], 600.0, None)
+    """
+
+    def __init__(self, parameters: Sequence[str], keep_s: float):
+        self.parameters = list(parameters)
+        self.keep_s = keep_s
+        self._rows: dict[str, dict[float, tuple]] = {}  # station: {t_s: values}
+        self._latest: dict[str, float] = {}
+        self._first: dict[str, float] = {}
+
+    def add(self, stations: Sequence[str], ts_s: Sequence[float], values: Mapping[str, Sequence[float | None]]) -> None:
+        columns = [values.get(p) or [None] * len(stations) for p in self.parameters]
+        for n, (station, t) in enumerate(zip(stations, ts_s)):
+            rows = self._rows.setdefault(station, {})
+            rows[t] = tuple(np.nan if c[n] is None else c[n] for c in columns)
+            if t > self._latest.get(station, -np.inf):
+                self._latest[station] = t
+            self._first[station] = min(self._first.get(station, t), t)
+            if len(rows) % 256 == 0:  # now and then, not per reading
+                self._trim(station)
+
+    def _trim(self, station: str) -> None:
+        oldest = self._latest[station] - self.keep_s
+        rows = self._rows[station]
+        for t in [t for t in rows if t < oldest]:
+            del rows[t]
+        self._first[station] = min(rows, default=self._latest[station])
+
+    def latest_s(self, station: str) -> float | None:
+        """The time of the station's newest reading, or None when it has sent none."""
+        return self._latest.get(station)
+
+    def first_s(self, station: str) -> float | None:
+        """The time of the station's oldest reading kept, or None."""
+        return self._first.get(station)
+
+    def history(self, station: str, since_s: float, until_s: float) -> History | None:
+        """A copy of the station's readings in [since_s, until_s], in time order (None: none)."""
+        rows = self._rows.get(station, {})
+        times = sorted(t for t in rows if since_s <= t <= until_s)
+        if not times:
+            return None
+        block = np.array([rows[t] for t in times], dtype=float).reshape(len(times), len(self.parameters))
+        return History(np.array(times), {p: block[:, j] for j, p in enumerate(self.parameters)})
+
+
+# --- tracing from the stream (the tracing agent's state, kept here so it is tested without a broker) ---
+
+RETRACE_S = 1800.0  # an incident is traced again when it worsens, at most this often (event time)
+STEP_S = 600.0  # water stations report every 10 minutes
+SINK_WAIT_S = 30.0  # the rest of the city passed the window's end this long ago: the detecting station is silent
+SETTLE_S = 10.0  # nothing streamed for this long: a replay stopped short of the window's end
+MIN_CAMERA_CONFIDENCE = 0.6  # below this, sheen detections are mostly sun glint and foam
+BASELINE_S = 24 * 3600  # history before the lookback: the stations' own baselines
+
+
+@dataclass
+class Pending:
+    """A trace waiting for its observation window: the alert that asked for it, the window's end,
+    and when (wall clock) the stream's newest reading first passed that end."""
+
+    alert: Alert
+    until_s: float
+    passed_at: float | None = None
+
+
+class NoTrace(Exception):
+    """A trace that could not name a suspect, with why."""
+
+
+class TraceStream:
+    """What ``water.trace`` has shown the tracing agent, in event time: each station's window of the
+    pollutants, the cameras' oil-sheen sightings, the traces waiting for their observation window,
+    and each incident's last trace."""
+
+    def __init__(self, city: City, observe_s: float):
+        self.city, self.observe_s = city, observe_s
+        self.scopes: dict[str, Scope] = {}
+        lookback_s = max((self.scope(s).lookback_s for s, st in city.stations.items() if not st.treated), default=0.0)
+        self.keep_s = lookback_s + BASELINE_S + observe_s
+        self.windows = StationWindows(POLLUTANTS, self.keep_s)
+        self.sightings: list[CameraDetection] = []
+        self.pending: dict[str, Pending] = {}
+        self.last_traced_s: dict[str, float] = {}
+        self.newest_s = -np.inf  # the newest reading of any station
+        self.started_s: float | None = None  # the oldest reading streamed since this worker started
+        self.arrived_at = 0.0  # wall clock of the last record
+
+    def scope(self, station: str) -> Scope:
+        if station not in self.scopes:
+            self.scopes[station] = incident_scope(self.city, station)
+        return self.scopes[station]
+
+    def add(self, record: WaterTraceRecord, now: float) -> list[Alert]:
+        """Take a record in (``now``: wall clock); the alerts it carries that start a trace."""
+        self.arrived_at = now
+        if record.ts_s:
+            self.windows.add(record.stations, record.ts_s, record.values)
+            self.newest_s = max(self.newest_s, max(record.ts_s))
+            self.started_s = min(record.ts_s) if self.started_s is None else min(self.started_s, min(record.ts_s))
+        if record.sightings:
+            self.sightings = [s for s in self.sightings if s.ts.timestamp() >= self.newest_s - self.keep_s] + list(record.sightings)
+        asked = []
+        for alert in record.alerts:
+            if alert.category is not Category.water or alert.resolved or alert.parameter not in TRACED_PARAMETERS:
+                continue
+            last = self.last_traced_s.get(alert.incident_key)
+            if alert.incident_key in self.pending or (last is not None and alert.ts.timestamp() - last < RETRACE_S):
+                continue
+            self.last_traced_s[alert.incident_key] = alert.ts.timestamp()
+            self.pending[alert.incident_key] = Pending(alert, alert.ts.timestamp() + self.observe_s)
+            asked.append(alert)
+        for p in self.pending.values():
+            if p.passed_at is None and self.newest_s >= p.until_s:
+                p.passed_at = now
+        return asked
+
+    def ready(self, now: float) -> list[Pending]:
+        """The traces whose window the stream now holds (taken out of ``pending``): the detecting
+        station's, and every station's reporting since the detection; or, for a silent station,
+        SINK_WAIT_S after the rest of the city passed the window's end; or once the stream has been
+        quiet for SETTLE_S past it (a replay that stopped)."""
+        out = []
+        for key, p in list(self.pending.items()):
+            if self._observed(p) or (p.passed_at is not None and now - p.passed_at >= SINK_WAIT_S) or (
+                    now >= p.until_s and now - self.arrived_at >= SETTLE_S):
+                out.append(self.pending.pop(key))
+        return out
+
+    def _observed(self, p: Pending) -> bool:
+        wanted_s = p.until_s - 2 * STEP_S  # a station's readings within two steps of the end: its own phase
+        latest = [self.windows.latest_s(s) for s in self.scope(p.alert.station).stations]
+        reporting = [t for t in latest if t is not None and t >= p.alert.ts.timestamp()]
+        first = self.windows.latest_s(p.alert.station)
+        return first is not None and first >= wanted_s and all(t >= wanted_s for t in reporting)
+
+    def histories(self, stations: Sequence[str], since_s: float, until_s: float) -> dict[str, History]:
+        """Copies of the stations' windows (the stream goes on while a fit runs)."""
+        return {s: h for s in stations if (h := self.windows.history(s, since_s, until_s)) is not None}
+
+    def camera_sightings(self, stations: Sequence[str], since_s: float, until_s: float) -> list[CameraSighting]:
+        """Confident oil-sheen sightings of cameras at these stations in the window (per camera: its
+        largest area and highest confidence)."""
+        best: dict[tuple[str, str], CameraSighting] = {}
+        for d in self.sightings:
+            if d.station in stations and d.confidence >= MIN_CAMERA_CONFIDENCE and since_s <= d.ts.timestamp() <= until_s:
+                area = d.values["oil_area"].value if "oil_area" in d.values else 0.0
+                seen = best.get((d.station, d.sensor_id))
+                best[(d.station, d.sensor_id)] = CameraSighting(
+                    station=d.station, camera_id=d.sensor_id, area_m2=max(area, seen.area_m2 if seen else 0.0),
+                    confidence=max(d.confidence, seen.confidence if seen else 0.0))
+        return sorted(best.values(), key=lambda c: (c.station, c.camera_id))
+
+
+def joined(earlier: History | None, later: History | None) -> History | None:
+    """A history from two parts: ``earlier`` up to where ``later`` begins."""
+    if earlier is None or later is None:
+        return later or earlier
+    keep = earlier.t_s < later.t_s[0]
+    return History(np.r_[earlier.t_s[keep], later.t_s],
+                   {p: np.r_[earlier.values.get(p, np.full(len(earlier.t_s), np.nan))[keep], later.values[p]] for p in later.values})
+
+
+def tracing_result(city: City, alert: Alert, histories: Mapping[str, History], sightings: list[CameraSighting], scope: Scope,
+                   until_s: float) -> TracingResult:
+    """The fit on the histories as a result for the warning agent; NoTrace says why there is none."""
+    started = time.perf_counter()
+    detected_s = alert.ts.timestamp()
+    if not scope.candidates:
+        raise NoTrace(f"no source within {load_toml('tracing')['fit']['max_travel_h']} h upstream of {alert.station}")
+    if alert.station not in histories:
+        raise NoTrace(f"no readings of {alert.station} in the window to trace from")
+    traced = trace_incident(city, histories, alert.station, detected_s, until_s, scope)
+    if not traced.suspects:
+        raise NoTrace(f"the fit found no suspect among {len(scope.candidates)} candidates upstream of {alert.station}")
+    suspects = []
+    for s in traced.suspects:
+        source = city.sources[s.source_id]
+        suspects.append(SourceSuspect(source_id=s.source_id, name=source.name, type=s.source_type, enterprise=source.enterprise,
+                                      probability=round(s.probability, 4), distance_km=round(s.distance_km, 2),
+                                      travel_time_h=round(s.travel_time_h, 2), explanation=s.explanation))
+    arrivals = [
+        IntakeArrival(intake_id=a.target_id, name=city.intakes[a.target_id].name, arrival=datetime.fromtimestamp(a.arrival_s, UTC),
+                      earliest=datetime.fromtimestamp(a.arrival_low_s, UTC), latest=datetime.fromtimestamp(a.arrival_high_s, UTC),
+                      peak_mg_l=round(a.peak_mg_l, 4), hours_left=round((a.arrival_s - detected_s) / 3600, 2))
+        for a in traced.arrivals if a.arrival_s >= detected_s - 3600  # not the intakes it has long passed
+    ]
+    return TracingResult(incident_key=alert.incident_key, category=alert.category, station=alert.station, district=alert.district,
+                         township=alert.township, parameter=alert.parameter, ts=alert.ts, suspects=suspects, arrivals=arrivals,
+                         camera_sightings=sightings, compute_ms=round((time.perf_counter() - started) * 1000, 1))
