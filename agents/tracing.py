@@ -4,10 +4,12 @@ The water agent forwards the pollutants of every water reading, then the alerts 
 ``water.trace`` (one key), and the camera agent its oil-sheen sightings. This agent keeps each
 station's recent series in memory (``TraceStream``, pipeline/water_tracing.py), in event time:
 tracing reads nothing back from InfluxDB, so it does not race the sink, and it works at 1x or at
-any replay speed. An incident is traced on its first alert and again when it worsens, once the
-stream holds ``[agent] observe_h`` of readings after the detection (a station gone silent does not
-hold it for ever). The fit runs in a worker thread so the stream keeps flowing; the result goes to
-``tracing``. A trace that cannot run or finds nothing is logged and dead-lettered with why.
+any replay speed. An incident is traced on its first alert (and again when it worsens): a look
+each time the stream holds the next of ``[agent] looks_h`` of readings after the detection, each
+with more of the plume (a station gone silent does not hold a look for ever). The fit runs in a
+worker thread so the stream keeps flowing; each look's result goes to ``tracing``, where the
+warning agent decides what is worth a warning. A look that cannot run or finds nothing is logged
+and dead-lettered with why.
 
 The traces waiting for their window are kept in the table ``tracing_pending`` too, so a worker
 that restarts (and reads on from its last committed offset) still makes them. Its windows refill
@@ -33,7 +35,7 @@ from pipeline.water_tracing import (BASELINE_S, POLLUTANTS, STEP_S, History, NoT
                                     tracing_result)
 
 CITY = default_city()
-STREAM = TraceStream(CITY, load_toml("tracing")["agent"]["observe_h"] * 3600)
+STREAM = TraceStream(CITY, [h * 3600 for h in load_toml("tracing")["agent"]["looks_h"]])
 
 log = logging.getLogger("yuflow.tracing")
 
@@ -51,6 +53,15 @@ pending_table = app.tables.add(PendingTable(app, name="tracing_pending", default
 _restored = False
 
 
+def keep(key: str) -> None:
+    """The incident's next look in the table (or none left)."""
+    p = STREAM.pending.get(key)
+    if p is not None:
+        pending_table[key] = {"alert": p.alert.to_json().decode(), "until_s": p.until_s, "later_s": list(p.later_s)}
+    elif key in pending_table:
+        del pending_table[key]
+
+
 def restore_pending() -> None:
     """Once the table is recovered: the traces a previous worker left waiting."""
     global _restored
@@ -59,7 +70,7 @@ def restore_pending() -> None:
     _restored = True
     for key, value in list(pending_table.items()):
         if key not in STREAM.pending:
-            STREAM.pending[key] = Pending(Alert.model_validate_json(value["alert"]), value["until_s"])
+            STREAM.pending[key] = Pending(Alert.model_validate_json(value["alert"]), value["until_s"], tuple(value["later_s"]))
             log.info("tracing %s: restored, waiting for its window", key)
 
 
@@ -107,8 +118,7 @@ _running: set[asyncio.Task] = set()  # tracing runs beside the stream, so readin
 
 def start_ready() -> None:
     for pending in STREAM.ready(time.time()):
-        if pending.alert.incident_key in pending_table:
-            del pending_table[pending.alert.incident_key]
+        keep(pending.alert.incident_key)
         task = asyncio.create_task(trace_and_publish(pending))
         _running.add(task)
         task.add_done_callback(_running.discard)
@@ -124,9 +134,9 @@ async def trace_water(stream):
             continue
         restore_pending()
         for alert in asked:
-            pending_table[alert.incident_key] = {"alert": alert.to_json().decode(), "until_s": STREAM.pending[alert.incident_key].until_s}
-            log.info("tracing %s from %s: waiting for %.1f h of readings after the detection", alert.incident_key,
-                     alert.station, STREAM.observe_s / 3600)
+            keep(alert.incident_key)
+            log.info("tracing %s from %s: looks at %s h after the detection", alert.incident_key, alert.station,
+                     ", ".join(f"{s / 3600:g}" for s in STREAM.looks_s))
         start_ready()
 
 

@@ -198,11 +198,19 @@ def plume_passed_s(city: City, result: TracingResult, rules: dict) -> float:
     return river_passed_s(city, city.sources[top.source_id].point, result.incident_key.split(":", 1)[1], released_s, rules)
 
 
-def dam_before(city: City, source_point, intake_point):
-    """The interception-dam site furthest downstream between a source and the intake it threatens."""
-    on_path = [(city.network.distance_km(source_point, d.point), d) for d in city.dams.values()
-               if city.network.path(source_point, d.point) and city.network.path(d.point, intake_point)]
-    return max(on_path, key=lambda x: x[0])[1] if on_path else None
+def dam_ahead(city: City, result: TracingResult, intake_point):
+    """The interception-dam site furthest downstream between the top suspect and the intake it
+    threatens that the plume has not reached by the end of the readings traced (None: none left)."""
+    top = result.suspects[0]
+    source_point = city.sources[top.source_id].point
+    now_s = (result.observed_until or result.ts).timestamp()
+    released_s = result.ts.timestamp() - top.travel_time_h * 3600
+    nominal_s = city.network.travel_time_s(source_point, city.stations[result.station].point)
+    slower = top.travel_time_h * 3600 / nominal_s if nominal_s else 1.0  # today's flow against the model's
+    ahead = [(city.network.distance_km(source_point, d.point), d) for d in city.dams.values()
+             if city.network.path(source_point, d.point) and city.network.path(d.point, intake_point)
+             and released_s + city.network.travel_time_s(source_point, d.point) * slower > now_s]
+    return max(ahead, key=lambda x: x[0])[1] if ahead else None
 
 
 def decide_traced(result: TracingResult, incident: dict | None, city: City, rules: dict, routing: dict) -> tuple[dict | None, Warning | None]:
@@ -215,6 +223,8 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     if incident is None or not result.suspects or result.ts.timestamp() < opened_s(incident):
         return incident, None
     top = result.suspects[0]
+    if top.probability < rules["escalation"]["min_source_probability"]:
+        return incident, None  # not sure enough to name anyone: a later look, with more of the plume, may be
     tier = Tier(incident["tier"])
     threatened = [a for a in result.arrivals if a.hours_left >= 0]
     first_intake = min(threatened, key=lambda a: a.hours_left) if threatened else None
@@ -226,14 +236,20 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     if result.camera_sightings and tier.rank < Tier.orange.rank:
         tier = Tier.orange
     arrival_s = first_intake.arrival.timestamp() if first_intake is not None else None
+    dam = dam_ahead(city, result, city.intakes[first_intake.intake_id].point) if first_intake is not None else None
     same = incident.get("traced") == top.source_id and Tier(incident.get("traced_tier", "blue")).rank >= tier.rank
-    # a later look with more of the plume that moves the intake arrival materially is an update, not a repeat
-    revised = same and arrival_s is not None and (incident.get("traced_arrival_s") is None or  # now names the intake at risk
-                                                 abs(arrival_s - incident["traced_arrival_s"]) > rules["escalation"]["arrival_update_h"] * 3600)
+    # a later look with more of the plume that moves the intake arrival materially, or whose plume
+    # has passed the dam named before, is an update, not a repeat
+    moved = arrival_s is not None and (incident.get("traced_arrival_s") is None or  # now names the intake at risk
+                                       abs(arrival_s - incident["traced_arrival_s"]) > rules["escalation"]["arrival_update_h"] * 3600)
+    revised = same and (moved or (arrival_s is not None and (dam.id if dam else None) != incident.get("traced_dam")))
     if same and not revised:
         return incident, None
     if incident.get("traced") not in (None, top.source_id) and top.probability < incident.get("traced_probability", 0.0):
         return incident, None  # a later trace (often from a station further down) less sure than the one warned on
+    looked_s = (result.observed_until or result.ts).timestamp()
+    update = ("[更新 arrival revised] " if moved else "[更新 dam revised] ") if revised else (
+        "[更新 source revised] " if incident.get("traced") not in (None, top.source_id) else "")
     members = incident.get("members", {})
     if first_intake is not None:  # the threat stands, at this tier, until the plume has passed the intake
         members = add_member(members, f"source:{top.source_id}", tier.value, first_intake.latest.timestamp(), keeps_higher=True)
@@ -245,7 +261,6 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
              "probability": top.probability}
     if first_intake is not None:
         intake = city.intakes[first_intake.intake_id]
-        dam = dam_before(city, source.point, intake.point)
         facts |= {"dam_name": dam.name if dam else "取水口上游", "intake_name": intake.name, "hours_left": first_intake.hours_left}
     checklist = []  # the steps whose facts are known: no dam or dilution plan when no intake is ahead of the plume
     for item in rules["checklists_traced"].get(result.category.value, []):
@@ -256,7 +271,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     arrival = (f"; due at {first_intake.name} in {first_intake.hours_left:.1f} h "
                f"({first_intake.earliest:%H:%M}-{first_intake.latest:%H:%M} UTC)") if first_intake else ""
     warning = Warning(
-        warning_id=f"{incident['incident_id']}:source:{top.source_id}:{tier.value}" + (f":updated{int(arrival_s)}" if revised else ""),
+        warning_id=f"{incident['incident_id']}:source:{top.source_id}:{tier.value}" + (f":updated{int(looked_s)}" if revised else ""),
         incident_id=incident["incident_id"],
         category=result.category,
         tier=tier,
@@ -266,7 +281,7 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
         levels=levels,
         departments=departments,
         recipients=who(departments, levels, result.district, result.township, city, routing),
-        title=(f"{'[更新 arrival revised] ' if revised else ''}{tier.value.upper()} water warning at {city.site_name(result.station)}: "
+        title=(f"{update}{tier.value.upper()} water warning at {city.site_name(result.station)}: "
                f"suspected source {top.name} ({top.probability:.0%})"),
         message=top.explanation + arrival + seen,
         checklist=checklist,
@@ -277,7 +292,8 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
         ts=result.ts,
     )
     return {**sent(incident, warning), "tier": max(tier, Tier(incident["tier"]), key=lambda t: t.rank).value, "traced": top.source_id,
-            "traced_tier": tier.value, "traced_arrival_s": arrival_s, "traced_probability": top.probability}, warning
+            "traced_tier": tier.value, "traced_arrival_s": arrival_s, "traced_probability": top.probability,
+            "traced_dam": dam.id if dam else None}, warning
 
 
 CITY = default_city()

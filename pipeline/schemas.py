@@ -197,6 +197,8 @@ class TracingResult(Message):
     camera_sightings: list[CameraSighting] = []
     compute_ms: float
     computed_at: UtcDatetime = Field(default_factory=utc_now)
+    observed_until: UtcDatetime | None = Field(None, description="the end of the readings this look saw (event time): "
+                                               "arrivals' hours left count from it")
 
 
 class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin only inside this module

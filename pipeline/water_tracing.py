@@ -176,11 +176,12 @@ BASELINE_S = 24 * 3600  # history before the lookback: the stations' own baselin
 
 @dataclass
 class Pending:
-    """A trace waiting for its observation window: the alert that asked for it, the window's end,
-    and when (wall clock) the stream's newest reading first passed that end."""
+    """A look waiting for its observation window: the alert that asked for it, the window's end,
+    the later looks' ends, and when (wall clock) the stream's newest reading first passed the end."""
 
     alert: Alert
     until_s: float
+    later_s: tuple[float, ...] = ()
     passed_at: float | None = None
 
 
@@ -190,11 +191,12 @@ class NoTrace(Exception):
 
 class TraceStream:
     """What ``water.trace`` has shown the tracing agent, in event time: each station's window of the
-    pollutants, the cameras' oil-sheen sightings, the traces waiting for their observation window,
-    and each incident's last trace."""
+    pollutants, the cameras' oil-sheen sightings, the looks waiting for their observation window
+    (an alert asks for one at each of ``looks_s`` after it), and each incident's last trace."""
 
-    def __init__(self, city: City, observe_s: float):
-        self.city, self.observe_s = city, observe_s
+    def __init__(self, city: City, looks_s: Sequence[float]):
+        self.city, self.looks_s = city, sorted(looks_s)
+        observe_s = self.looks_s[-1]
         self.scopes: dict[str, Scope] = {}
         lookback_s = max((self.scope(s).lookback_s for s, st in city.stations.items() if not st.treated), default=0.0)
         self.keep_s = lookback_s + BASELINE_S + observe_s
@@ -228,7 +230,8 @@ class TraceStream:
             if alert.incident_key in self.pending or (last is not None and alert.ts.timestamp() - last < RETRACE_S):
                 continue
             self.last_traced_s[alert.incident_key] = alert.ts.timestamp()
-            self.pending[alert.incident_key] = Pending(alert, alert.ts.timestamp() + self.observe_s)
+            ends = [alert.ts.timestamp() + s for s in self.looks_s]
+            self.pending[alert.incident_key] = Pending(alert, ends[0], tuple(ends[1:]))
             asked.append(alert)
         for p in self.pending.values():
             if p.passed_at is None and self.newest_s >= p.until_s:
@@ -236,16 +239,31 @@ class TraceStream:
         return asked
 
     def ready(self, now: float) -> list[Pending]:
-        """The traces whose window the stream now holds (taken out of ``pending``): the detecting
-        station's, and every station's reporting since the detection; or, for a silent station,
-        SINK_WAIT_S after the rest of the city passed the window's end; or once the stream has been
-        quiet for SETTLE_S past it (a replay that stopped)."""
+        """The looks whose window the stream now holds: the detecting station's, and every station's
+        reporting since the detection; or, for a silent station, SINK_WAIT_S after the rest of the
+        city passed the window's end; or once the stream has been quiet for SETTLE_S past it (a
+        replay that stopped). An incident's next look waits in ``pending`` in its place; when the
+        stream already holds several of its looks, only the latest is made."""
         out = []
         for key, p in list(self.pending.items()):
-            if self._observed(p) or (p.passed_at is not None and now - p.passed_at >= SINK_WAIT_S) or (
-                    now >= p.until_s and now - self.arrived_at >= SETTLE_S):
-                out.append(self.pending.pop(key))
+            if not self._ready(p, now):
+                continue
+            while p.later_s:
+                nxt = Pending(p.alert, p.later_s[0], p.later_s[1:])
+                if not (self._observed(nxt) or (now >= nxt.until_s and now - self.arrived_at >= SETTLE_S)):
+                    break
+                p = nxt
+            out.append(p)
+            if p.later_s:
+                self.pending[key] = Pending(p.alert, p.later_s[0], p.later_s[1:],
+                                            now if self.newest_s >= p.later_s[0] else None)
+            else:
+                del self.pending[key]
         return out
+
+    def _ready(self, p: Pending, now: float) -> bool:
+        return self._observed(p) or (p.passed_at is not None and now - p.passed_at >= SINK_WAIT_S) or (
+            now >= p.until_s and now - self.arrived_at >= SETTLE_S)
 
     def _observed(self, p: Pending) -> bool:
         wanted_s = p.until_s - 2 * STEP_S  # a station's readings within two steps of the end: its own phase
@@ -302,9 +320,10 @@ def tracing_result(city: City, alert: Alert, histories: Mapping[str, History], s
     arrivals = [
         IntakeArrival(intake_id=a.target_id, name=city.intakes[a.target_id].name, arrival=datetime.fromtimestamp(a.arrival_s, UTC),
                       earliest=datetime.fromtimestamp(a.arrival_low_s, UTC), latest=datetime.fromtimestamp(a.arrival_high_s, UTC),
-                      peak_mg_l=round(a.peak_mg_l, 4), hours_left=round((a.arrival_s - detected_s) / 3600, 2))
-        for a in traced.arrivals if a.arrival_s >= detected_s - 3600  # not the intakes it has long passed
+                      peak_mg_l=round(a.peak_mg_l, 4), hours_left=round((a.arrival_s - until_s) / 3600, 2))
+        for a in traced.arrivals if a.arrival_s >= until_s - 3600  # not the intakes it has long passed
     ]
     return TracingResult(incident_key=alert.incident_key, category=alert.category, station=alert.station, district=alert.district,
                          township=alert.township, parameter=alert.parameter, ts=alert.ts, suspects=suspects, arrivals=arrivals,
-                         camera_sightings=sightings, compute_ms=round((time.perf_counter() - started) * 1000, 1))
+                         camera_sightings=sightings, compute_ms=round((time.perf_counter() - started) * 1000, 1),
+                         observed_until=datetime.fromtimestamp(until_s, UTC))

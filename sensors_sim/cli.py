@@ -179,6 +179,14 @@ def eval_water(
         results = ev.evaluate(city, runs, seed, progress=lambda: progress.advance(task), observe_h=observe_h, weeks=weeks)
     _print_summary(f"water models on simulated ground truth ({runs} random releases from seed {seed}, "
                    f"tracing {observe_h:g} h after detection; {time.perf_counter() - started:.0f} s)", ev.summarise(results))
+    tracing = ev.summarise_tracing(results)
+    table = Table(title="tracing by time after the first detection (seed scenarios and random releases)")
+    for column in tracing.columns:
+        table.add_column(column, justify="right")
+    for _, row in tracing.iterrows():
+        table.add_row(*(v if isinstance(v, str) else str(v) if isinstance(v, (int, np.integer)) else "" if pd.isna(v) else f"{v:.3g}"
+                        for v in row))
+    console.print(table)
     for check in ev.seed_checks(results, city):
         console.print(check)
     if details:

@@ -47,7 +47,7 @@ def alert_at(ts_ms: int, station: str = "ruxi-mingda") -> Alert:
 
 def test_a_trace_waits_for_its_window_in_event_time_and_names_the_factory_from_the_stream(ruxi):
     wide, detected_ms = ruxi
-    stream = TraceStream(CITY, OBSERVE_S)
+    stream = TraceStream(CITY, [OBSERVE_S])
     now = 1e12  # the wall clock long after the data (a replay of the past): it must not start the trace
     for record in records(wide, 0, detected_ms + 1):
         stream.add(record, now)
@@ -75,7 +75,7 @@ def test_a_silent_station_or_a_stopped_replay_does_not_hold_a_trace_for_ever(rux
     wide, detected_ms = ruxi
     until_ms = detected_ms + int(OBSERVE_S * 1000)
     # the detecting station stops reporting; the rest of the city goes on past the window's end
-    stream = TraceStream(CITY, OBSERVE_S)
+    stream = TraceStream(CITY, [OBSERVE_S])
     for record in records(wide, 0, detected_ms + 1):
         stream.add(record, 1000.0)
     stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms)]), 1000.0)
@@ -85,7 +85,7 @@ def test_a_silent_station_or_a_stopped_replay_does_not_hold_a_trace_for_ever(rux
     assert not stream.ready(1000.0 + SINK_WAIT_S - 1)
     assert len(stream.ready(1000.0 + SINK_WAIT_S)) == 1
     # a replay that stops before the window's end: traced once the stream has been quiet
-    stream = TraceStream(CITY, OBSERVE_S)
+    stream = TraceStream(CITY, [OBSERVE_S])
     for record in records(wide, 0, detected_ms + 1):
         stream.add(record, until_ms / 1000 + 5)
     stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms)]), until_ms / 1000 + 5)
@@ -94,7 +94,7 @@ def test_a_silent_station_or_a_stopped_replay_does_not_hold_a_trace_for_ever(rux
 
 
 def test_a_trace_that_cannot_run_says_why():
-    stream = TraceStream(CITY, OBSERVE_S)
+    stream = TraceStream(CITY, [OBSERVE_S])
     alert = alert_at(1_750_000_000_000)
     scope = stream.scope("ruxi-mingda")
     with pytest.raises(NoTrace, match="no readings of ruxi-mingda"):
@@ -102,10 +102,31 @@ def test_a_trace_that_cannot_run_says_why():
 
 
 def test_camera_sightings_come_from_the_stream():
-    stream = TraceStream(CITY, OBSERVE_S)
+    stream = TraceStream(CITY, [OBSERVE_S])
     seen = [CameraDetection(sensor_id="cam-ruxi-mingda", station="ruxi-mingda", district="liangping", ts=1_750_000_000 + 60 * k,
                             values={"oil_area": Quantity(value=100.0 * k, unit="m2")}, detection="oil_sheen", confidence=c)
             for k, c in ((1, 0.9), (3, 0.7), (2, 0.3))]
     stream.add(WaterTraceRecord(sightings=seen), 0.0)
     [sighting] = stream.camera_sightings(["ruxi-mingda"], 1_750_000_000, 1_750_000_000 + 3600)
     assert (sighting.camera_id, sighting.area_m2, sighting.confidence) == ("cam-ruxi-mingda", 300.0, 0.9)  # the 0.3 one is glint
+
+
+def test_an_incident_is_looked_at_again_as_the_plume_passes_and_a_backlog_makes_only_its_latest_look(ruxi):
+    wide, detected_ms = ruxi
+    looks_s = [900.0, 3600.0, 7200.0]
+    stream = TraceStream(CITY, looks_s)
+    for record in records(wide, 0, detected_ms + 1):
+        stream.add(record, 0.0)
+    stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms)]), 0.0)
+    made = []
+    for record in records(wide, detected_ms + 1, detected_ms + 3 * 3600_000, rows_per_record=5):  # as it comes, live
+        stream.add(record, 0.0)
+        made += [p.until_s - detected_ms / 1000 for p in stream.ready(0.0)]
+    assert made == looks_s and not stream.pending
+    # a replay that sends it all at once: only the latest look the stream holds
+    stream = TraceStream(CITY, looks_s)
+    for record in records(wide, 0, detected_ms + 1):
+        stream.add(record, 0.0)
+    stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms)]), 0.0)
+    stream.add(next(records(wide, detected_ms + 1, detected_ms + 3 * 3600_000, rows_per_record=10**6)), 0.0)
+    assert [p.until_s - detected_ms / 1000 for p in stream.ready(0.0)] == [7200.0] and not stream.pending

@@ -115,3 +115,26 @@ def test_a_traced_plume_keeps_its_incident_open_red_until_it_passes_the_intake_t
     # a result about an earlier incident does not land on a newer one
     newer = {"incident_id": f"water:ruxi:{int(t0) + 60}", "open": True, "tier": "blue", "members": {}}
     assert decide_traced(result, newer, city, rules, routing) == (newer, None)
+
+
+def test_the_checklist_names_only_a_dam_still_ahead_of_the_plume_and_an_unsure_look_names_no_one():
+    city, rules, routing = default_city(), load_toml("warnings"), load_toml("routing")
+    first = _result(4.7)
+    released_s = first.ts.timestamp() - 1.3 * 3600
+    factory = city.sources["ruxi-food-factory"].point
+    slower = 1.3 * 3600 / city.network.travel_time_s(factory, city.stations["ruxi-mingda"].point)
+    reached_s = {d.name: released_s + city.network.travel_time_s(factory, d.point) * slower for d in city.dams.values()
+                 if d.river == "ruxi" and city.network.path(factory, d.point)}
+    incident, warning = decide_traced(first, {"incident_id": "water:ruxi:1", "open": True, "tier": "yellow", "members": {}},
+                                      city, rules, routing)
+    named = [name for name in reached_s if any(name in item for item in warning.checklist)]
+    assert len(named) == 1 and reached_s[named[0]] > first.ts.timestamp()  # ahead of the plume when traced
+    # a later look, the same arrival, with the plume past that dam: an update that no longer names it
+    later = first.model_copy(update={"observed_until": datetime.fromtimestamp(reached_s[named[0]] + 60, UTC)})
+    _, update = decide_traced(later, incident, city, rules, routing)
+    assert update is not None and update.title.startswith("[更新 dam revised]")
+    assert not any(named[0] in item for item in update.checklist)
+    assert all(reached_s[name] > reached_s[named[0]] for name in reached_s if any(name in item for item in update.checklist))
+    # a look not sure enough of anyone names no one
+    unsure = _result(4.7).model_copy(update={"suspects": [first.suspects[0].model_copy(update={"probability": 0.3})]})
+    assert decide_traced(unsure, {"incident_id": "water:ruxi:2", "open": True, "tier": "yellow"}, city, rules, routing)[1] is None
