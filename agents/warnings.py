@@ -18,6 +18,9 @@ from models.warnings import (OPERATOR_STAGES, active_tier, add_member, advance, 
                              tier_from_severity)
 from pipeline.city import City, default_city, load_toml
 from pipeline.schemas import Alert, Category, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at, utc_now
+from pipeline.water_tracing import TRACED_PARAMETERS
+
+TRACE_HOLD = "trace:"  # a member that holds a water incident's tier while tracing looks for its source
 
 incidents_table = app.Table("incidents", default=None, partitions=SETTINGS.kafka.partitions)
 
@@ -49,6 +52,9 @@ def decide(alert: Alert, incident: dict | None, city: City, rules: dict, routing
             station = city.stations[alert.station]
             members = add_member(members, f"plume:{alert.station}", Tier.blue.value,
                                  river_passed_s(city, station.point, station.river, now_s, rules), keeps_higher=True)
+            if alert.parameter in TRACED_PARAMETERS:  # no false comfort: the tier holds until tracing has had its looks
+                members = add_member(members, f"{TRACE_HOLD}{member}", tier.value,
+                                     now_s + rules["grouping"]["trace_hold_h"] * 3600, keeps_higher=True)
     incident = {**incident, "members": members}
     return settle(incident, now_s, city, rules, routing, alert)
 
@@ -109,8 +115,9 @@ def warning_id(incident: dict, tier: Tier, now_s: float) -> str:
 
 
 def affected(incident: dict, now_s: float) -> list[str]:
-    """The incident's active members, highest tier first."""
-    live = [(m, v["tier"]) for m, v in incident["members"].items() if v["until_s"] is None or v["until_s"] > now_s]
+    """The incident's active members, highest tier first (not the holds while tracing looks)."""
+    live = [(m, v["tier"]) for m, v in incident["members"].items()
+            if (v["until_s"] is None or v["until_s"] > now_s) and not m.startswith(TRACE_HOLD)]
     return [m for m, _ in sorted(live, key=lambda mt: (-rank(mt[1]), mt[0]))]
 
 
@@ -250,7 +257,8 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     looked_s = (result.observed_until or result.ts).timestamp()
     update = ("[更新 arrival revised] " if moved else "[更新 dam revised] ") if revised else (
         "[更新 source revised] " if incident.get("traced") not in (None, top.source_id) else "")
-    members = incident.get("members", {})
+    # the trace has spoken: what it says holds the tier now (its source member until the plume is past the intake)
+    members = {m: v for m, v in incident.get("members", {}).items() if not m.startswith(TRACE_HOLD)}
     if first_intake is not None:  # the threat stands, at this tier, until the plume has passed the intake
         members = add_member(members, f"source:{top.source_id}", tier.value, first_intake.latest.timestamp(), keeps_higher=True)
     members = add_member(members, f"plume:{top.source_id}", Tier.blue.value, plume_passed_s(city, result, rules), keeps_higher=True)

@@ -181,21 +181,23 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
     from pipeline.schemas import LifecycleEvent, Stage
 
     hold_min = RULES["grouping"]["deescalate_after_min"]
+    traced_until = 60 + RULES["grouping"]["trace_hold_h"] * 60  # the red alert's tier holds while tracing looks
     steps = [
         _alert("ruxi-mingda", "oil", 0.1, 0),               # opens the Ruxi incident: blue
         _alert("ruxi-mingda", "cod", 0.3, 10),              # another parameter: yellow, same incident
         _alert("ruxi-intake-section", "oil", 0.8, 60),      # downstream: red, same incident
         _alert("ruxi-intake-section", "oil", 0.8, 70, resolved=True),   # red gone, yellow remains: held, not lowered yet
-        _alert("ruxi-mingda", "oil", 0.1, 70 + hold_min - 1),           # still inside the hold: nothing
-        _alert("ruxi-mingda", "oil", 0.1, 70 + hold_min + 1),           # the hold has passed: lowered to yellow
-        _alert("ruxi-mingda", "cod", 0.3, 200, resolved=True),
-        _alert("ruxi-mingda", "oil", 0.1, 210, resolved=True),          # every station clear, but the oil flows on
+        _alert("ruxi-mingda", "oil", 0.1, 70 + hold_min + 1),           # no false comfort: red while the oil's trace is unknown
+        _alert("ruxi-mingda", "oil", 0.1, traced_until + 1),            # the trace's time is over: yellow now, but held
+        _alert("ruxi-mingda", "oil", 0.1, traced_until + hold_min + 2),  # the hold has passed: lowered to yellow
+        _alert("ruxi-mingda", "cod", 0.3, traced_until + hold_min + 10, resolved=True),
+        _alert("ruxi-mingda", "oil", 0.1, traced_until + hold_min + 20, resolved=True),  # every station clear, but the oil flows on
     ]
     incident, issued = None, []
     for alert in steps:
         incident, warning = decide(alert, incident, CITY, RULES, ROUTING)
         issued.append(warning and warning.tier.value)
-    assert issued == ["blue", "yellow", "red", None, None, "yellow", None, None]
+    assert issued == ["blue", "yellow", "red", None, None, None, "yellow", None, None]
     assert incident["incident_id"].startswith("water:ruxi:") and incident["open"]
     # once what was seen has passed the river's last station (+ margin), the timer lowers, then closes the incident
     passed_s = max(m["until_s"] for k, m in incident["members"].items() if k.startswith("plume:"))
@@ -217,10 +219,14 @@ def test_a_lowered_warning_reaches_everyone_warned_before_and_a_re_raised_tier_g
     incident, _ = decide(_alert("ruxi-mingda", "cod", 0.3, 0), None, CITY, RULES, ROUTING)
     incident, red = decide(_alert("ruxi-mingda", "oil", 0.9, 5), incident, CITY, RULES, ROUTING)
     incident, _ = decide(_alert("ruxi-mingda", "oil", 0.9, 6, resolved=True), incident, CITY, RULES, ROUTING)
-    incident, lowered = decide(_alert("ruxi-mingda", "cod", 0.3, 6 + hold_min), incident, CITY, RULES, ROUTING)
+    traced_until = 5 + RULES["grouping"]["trace_hold_h"] * 60  # the red oil alert's tier holds while tracing looks
+    incident, held = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until - 1), incident, CITY, RULES, ROUTING)
+    assert held is None
+    incident, _ = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until), incident, CITY, RULES, ROUTING)
+    incident, lowered = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until + hold_min), incident, CITY, RULES, ROUTING)
     assert lowered.tier is Tier.yellow and "降级" in lowered.title and set(red.departments) <= set(lowered.departments)
     assert lowered.affected == ["ruxi-mingda:cod", "plume:ruxi-mingda"]
-    incident, again = decide(_alert("ruxi-mingda", "oil", 0.9, 100), incident, CITY, RULES, ROUTING)
+    incident, again = decide(_alert("ruxi-mingda", "oil", 0.9, traced_until + hold_min + 60), incident, CITY, RULES, ROUTING)
     assert again.tier is Tier.red and again.warning_id != red.warning_id and again.incident_id == red.incident_id
 
 
@@ -240,3 +246,36 @@ def test_an_early_statistical_finding_lapses_and_the_timer_closes_the_incident()
     closed, nothing, records = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), incident,
                                                end_s, CITY, RULES, ROUTING)
     assert nothing is None and closed["open"] is False and [r.stage for r in records] == [Stage.closed]
+
+
+@pytest.mark.parametrize("traced_after_min", [20, 120])
+def test_no_lowered_warning_while_a_plume_is_heading_to_an_intake(traced_after_min):
+    """Oil at 明达 (red), gone from the station an hour later, the plume due at the intake 4.7 h after
+    the detection: whether the trace comes with the first look or with the last, no warning lowers
+    the incident before the plume has passed the intake."""
+    from agents.warnings import apply_lifecycle, decide_traced
+    from datetime import UTC, datetime
+    from pipeline.schemas import Category, IntakeArrival, LifecycleEvent, SourceSuspect, Stage, TracingResult
+
+    t0 = datetime(2026, 11, 24, tzinfo=UTC)
+    arrival = t0 + timedelta(hours=4.7)
+    result = TracingResult(
+        incident_key="water:ruxi", category=Category.water, station="ruxi-mingda", district="liangping", parameter="oil", ts=t0,
+        compute_ms=50.0, observed_until=t0 + timedelta(minutes=traced_after_min),
+        suspects=[SourceSuspect(source_id="ruxi-food-factory", name="食品厂", type="factory", enterprise="某公司", probability=0.95,
+                                distance_km=2.3, travel_time_h=1.3, explanation="fits")],
+        arrivals=[IntakeArrival(intake_id="ruxi-intake", name="取水口", arrival=arrival, earliest=arrival - timedelta(minutes=30),
+                                latest=arrival + timedelta(minutes=30), peak_mg_l=0.8, hours_left=4.7 - traced_after_min / 60)])
+    incident, issued = None, []
+    for minutes in range(0, 8 * 60, 10):  # a reading every 10 min: oil over the limit for an hour, then clear
+        if minutes == traced_after_min:
+            incident, warning = decide_traced(result, incident, CITY, RULES, ROUTING)
+            issued.append((minutes, warning))
+        alert = _alert("ruxi-mingda", "oil", 0.9, minutes, resolved=minutes >= 60)
+        incident, warning = decide(alert, incident, CITY, RULES, ROUTING)
+        incident, timer = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), incident,
+                                          alert.ts.timestamp(), CITY, RULES, ROUTING)[:2]
+        issued += [(minutes, warning), (minutes, timer)]
+    lowered = [m for m, w in issued if w is not None and "降级" in w.title]
+    assert any(w is not None and w.suspects for _, w in issued)  # the source warning was issued
+    assert lowered and min(lowered) * 60 >= (result.arrivals[0].latest - t0).total_seconds()
