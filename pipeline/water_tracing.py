@@ -172,6 +172,7 @@ SINK_WAIT_S = 30.0  # the rest of the city passed the window's end this long ago
 SETTLE_S = 10.0  # nothing streamed for this long: a replay stopped short of the window's end
 MIN_CAMERA_CONFIDENCE = 0.6  # below this, sheen detections are mostly sun glint and foam
 BASELINE_S = 24 * 3600  # history before the lookback: the stations' own baselines
+REPORTING_S = 24 * 3600  # a station that reported within this before a detection is waited for by its looks
 
 
 @dataclass
@@ -240,7 +241,7 @@ class TraceStream:
 
     def ready(self, now: float) -> list[Pending]:
         """The looks whose window the stream now holds: the detecting station's, and every station's
-        reporting since the detection; or, for a silent station, SINK_WAIT_S after the rest of the
+        that reported in the day before the detection; or, for a silent station, SINK_WAIT_S after the rest of the
         city passed the window's end; or once the stream has been quiet for SETTLE_S past it (a
         replay that stopped). An incident's next look waits in ``pending`` in its place; when the
         stream already holds several of its looks, only the latest is made."""
@@ -268,7 +269,9 @@ class TraceStream:
     def _observed(self, p: Pending) -> bool:
         wanted_s = p.until_s - 2 * STEP_S  # a station's readings within two steps of the end: its own phase
         latest = [self.windows.latest_s(s) for s in self.scope(p.alert.station).stations]
-        reporting = [t for t in latest if t is not None and t >= p.alert.ts.timestamp()]
+        # every station that reported in the day before the detection: one whose partition lags (a
+        # replay's backlog) is waited for; one silent since is let go SINK_WAIT_S after the rest
+        reporting = [t for t in latest if t is not None and t >= p.alert.ts.timestamp() - REPORTING_S]
         first = self.windows.latest_s(p.alert.station)
         return first is not None and first >= wanted_s and all(t >= wanted_s for t in reporting)
 
