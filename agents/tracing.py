@@ -87,7 +87,18 @@ def earlier_from_influx(stations: list[str], since_s: float, until_s: float) -> 
     return out
 
 
+_incident_locks: dict[str, asyncio.Lock] = {}
+
+
 async def trace_and_publish(p: Pending) -> None:
+    """One look, after the incident's earlier looks (a backlog starts several at once: their results
+    must reach the warning agent in event-time order, the first detection's before a later one's)."""
+    lock = _incident_locks.setdefault(p.alert.incident_key, asyncio.Lock())
+    async with lock:
+        await _trace_and_publish(p)
+
+
+async def _trace_and_publish(p: Pending) -> None:
     alert = p.alert
     detected_s = alert.ts.timestamp()
     scope = STREAM.scope(alert.station)

@@ -57,7 +57,7 @@ def test_sim_run_ruxi_oil_spill_names_the_factory_to_five_departments_and_never_
         source = next(w for w in found if w["suspects"] and w["suspects"][0]["source_id"] == "ruxi-food-factory")
         assert source["tier"] == "red" and source["departments"] == load_toml("routing")["categories"]["water"]["red"]
         intake = next((a for a in source["arrivals"] if a["intake_id"] == "ruxi-intake"), None)
-        assert intake is not None, source
+        assert intake is not None, (source["title"], source["message"], source["arrivals"], [w["title"] for w in found])
         assert intake["hours_left"] > 0 and abs(datetime.fromisoformat(intake["arrival"]).timestamp() - true_arrival_s) <= 0.1 * (
             spill.details["intake_arrival_h"]["ruxi-intake"] * 3600)
         dams = [d.name for d in default_city().dams.values() if d.river == "ruxi"]
