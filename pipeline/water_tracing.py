@@ -240,26 +240,21 @@ class TraceStream:
         return asked
 
     def ready(self, now: float) -> list[Pending]:
-        """The looks whose window the stream now holds: the detecting station's, and every station's
-        that reported in the day before the detection; or, for a silent station, SINK_WAIT_S after the rest of the
-        city passed the window's end; or once the stream has been quiet for SETTLE_S past it (a
-        replay that stopped). An incident's next look waits in ``pending`` in its place; when the
-        stream already holds several of its looks, only the latest is made."""
+        """The looks whose window the stream now holds, in order: the detecting station's, and every
+        station's that reported in the day before the detection; or, for a silent station,
+        SINK_WAIT_S after the rest of the city passed the window's end; or once the stream has been
+        quiet for SETTLE_S past it (a replay that stopped). An incident's next look waits in
+        ``pending`` in its place. A backlog that holds several looks makes each of them, the
+        earliest first: the first answer is the one its first minutes of data give."""
         out = []
         for key, p in list(self.pending.items()):
-            if not self._ready(p, now):
-                continue
-            while p.later_s:
-                nxt = Pending(p.alert, p.later_s[0], p.later_s[1:])
-                if not (self._observed(nxt) or (now >= nxt.until_s and now - self.arrived_at >= SETTLE_S)):
-                    break
-                p = nxt
-            out.append(p)
-            if p.later_s:
-                self.pending[key] = Pending(p.alert, p.later_s[0], p.later_s[1:],
-                                            now if self.newest_s >= p.later_s[0] else None)
-            else:
+            while p is not None and self._ready(p, now):
+                out.append(p)
+                p = Pending(p.alert, p.later_s[0], p.later_s[1:], now if self.newest_s >= p.later_s[0] else None) if p.later_s else None
+            if p is None:
                 del self.pending[key]
+            else:
+                self.pending[key] = p
         return out
 
     def _ready(self, p: Pending, now: float) -> bool:
