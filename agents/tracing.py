@@ -5,7 +5,7 @@ The water agent forwards the pollutants of every water reading, then the alerts 
 station's recent series in memory (``TraceStream``, pipeline/water_tracing.py), in event time:
 tracing reads nothing back from InfluxDB, so it does not race the sink, and it works at 1x or at
 any replay speed. An incident is traced on its first alert (and again when it worsens): a look
-each time the stream holds the next of ``[agent] looks_h`` of readings after the detection, each
+each time the stream holds the next of ``[agent] looks_min`` of readings after the detection, each
 with more of the plume (a station gone silent does not hold a look for ever). The fit runs in a
 worker thread so the stream keeps flowing; each look's result goes to ``tracing``, where the
 warning agent decides what is worth a warning. A look that cannot run or finds nothing is logged
@@ -35,7 +35,7 @@ from pipeline.water_tracing import (BASELINE_S, POLLUTANTS, STEP_S, History, NoT
                                     tracing_result)
 
 CITY = default_city()
-STREAM = TraceStream(CITY, [h * 3600 for h in load_toml("tracing")["agent"]["looks_h"]])
+STREAM = TraceStream(CITY, [m * 60 for m in load_toml("tracing")["agent"]["looks_min"]])
 
 log = logging.getLogger("yuflow.tracing")
 
@@ -146,8 +146,8 @@ async def trace_water(stream):
         restore_pending()
         for alert in asked:
             keep(alert.incident_key)
-            log.info("tracing %s from %s: looks at %s h after the detection", alert.incident_key, alert.station,
-                     ", ".join(f"{s / 3600:g}" for s in STREAM.looks_s))
+            log.info("tracing %s from %s: looks at %s min after the detection", alert.incident_key, alert.station,
+                     ", ".join(f"{s / 60:g}" for s in STREAM.looks_s))
         start_ready()
 
 

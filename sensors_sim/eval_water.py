@@ -26,7 +26,7 @@ from sensors_sim.scenario import Scenario, load_scenario, random_release_event, 
 
 POLLUTION_TYPES = ("release", "oil_spill", "do_sag")
 PERSISTENCE = 3
-LOOKS_H = (0.25, 1.0, 2.0)  # tracing is judged this long after the first detection too
+LOOKS_H = (5 / 60, 0.25, 1.0, 2.0)  # tracing is judged this long after the first detection too
 
 
 @dataclass

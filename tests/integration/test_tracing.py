@@ -119,7 +119,7 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
     red = [w for w in found if traced_red(w)]
     # one red warning naming the factory; a later look may revise it (its arrival, the intake or the
     # dam ahead of the plume), each re-sent as an update, never a new warning
-    looks = len(load_toml("tracing")["agent"]["looks_h"])
+    looks = len(load_toml("tracing")["agent"]["looks_min"])
     assert len(red) <= looks and all(w.title.startswith("[更新 ") for w in red[1:]), [w.title for w in red]
     assert all(any("停产" in item for item in w.checklist) for w in red)  # each names the stop order
     first_red = red[0]
