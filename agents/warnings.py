@@ -227,7 +227,9 @@ def decide_traced(result: TracingResult, incident: dict | None, city: City, rule
     ``escalation.intake_hours_red`` hours, and to at least orange when cameras saw the oil sheen.
     """
     # a closed incident still gets its source warning (the plume has moved on), but not a newer incident
-    if incident is None or not result.suspects or result.ts.timestamp() < opened_s(incident):
+    # (an incident opened by a later alert that came first, in a backlog, holds what the traced station saw: it is this one's)
+    if incident is None or not result.suspects or (result.ts.timestamp() < opened_s(incident) and
+                                                   f"plume:{result.station}" not in incident.get("members", {})):
         return incident, None
     top = result.suspects[0]
     if top.probability < rules["escalation"]["min_source_probability"]:

@@ -7,6 +7,7 @@ Used by the tracing agent (histories from the stream, ``StationWindows``) and by
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -173,6 +174,7 @@ SETTLE_S = 10.0  # nothing streamed for this long: a replay stopped short of the
 MIN_CAMERA_CONFIDENCE = 0.6  # below this, sheen detections are mostly sun glint and foam
 BASELINE_S = 24 * 3600  # history before the lookback: the stations' own baselines
 REPORTING_S = 24 * 3600  # a station that reported within this before a detection is waited for by its looks
+ORDER_GRACE_S = 5.0  # an incident's first look waits this long (wall clock) for an earlier detection still on its way
 
 
 @dataclass
@@ -184,6 +186,7 @@ class Pending:
     until_s: float
     later_s: tuple[float, ...] = ()
     passed_at: float | None = None
+    asked_at: float = -math.inf  # wall clock of the alert (the first look waits ORDER_GRACE_S after it)
 
 
 class NoTrace(Exception):
@@ -227,12 +230,19 @@ class TraceStream:
         for alert in record.alerts:
             if alert.category is not Category.water or alert.resolved or alert.parameter not in TRACED_PARAMETERS:
                 continue
+            waiting = self.pending.get(alert.incident_key)
+            if (waiting is not None and alert.ts < waiting.alert.ts
+                    and waiting.until_s == waiting.alert.ts.timestamp() + self.looks_s[0]):  # no look made yet
+                # an earlier detection that came later (a backlog: each station's partition at its own
+                # pace): the incident is traced from where it was first seen
+                del self.pending[alert.incident_key]
+                self.last_traced_s.pop(alert.incident_key, None)
             last = self.last_traced_s.get(alert.incident_key)
             if alert.incident_key in self.pending or (last is not None and alert.ts.timestamp() - last < RETRACE_S):
                 continue
             self.last_traced_s[alert.incident_key] = alert.ts.timestamp()
             ends = [alert.ts.timestamp() + s for s in self.looks_s]
-            self.pending[alert.incident_key] = Pending(alert, ends[0], tuple(ends[1:]))
+            self.pending[alert.incident_key] = Pending(alert, ends[0], tuple(ends[1:]), asked_at=now)
             asked.append(alert)
         for p in self.pending.values():
             if p.passed_at is None and self.newest_s >= p.until_s:
@@ -258,6 +268,8 @@ class TraceStream:
         return out
 
     def _ready(self, p: Pending, now: float) -> bool:
+        if p.until_s == p.alert.ts.timestamp() + self.looks_s[0] and now - p.asked_at < ORDER_GRACE_S:
+            return False
         return self._observed(p) or (p.passed_at is not None and now - p.passed_at >= SINK_WAIT_S) or (
             now >= p.until_s and now - self.arrived_at >= SETTLE_S)
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.city import default_city
 from pipeline.schemas import Alert, CameraDetection, Category, Quantity, WaterTraceRecord
-from pipeline.water_tracing import POLLUTANTS, SETTLE_S, SINK_WAIT_S, NoTrace, TraceStream, tracing_result
+from pipeline.water_tracing import ORDER_GRACE_S, POLLUTANTS, SETTLE_S, SINK_WAIT_S, NoTrace, TraceStream, tracing_result
 from sensors_sim.scenario import load_scenario, simulate
 
 CITY = default_city()
@@ -59,7 +59,7 @@ def test_a_trace_waits_for_its_window_in_event_time_and_names_the_factory_from_t
     started = []
     for record in records(wide, until_ms - 2 * 600_000, until_ms + 1):
         stream.add(record, now)
-        started += stream.ready(now)
+        started += stream.ready(now + ORDER_GRACE_S)
     assert len(started) == 1 and not stream.pending
     p = started[0]
     scope = stream.scope(p.alert.station)
@@ -121,7 +121,7 @@ def test_an_incident_is_looked_at_again_as_the_plume_passes_and_a_backlog_makes_
     made = []
     for record in records(wide, detected_ms + 1, detected_ms + 3 * 3600_000, rows_per_record=5):  # as it comes, live
         stream.add(record, 0.0)
-        made += [p.until_s - detected_ms / 1000 for p in stream.ready(0.0)]
+        made += [p.until_s - detected_ms / 1000 for p in stream.ready(ORDER_GRACE_S)]
     assert made == looks_s and not stream.pending
     # a replay that sends it all at once: every look, the earliest first
     stream = TraceStream(CITY, looks_s)
@@ -129,4 +129,17 @@ def test_an_incident_is_looked_at_again_as_the_plume_passes_and_a_backlog_makes_
         stream.add(record, 0.0)
     stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms)]), 0.0)
     stream.add(next(records(wide, detected_ms + 1, detected_ms + 3 * 3600_000, rows_per_record=10**6)), 0.0)
-    assert [p.until_s - detected_ms / 1000 for p in stream.ready(0.0)] == looks_s and not stream.pending
+    assert not stream.ready(0.0)  # an earlier detection may still be on its way
+    assert [p.until_s - detected_ms / 1000 for p in stream.ready(ORDER_GRACE_S)] == looks_s and not stream.pending
+
+
+def test_an_earlier_detection_that_comes_later_is_where_the_incident_is_traced_from(ruxi):
+    """A backlog: the intake section's alert (hours later) reaches tracing before 明达's."""
+    wide, detected_ms = ruxi
+    stream = TraceStream(CITY, [300.0])
+    for record in records(wide, 0, detected_ms + 6 * 3600_000, rows_per_record=10**6):
+        stream.add(record, 0.0)
+    stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms + 4 * 3600_000, "ruxi-intake-section")]), 0.0)
+    stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms)]), 1.0)
+    [look] = stream.ready(1.0 + ORDER_GRACE_S)
+    assert look.alert.station == "ruxi-mingda" and look.alert.ts.timestamp() == detected_ms / 1000
