@@ -113,7 +113,8 @@ def trace_incident(city: City, histories: Mapping[str, History], first_station: 
 class StationWindows:
     """Each station's recent values of some parameters as they stream in, kept ``keep_s`` behind
     the station's newest reading (event time). Late readings are placed by time, repeats of a
-    time keep the last.
+    time keep the last; a reading more than ``keep_s`` before the newest is another time line (a
+    replay of older data) and starts the station afresh, as the water screen does.
 
     >>> w = StationWindows(["cod"], keep_s=3600)
     >>> w.add(["a", "a", "b"], [600.0, 0.0, 0.0], {"cod": [2.0, 1.0, None]})
@@ -128,10 +129,15 @@ class StationWindows:
         self._rows: dict[str, dict[float, tuple]] = {}  # station: {t_s: values}
         self._latest: dict[str, float] = {}
         self._first: dict[str, float] = {}
+        self.hold_from_s = math.inf  # rows from this time on are kept whatever their age (a look still needs them)
 
     def add(self, stations: Sequence[str], ts_s: Sequence[float], values: Mapping[str, Sequence[float | None]]) -> None:
         columns = [values.get(p) or [None] * len(stations) for p in self.parameters]
         for n, (station, t) in enumerate(zip(stations, ts_s)):
+            if t < self._latest.get(station, -np.inf) - self.keep_s:  # another time line (a replay of older data)
+                self._rows.pop(station)
+                self._latest.pop(station)
+                self._first.pop(station)
             rows = self._rows.setdefault(station, {})
             rows[t] = tuple(np.nan if c[n] is None else c[n] for c in columns)
             if t > self._latest.get(station, -np.inf):
@@ -141,7 +147,7 @@ class StationWindows:
                 self._trim(station)
 
     def _trim(self, station: str) -> None:
-        oldest = self._latest[station] - self.keep_s
+        oldest = min(self._latest[station] - self.keep_s, self.hold_from_s)
         rows = self._rows[station]
         for t in [t for t in rows if t < oldest]:
             del rows[t]
@@ -221,6 +227,9 @@ class TraceStream:
         """Take a record in (``now``: wall clock); the alerts it carries that start a trace."""
         self.arrived_at = now
         if record.ts_s:
+            # the windows keep what a waiting look needs, however far the stream has run on (a backlog)
+            self.windows.hold_from_s = min((p.alert.ts.timestamp() - self.scope(p.alert.station).lookback_s - BASELINE_S
+                                            for p in self.pending.values()), default=math.inf)
             self.windows.add(record.stations, record.ts_s, record.values)
             self.newest_s = max(self.newest_s, max(record.ts_s))
             self.started_s = min(record.ts_s) if self.started_s is None else min(self.started_s, min(record.ts_s))

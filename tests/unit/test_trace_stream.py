@@ -143,3 +143,12 @@ def test_an_earlier_detection_that_comes_later_is_where_the_incident_is_traced_f
     stream.add(WaterTraceRecord(alerts=[alert_at(detected_ms)]), 1.0)
     [look] = stream.ready(1.0 + ORDER_GRACE_S)
     assert look.alert.station == "ruxi-mingda" and look.alert.ts.timestamp() == detected_ms / 1000
+
+
+def test_a_replay_of_older_data_after_newer_starts_the_stations_windows_afresh():
+    stream = TraceStream(CITY, [300.0])
+    stream.add(WaterTraceRecord(stations=["ruxi-mingda"], ts_s=[1e9], values={"cod": [5.0]}), 0.0)
+    older = 1e9 - stream.keep_s - 86400
+    stream.add(WaterTraceRecord(stations=["ruxi-mingda", "ruxi-mingda"], ts_s=[older, older + 600], values={"cod": [1.0, 2.0]}), 0.0)
+    h = stream.windows.history("ruxi-mingda", 0, 2e9)
+    assert h.t_s.tolist() == [older, older + 600] and stream.windows.latest_s("ruxi-mingda") == older + 600
