@@ -128,7 +128,6 @@ class StationWindows:
         self.keep_s = keep_s
         self._rows: dict[str, dict[float, tuple]] = {}  # station: {t_s: values}
         self._latest: dict[str, float] = {}
-        self._first: dict[str, float] = {}
         self.hold_from_s = math.inf  # rows from this time on are kept whatever their age (a look still needs them)
 
     def add(self, stations: Sequence[str], ts_s: Sequence[float], values: Mapping[str, Sequence[float | None]]) -> None:
@@ -137,12 +136,10 @@ class StationWindows:
             if t < self._latest.get(station, -np.inf) - self.keep_s:  # another time line (a replay of older data)
                 self._rows.pop(station)
                 self._latest.pop(station)
-                self._first.pop(station)
             rows = self._rows.setdefault(station, {})
             rows[t] = tuple(np.nan if c[n] is None else c[n] for c in columns)
             if t > self._latest.get(station, -np.inf):
                 self._latest[station] = t
-            self._first[station] = min(self._first.get(station, t), t)
             if len(rows) % 256 == 0:  # now and then, not per reading
                 self._trim(station)
 
@@ -151,15 +148,10 @@ class StationWindows:
         rows = self._rows[station]
         for t in [t for t in rows if t < oldest]:
             del rows[t]
-        self._first[station] = min(rows, default=self._latest[station])
 
     def latest_s(self, station: str) -> float | None:
         """The time of the station's newest reading, or None when it has sent none."""
         return self._latest.get(station)
-
-    def first_s(self, station: str) -> float | None:
-        """The time of the station's oldest reading kept, or None."""
-        return self._first.get(station)
 
     def history(self, station: str, since_s: float, until_s: float) -> History | None:
         """A copy of the station's readings in [since_s, until_s], in time order (None: none)."""
@@ -240,8 +232,7 @@ class TraceStream:
             if alert.category is not Category.water or alert.resolved or alert.parameter not in TRACED_PARAMETERS:
                 continue
             waiting = self.pending.get(alert.incident_key)
-            if (waiting is not None and alert.ts < waiting.alert.ts
-                    and waiting.until_s == waiting.alert.ts.timestamp() + self.looks_s[0]):  # no look made yet
+            if waiting is not None and alert.ts < waiting.alert.ts and self._no_look_yet(waiting):
                 # an earlier detection that came later (a backlog: each station's partition at its own
                 # pace): the incident is traced from where it was first seen
                 del self.pending[alert.incident_key]
@@ -276,8 +267,11 @@ class TraceStream:
                 self.pending[key] = p
         return out
 
+    def _no_look_yet(self, p: Pending) -> bool:
+        return p.until_s == p.alert.ts.timestamp() + self.looks_s[0]
+
     def _ready(self, p: Pending, now: float) -> bool:
-        if p.until_s == p.alert.ts.timestamp() + self.looks_s[0] and now - p.asked_at < ORDER_GRACE_S:
+        if self._no_look_yet(p) and now - p.asked_at < ORDER_GRACE_S:
             return False
         return self._observed(p) or (p.passed_at is not None and now - p.passed_at >= SINK_WAIT_S) or (
             now >= p.until_s and now - self.arrived_at >= SETTLE_S)

@@ -58,14 +58,37 @@ class EventResult:  # one pollution event of one run
     detected: bool
     observable: bool = True                # some station could see it (truth's affected sensors)
     delay_min: float | None = None
-    rank_of_truth: int | None = None       # 1 = top-1; None = not in the list
-    top1: str | None = None
-    arrival_error: float | None = None     # relative to the true travel time
-    compute_ms: float | None = None
-    explanation: str = ""
-    ranking: list[str] = field(default_factory=list)
-    arrivals: dict[str, tuple[float, float]] = field(default_factory=dict)  # intake: (predicted h, true h) after release
     looks: dict[float, Look] = field(default_factory=dict)  # by hours after the first detection
+    main: Look | None = None               # the look at ``--observe``, which the summary reports
+
+    # the main look's findings (None / empty when the event was not detected)
+    @property
+    def rank_of_truth(self) -> int | None:
+        return self.main.rank_of_truth if self.main else None
+
+    @property
+    def top1(self) -> str | None:
+        return self.main.top1 if self.main else None
+
+    @property
+    def arrival_error(self) -> float | None:
+        return self.main.arrival_error if self.main else None
+
+    @property
+    def compute_ms(self) -> float | None:
+        return self.main.compute_ms if self.main else None
+
+    @property
+    def explanation(self) -> str:
+        return self.main.explanation if self.main else ""
+
+    @property
+    def ranking(self) -> list[str]:
+        return self.main.ranking if self.main else []
+
+    @property
+    def arrivals(self) -> dict[str, tuple[float, float]]:
+        return self.main.arrivals if self.main else {}
 
 
 @dataclass
@@ -158,9 +181,7 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
             if e.expected_detection is not None:
                 result.delay_min = (first.t_s - (e.expected_detection - start).total_seconds()) / 60
             result.looks = {h: look(city, data, first, h, e, t0) for h in sorted({*LOOKS_H, observe_h})}
-            main = result.looks[observe_h]
-            result.compute_ms, result.ranking, result.rank_of_truth = main.compute_ms, main.ranking, main.rank_of_truth
-            result.top1, result.explanation, result.arrivals, result.arrival_error = main.top1, main.explanation, main.arrivals, main.arrival_error
+            result.main = result.looks[observe_h]
         summary.events.append(result)
     # findings outside every event's affected stations and window are false alarms (one per episode)
     def in_event(d: Detection) -> bool:
