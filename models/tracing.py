@@ -65,10 +65,12 @@ class Suspect:
     point: Point = field(default=("", 0.0))
 
 
-def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float = 0.5, floor: float = 0.02) -> float:
+def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float = 0.5, floor: float = 0.02,
+                     uncertain_kg: np.ndarray | None = None) -> float:
     """How well an incident's pollutant mix matches an emission profile: a log-normal likelihood of
     each pollutant's share (``spread`` = sd of the log share), so a pollutant the source does not
-    emit (share ~0) counts against it as much as a missing main pollutant.
+    emit (share ~0) counts against it as much as a missing main pollutant; ``uncertain_kg`` (each
+    mass's standard error) widens the tolerance of a share that the data pin down only loosely.
 
     >>> sewage, outfall = np.array([0.85, 0.15, 0.0]), np.array([0.8, 0.1, 0.1])  # cod, nh3n, total_phosphorus
     >>> seen = np.array([80.0, 9.0, 11.0])  # kg: phosphorus present
@@ -79,7 +81,9 @@ def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float
         return -len(profile) * np.log(1 / floor) ** 2 / (2 * spread**2)
     observed = observed_kg / observed_kg.sum()
     expected = profile / profile.sum()
-    return float(-np.sum(np.log((observed + floor) / (expected + floor)) ** 2) / (2 * spread**2))
+    # a share known only to within its mass's uncertainty says that much less for or against a profile
+    tolerance = floor + (np.asarray(uncertain_kg) / observed_kg.sum() if uncertain_kg is not None else 0.0)
+    return float(-np.sum(np.log((observed + tolerance) / (expected + tolerance)) ** 2) / (2 * spread**2))
 
 
 def leading_pollutant(masses: Mapping[str, float]) -> str:
@@ -140,16 +144,26 @@ def _seen(geo: Geometry, y: Mapping[str, np.ndarray], t0_min_s: float, velocity_
     return geo.subset(keep), {p: v[keep] for p, v in y.items()}
 
 
-def _better_release(best, geo: Geometry, y, yy, duration_s, t0, velocity_factor=1.0, flow_sd=0.1):
-    """Least-squares masses for each start time in ``t0``; the better of that optimum and ``best``.
+@dataclass(frozen=True)
+class Release:
+    """A candidate's best-fitting release; masses and their standard errors are on noise-weighted data."""
 
-    ``best`` and the result are (objective, start_s, duration_s, velocity_factor, {pollutant: kg}); the
-    objective is the weighted SSE plus the prior on today's flow, ((factor - 1) / flow_sd)². A unit-mass
-    plume (zero where the candidate is not upstream) is scaled per pollutant in closed form.
-    """
+    objective: float            # weighted SSE plus the flow prior's penalty
+    start_s: float
+    duration_s: float
+    velocity_factor: float
+    masses: dict[str, float]
+    mass_se: dict[str, float]
+
+
+def _better_release(best: Release | None, geo: Geometry, y, yy, duration_s, t0, velocity_factor=1.0, flow_penalty=0.0) -> Release:
+    """Least-squares masses for each start time in ``t0``; the better of that optimum and ``best``.
+    The objective is the weighted SSE plus ``flow_penalty`` × (factor - 1)², the prior on today's
+    flow. A unit-mass plume (zero where the candidate is not upstream) is scaled per pollutant in
+    closed form; a mass's standard error is 1 / sqrt(g·g) on noise-weighted data."""
     g = geo.unit_plume(t0, duration_s, velocity_factor)
     gg = np.einsum("ij,ij->i", g, g)
-    sse = np.full(len(t0), ((velocity_factor - 1) / flow_sd) ** 2)
+    sse = np.full(len(t0), flow_penalty * (velocity_factor - 1) ** 2)
     masses = {}
     for p, yp in y.items():
         gy = g @ yp
@@ -157,21 +171,21 @@ def _better_release(best, geo: Geometry, y, yy, duration_s, t0, velocity_factor=
         masses[p] = m
         sse += yy[p] - 2 * m * gy + m * m * gg
     i = int(np.argmin(sse))
-    if best is None or sse[i] < best[0]:
-        # a mass below two standard errors (1 / sqrt(g·g) on noise-weighted data) is not evidence of that pollutant
-        kept = {p: float(m[i]) if m[i] * np.sqrt(gg[i]) > 2 else 0.0 for p, m in masses.items()}
-        return float(sse[i]), float(t0[i]), float(duration_s), float(velocity_factor), kept
+    if best is None or sse[i] < best.objective:
+        se = 1 / np.sqrt(gg[i]) if gg[i] > 0 else np.inf
+        return Release(float(sse[i]), float(t0[i]), float(duration_s), float(velocity_factor),
+                       {p: float(m[i]) for p, m in masses.items()}, {p: float(se) for p in masses})
     return best
 
 
-def _refine(best, geo: Geometry, y, yy, start_within_h: float, flow_max_min: tuple[float, float],
-            duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_sd: float = 0.1):
+def _refine(best: Release, geo: Geometry, y, yy, start_within_h: float, flow_max_min: tuple[float, float],
+            duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_penalty: float = 0.0) -> Release:
     """Continuous start time (within ``start_within_h`` of the grid optimum), duration and flow
     factor (between ``flow_max_min``) from the grid optimum (Nelder-Mead): plumes a few km from
     their source are sharper than any grid step, and today's flow is not the nominal one."""
     from scipy.optimize import minimize
 
-    t0_bounds_h = (best[1] / 3600 - start_within_h, best[1] / 3600 + start_within_h)
+    t0_bounds_h = (best.start_s / 3600 - start_within_h, best.start_s / 3600 + start_within_h)
 
     def clamp(params: np.ndarray) -> tuple[float, float, float]:  # an unseen end must not stretch a release to months
         def within(x: float, low: float, high: float) -> float:  # np.clip costs more than the plume on scalars
@@ -194,14 +208,15 @@ def _refine(best, geo: Geometry, y, yy, start_within_h: float, flow_max_min: tup
         gg = float(g @ g)
         gy = Y @ g
         m = np.maximum(gy / gg, 0.0) if gg > 0 else np.zeros_like(gy)
-        return yy_sum - float(np.sum(2 * m * gy - m * m * gg)) + ((v - 1) / flow_sd) ** 2
+        return yy_sum - float(np.sum(2 * m * gy - m * m * gg)) + flow_penalty * (v - 1) ** 2
 
-    start = np.array([best[1] / 3600, np.log(best[2]), 0.0])
+    start = np.array([best.start_s / 3600, np.log(best.duration_s), np.log(best.velocity_factor)])
     simplex = [start, start + [0.1, 0, 0], start + [0, 0.3, 0], start + [0, 0, 0.1]]
-    result = minimize(objective, start, method="Nelder-Mead", options={"xatol": 5e-3, "fatol": 1e-2, "maxiter": 90, "initial_simplex": simplex})
+    with np.errstate(over="ignore", invalid="ignore"):  # far-off simplex corners give plumes of inf; they lose
+        result = minimize(objective, start, method="Nelder-Mead", options={"xatol": 5e-3, "fatol": 1e-2, "maxiter": 90, "initial_simplex": simplex})
     t0, d, v = clamp(result.x)
-    refined = _better_release(None, geo, y, yy, d, np.array([t0]), v)
-    return refined if refined[0] < best[0] else best
+    refined = _better_release(None, geo, y, yy, d, np.array([t0]), v, flow_penalty)
+    return refined if refined.objective < best.objective else best
 
 
 def trace(
@@ -219,17 +234,19 @@ def trace(
     top_k: int = 5,
     noise_sd: Mapping[str, float] | None = None,
     residual_correlation: float = 10.0,
-    refine_within: float = 3.0,
+    flow_sd: float = 0.15,
+    flow_factors: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.25),
     refine_start_h: float = 6.0,
     refine_flow: tuple[float, float] = (2.0, 0.5),
 ) -> list[Suspect]:
     """Candidates ranked by posterior probability (the top ``top_k``).
 
     ``first_station`` / ``first_t_s``: where and when the incident was first detected (by the
-    detectors, which know each station's noise); candidates must lie upstream of it.
+    detectors, which know each station's noise); candidates must lie upstream of it. Today's flow
+    is ``flow_sd`` (relative) uncertain: a candidate that fits only on a much faster or slower
+    river than the nominal one pays for it.
     """
     first = next(s for s in series if s.station_id == first_station)
-    first_t = first_t_s
     pollutants = sorted({p for s in series for p in s.excess})
     # residuals are weighed by each pollutant's noise, so 0.01 mg/L of oil counts as much as 1 mg/L of COD
     weight = {p: 1.0 / max(noise_sd.get(p, 1.0), 1e-6) if noise_sd else 1.0 for p in pollutants}
@@ -237,60 +254,68 @@ def trace(
     yy = {p: float(v @ v) for p, v in y.items()}
     n_total = sum(len(s.t_s) for s in series) * len(pollutants)
 
-    fits, grid = [], []
+    def grid_fit(best: Release | None, geo: Geometry, tau_first: float, v: float, flow_penalty: float) -> Release:
+        for d in durations_s:
+            step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
+            arrival = first_t_s - tau_first / v
+            t0 = np.arange(arrival - d - 2 * 3600, arrival + step, step)
+            best = _better_release(best, *_seen(geo, y, t0[0], v, v), yy, d, t0, v, flow_penalty)
+        return best
+
+    nominal = []
     for c in candidates:
         tau_first = network.travel_time_s(c.point, first.point)
         if tau_first is None or tau_first > max_travel_s:
             continue
         geo = geometry(network, c.point, series)
-        best = None
-        for d in durations_s:
-            step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
-            t0 = np.arange(first_t - tau_first - d - 2 * 3600, first_t - tau_first + step, step)
-            best = _better_release(best, *_seen(geo, y, t0[0], 1.0, 1.0), yy, d, t0)
-        grid.append((c, geo, best, tau_first))
-    if not grid:
+        nominal.append((c, geo, tau_first, grid_fit(None, geo, tau_first, 1.0, 0.0)))
+    if not nominal:
         return []
-    # refining is the costly part: only candidates whose grid fit is within reach of the best
-    reach = refine_within * min(g[2][0] for g in grid)
-    for c, geo, best, tau_first in grid:
-        if best[0] <= reach:
-            best = _refine(best, *_seen(geo, y, best[1] - refine_start_h * 3600, *refine_flow), yy, refine_start_h, refine_flow)
-        sse, t0_best, d_best, v_best, m_weighted = best
-        m_best = {p: m / weight[p] for p, m in m_weighted.items()}
+    # residual variance (1 when the model explains all but the noise), floored so that a perfect fit
+    # does not make the ranking infinitely sharp, and inflated because misfit residuals come in runs
+    # (a plume's worth of samples), not as independent draws; the flow prior in the same units
+    s2 = max(min(f[3].objective for f in nominal) / max(n_total, 1), 1.0) * residual_correlation
+    flow_penalty = s2 / flow_sd**2
+    fits = []
+    for c, geo, tau_first, best in nominal:
+        for v in flow_factors:  # a plume that came faster or slower than the nominal flow brings it
+            if v != 1.0:
+                best = grid_fit(best, geo, tau_first, v, flow_penalty)
+        best = _refine(best, *_seen(geo, y, best.start_s - refine_start_h * 3600, *refine_flow), yy, refine_start_h, refine_flow,
+                       flow_penalty=flow_penalty)
+        # a mass below two standard errors is not evidence of that pollutant, and its share of the
+        # signature is uncertain by as much (residuals come in runs, hence the inflation)
+        masses = {p: m / weight[p] if m > 2 * best.mass_se[p] else 0.0 for p, m in best.masses.items()}
+        uncertain = {p: best.mass_se[p] * np.sqrt(residual_correlation) / weight[p] for p in pollutants}
         signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels
-        observed = np.array([m_best[p] for p in signature])
-        profile = np.array([emission_profile(profiles, c.type, c.subtype).get(p, 0.0) for p in signature])
-        fits.append((c, sse, t0_best, d_best, m_best, signature_loglik(observed, profile), tau_first / v_best, v_best))
-    if not fits:
-        return []
+        profile = emission_profile(profiles, c.type, c.subtype)
+        sig = signature_loglik(np.array([masses[p] for p in signature]), np.array([profile.get(p, 0.0) for p in signature]),
+                               uncertain_kg=np.array([uncertain[p] for p in signature]))
+        fits.append((c, best, masses, sig, tau_first / best.velocity_factor))
 
-    sse_min = min(f[1] for f in fits)
-    # residual variance of the best fit (1 when the model explains all but the noise), floored so that
-    # a perfect fit does not make the ranking infinitely sharp, and inflated because misfit residuals
-    # come in runs (a plume's worth of samples), not as independent draws
-    s2 = max(sse_min / max(n_total, 1), 1.0) * residual_correlation
-    lead = leading_pollutant({p: sum(f[4][p] for f in fits) for p in pollutants})
+    objective_min = min(f[1].objective for f in fits)
+    lead = leading_pollutant({p: sum(f[2][p] for f in fits) for p in pollutants})
     log_post = np.array([
-        -(f[1] - sse_min) / (2 * s2) + signature_weight * f[5] + np.log(priors.get(lead, {}).get(f[0].type, 0.05))
-        for f in fits
+        -(release.objective - objective_min) / (2 * s2) + signature_weight * sig + np.log(priors.get(lead, {}).get(c.type, 0.05))
+        for c, release, _, sig, _ in fits
     ])
     post = np.exp(log_post - log_post.max())
     post /= post.sum()
     signal_rms = np.sqrt(sum(yy.values()) / max(n_total, 1))
     suspects = []
-    for (c, sse, t0_best, d_best, m_best, sig, tau_first, v_best), prob in zip(fits, post):
+    for (c, release, masses, sig, tau_h_s), prob in zip(fits, post):
         match = float(np.exp(sig / max(len(signature), 1)))
         distance = network.distance_km(c.point, first.point)
+        sse = release.objective - flow_penalty * (release.velocity_factor - 1) ** 2
         fit_error = float(np.sqrt(max(sse, 0) / max(n_total, 1)) / max(signal_rms, 1e-12))
-        main = max(m_best, key=m_best.get)
+        main = max(masses, key=masses.get)
         suspects.append(Suspect(
-            source_id=c.id, source_type=c.type, probability=float(prob), distance_km=float(distance), travel_time_h=tau_first / 3600,
-            release_start_s=t0_best, release_duration_s=float(d_best), masses_kg={p: round(m, 3) for p, m in m_best.items()},
-            velocity_factor=v_best,
+            source_id=c.id, source_type=c.type, probability=float(prob), distance_km=float(distance), travel_time_h=tau_h_s / 3600,
+            release_start_s=release.start_s, release_duration_s=release.duration_s, masses_kg={p: round(m, 3) for p, m in masses.items()},
+            velocity_factor=release.velocity_factor,
             fit_error=fit_error, signature_match=match, point=c.point,
-            explanation=(f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_first / 3600:.1f} h upstream of {first.station_id}: "
-                         f"release of ~{m_best[main]:.0f} kg {main} over {d_best / 60:.0f} min fits with {fit_error:.0%} error, "
+            explanation=(f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_h_s / 3600:.1f} h upstream of {first.station_id}: "
+                         f"release of ~{masses[main]:.0f} kg {main} over {release.duration_s / 60:.0f} min fits with {fit_error:.0%} error, "
                          f"signature match {match:.2f}"),
         ))
     suspects.sort(key=lambda s: -s.probability)

@@ -97,7 +97,8 @@ def trace_incident(city: City, histories: Mapping[str, History], first_station: 
     suspects = trace(city.network, candidates, series, first_station, first_t_s, load_toml("sources")["profiles"], cfg["priors"],
                      durations_s=[m * 60 for m in fit["durations_min"]], t0_step_s=fit["t0_step_min"] * 60,
                      max_travel_s=fit["max_travel_h"] * 3600, signature_weight=fit["signature_weight"],
-                     noise_sd={p: float(np.median(v)) for p, v in noise.items()}, residual_correlation=fit["residual_correlation"])
+                     noise_sd={p: float(np.median(v)) for p, v in noise.items()}, residual_correlation=fit["residual_correlation"],
+                     flow_sd=fit["flow_sd"], flow_factors=fit["flow_factors"])
     arrivals = []
     if suspects:
         best = suspects[0]

@@ -183,9 +183,8 @@ def eval_water(
     table = Table(title="tracing by time after the first detection (seed scenarios and random releases)")
     for column in tracing.columns:
         table.add_column(column, justify="right")
-    for _, row in tracing.iterrows():
-        table.add_row(*(v if isinstance(v, str) else str(v) if isinstance(v, (int, np.integer)) else "" if pd.isna(v) else f"{v:.3g}"
-                        for v in row))
+    for _, row in tracing.iterrows():  # all but the first two columns are fractions
+        table.add_row(*(str(v) if i < 2 else "" if pd.isna(v) else f"{v:.1%}" for i, v in enumerate(row)))
     console.print(table)
     for check in ev.seed_checks(results, city):
         console.print(check)

@@ -216,7 +216,8 @@ def look(city: City, data: dict[str, History], first: Detection, observe_h: floa
 
 def summarise_tracing(results: list[RunSummary]) -> pd.DataFrame:
     """Tracing of the detected events (seed scenarios and random releases) by time after detection:
-    top-1, top-3, how often a wrong top-1 was given 0.8 or more, the probability a wrong top-1
+    top-1, top-3, the mean probability given to the top-1 (calibrated: about the top-1 rate), how
+    often a wrong top-1 was given 0.8 or more, the probability a wrong top-1
     was given (median), the arrival error."""
     events = [e for r in results if not r.name.startswith("quiet_week") for e in r.events if e.detected and e.looks]
     rows = []
@@ -224,12 +225,13 @@ def summarise_tracing(results: list[RunSummary]) -> pd.DataFrame:
         looks = [e.looks[h] for e in events if h in e.looks]
         wrong = [x.top1_probability for x in looks if x.rank_of_truth != 1 and x.top1_probability is not None]
         errors = [x.arrival_error for x in looks if x.arrival_error is not None]
-        rows.append({"after detection": f"{h * 60:.0f} min" if h < 1 else f"{h:g} h", "events": len(looks),
+        rows.append({"after": f"{h * 60:.0f} min" if h < 1 else f"{h:g} h", "events": len(looks),
                      "top-1": np.mean([x.rank_of_truth == 1 for x in looks]),
                      "top-3": np.mean([x.rank_of_truth is not None and x.rank_of_truth <= 3 for x in looks]),
-                     "wrong top-1 at p >= 0.8": sum(p >= 0.8 for p in wrong) / len(looks),
-                     "p of a wrong top-1 (median)": np.median(wrong) if wrong else np.nan,
-                     "arrival error median": np.median(errors) if errors else np.nan,
+                     "mean p top-1": np.mean([x.top1_probability or 0.0 for x in looks]),  # beside top-1: calibration
+                     "wrong at p≥0.8": sum(p >= 0.8 for p in wrong) / len(looks),
+                     "p of wrong (median)": np.median(wrong) if wrong else np.nan,
+                     "arrival error": np.median(errors) if errors else np.nan,
                      "arrival error p90": np.percentile(errors, 90) if errors else np.nan})
     return pd.DataFrame(rows)
 

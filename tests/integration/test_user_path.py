@@ -63,6 +63,7 @@ def test_sim_run_ruxi_oil_spill_names_the_factory_to_five_departments_and_never_
         # named with the readings of at most 15 min after the first anomalous one (the truth's expected detection)
         seen_until_s = datetime.fromisoformat(intake["arrival"]).timestamp() - intake["hours_left"] * 3600
         assert seen_until_s - (spill.expected_detection.timestamp() + shift_s) <= 15 * 60 + 36  # hours_left is rounded to 0.01 h
+        assert intake["hours_left"] >= 5.0, intake  # the seed: the intake is about 6 h below the sighting
         dams = [d.name for d in default_city().dams.values() if d.river == "ruxi"]
         assert any(name in item for name in dams for item in source["checklist"]) and any("停产" in item for item in source["checklist"])
         # no lowered warning while the plume is heading to the intake (sensor time)
