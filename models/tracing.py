@@ -76,6 +76,9 @@ def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float
     >>> seen = np.array([80.0, 9.0, 11.0])  # kg: phosphorus present
     >>> signature_loglik(seen, outfall) > signature_loglik(seen, sewage)
     True
+    >>> oil_only, food = np.array([0.0, 20.0]), np.array([0.7, 0.3])  # cod, oil: no COD seen, but COD is noisy
+    >>> signature_loglik(oil_only, food) < signature_loglik(oil_only, food, uncertain_kg=np.array([30.0, 1.0]))
+    True
     """
     if observed_kg.sum() <= 0 or profile.sum() <= 0:
         return -len(profile) * np.log(1 / floor) ** 2 / (2 * spread**2)

@@ -138,3 +138,19 @@ def test_the_checklist_names_only_a_dam_still_ahead_of_the_plume_and_an_unsure_l
     # a look not sure enough of anyone names no one
     unsure = _result(4.7).model_copy(update={"suspects": [first.suspects[0].model_copy(update={"probability": 0.3})]})
     assert decide_traced(unsure, {"incident_id": "water:ruxi:2", "open": True, "tier": "yellow"}, city, rules, routing)[1] is None
+
+
+def test_a_sharp_plume_points_at_the_near_source_not_a_far_one_on_a_faster_river():
+    # one station: a far source could send the same plume only on a river much faster than today's
+    # (dispersion narrows it), which the flow prior (sd 15 %) makes unlikely
+    net = RiverNetwork({"r": RiverSpec("r", (20.0,), (0.5,), (5.0,), dispersion_m2s=10.0)})
+    station, rng = ("r", 12.0), np.random.default_rng(3)
+    t = np.arange(0, 12 * 3600, 300.0)
+    tau = net.travel_time_s(("r", 10.0), station)
+    cod = plume_mg_l(t - 3600, tau, float(dispersion_sigma_s(tau, 2.0, 10.0)), 600, 60.0, 5.0) + rng.normal(0, 0.2, len(t))
+    series = [StationSeries("s", station, t, {"cod": cod})]
+    candidates = [Candidate("near", "sewage_plant", ("r", 10.0)), Candidate("far", "sewage_plant", ("r", 6.0))]
+    first_t = float(t[np.argmax(cod > 1.0)])
+    suspects = trace(net, candidates, series, "s", first_t, PROFILES, PRIORS, noise_sd={"cod": 0.2})
+    assert suspects[0].source_id == "near" and suspects[0].probability > 0.9
+    assert suspects[0].velocity_factor == pytest.approx(1.0, abs=0.1)
