@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -18,6 +19,7 @@ from pipeline.city import default_city, load_toml
 from pipeline.demo import bridge_online
 from pipeline.influx import influxql
 from pipeline.processes import Background, wait_until
+from pipeline.services.influxdb import InfluxService
 from pipeline.settings import load_settings
 from sensors_sim.recording import load_truth
 from tests.integration.conftest import free_port
@@ -31,10 +33,9 @@ def yuflow(*args: str, timeout_s: float = 300) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def user_services(tmp_path_factory):
+@contextmanager
+def own_services(data_dir):
     """Services, worker and bridge of their own, started the way the README's commands start them."""
-    data_dir = tmp_path_factory.mktemp("user-path")
     with pytest.MonkeyPatch.context() as env:
         for key, value in {"YUFLOW_DATA_DIR": str(data_dir / "yuflow"), "YUFLOW_MQTT__PORT": str(free_port()),
                            "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
@@ -51,6 +52,12 @@ def user_services(tmp_path_factory):
             for process in reversed(started):
                 process.stop()
             services.down(settings)
+
+
+@pytest.fixture(scope="module")
+def user_services(tmp_path_factory):
+    with own_services(tmp_path_factory.mktemp("user-path")) as settings:
+        yield settings
 
 
 def warnings_of(basin: str) -> list[dict]:
@@ -97,3 +104,13 @@ def test_sim_run_puhe_do_sag_ranks_gunan_first_and_sanjiao_second(user_services)
     print("\n[user path] " + "; ".join(f"{w['title'][:70]} {[s['source_id'] for s in w['suspects'][:3]]}" for w in found))
     assert [s["source_id"] for s in found[0]["suspects"][:2]] == ["puhe-sewage-gunan", "puhe-sewage-sanjiao"]
     assert all(w["suspects"][0]["source_id"] == "puhe-sewage-gunan" for w in found)
+
+
+def test_the_oil_spill_is_traced_with_influxdb_down_at_a_finite_replay_speed(tmp_path):
+    """Tracing keeps its stations' series from the stream, on the data's event time: neither the
+    sink nor the replay speed matter."""
+    with own_services(tmp_path) as settings:
+        InfluxService(settings).stop()
+        yuflow("sim", "run", "ruxi_oil_spill", "--speed", "1800", "--duration", "6")  # 6 h of sensor time in 12 s
+        found = wait_until(lambda: [w for w in warnings_of("ruxi") if w["suspects"]] or None, 120, what="a traced Ruxi warning")
+        assert found[0]["suspects"][0]["source_id"] == "ruxi-food-factory" and found[0]["tier"] == "red"
