@@ -14,7 +14,7 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import (ALERTS, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS,
+from pipeline.topics import (ACTION_RESULTS, ACTIONS, ALERTS, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS,
                              WATER_TRACE)
 
 SETTINGS = load_settings()
@@ -70,6 +70,8 @@ deadletter_topic = _topic(DEADLETTER)
 rain_field_topic = _topic(RAIN_FIELD)
 crowd_camera_topic = _topic(CROWD_CAMERA)
 lifecycle_topic = _topic(LIFECYCLE)
+actions_topic = _topic(ACTIONS)
+action_results_topic = _topic(ACTION_RESULTS)
 deliveries_topic = _topic(DELIVERIES)
 water_trace_topic = _topic(WATER_TRACE)
 WATER_TRACE_KEY = b"water"  # one key: tracing looks across rivers (a plume flows on into the next)
@@ -80,6 +82,8 @@ async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Excep
     (``code``: agent_error, a failure, logged with its traceback; or a finding such as no_trace)."""
     if code == "agent_error":
         log.exception("%s agent could not process a record from %s", stage, source.get_topic_name())
+    elif code == "rejected_action":  # a user's mistake, not ours: one line, no traceback
+        log.warning("%s: rejected an operator's action: %s", stage, error)
     record = DeadLetter.of(code, f"{type(error).__name__}: {error}"[:1000], source.get_topic_name(), raw, stage=stage)
     await deadletter_topic.send(value=record.to_json())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from agents.app import SETTINGS, app, dead_letter, deliveries_topic, lifecycle_topic, warnings_topic
 from pipeline.delivery import channels_for, deliver
+from pipeline.operators import humane_duration
 from pipeline.schemas import LifecycleEvent, Stage, Warning, incident_key_of
 
 done_table = app.Table("deliveries_done", default=None, partitions=SETTINGS.kafka.partitions)
@@ -49,5 +50,7 @@ async def deliver_warnings(stream):
         if made and not done:
             first = min(made, key=lambda r: r.delivered_at)
             event = LifecycleEvent(incident_id=warning.incident_id, stage=Stage.delivered, ts=first.delivered_at, actor=first.department,
-                                   note=f"{len(made)} deliveries, first {first.since_reading_s:.3f} s after the reading", warning_id=warning.warning_id)
+                                   note=(f"{warning.tier.value.upper()} warning: {len(made)} deliveries, the first "
+                                         f"{humane_duration(first.since_reading_s) if first.since_reading_s >= 60 else f'{first.since_reading_s:.2f} s'} "
+                                         f"after the reading"), warning_id=warning.warning_id)
             await lifecycle_topic.send(key=incident_key_of(warning.incident_id).encode(), value=event.to_json())

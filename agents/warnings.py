@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 
-from agents.app import SETTINGS, alerts_topic, app, dead_letter, lifecycle_topic, tracing_topic, warnings_topic
+from agents.app import (SETTINGS, action_results_topic, actions_topic, alerts_topic, app, dead_letter, lifecycle_topic, tracing_topic,
+                        warnings_topic)
 from models.warnings import (OPERATOR_STAGES, active_tier, add_member, advance, levels_up, overdue, rank, recipients, route, tier_change,
                              tier_from_severity)
 from pipeline.city import City, default_city, load_toml
-from pipeline.schemas import Alert, Category, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at, utc_now
+from pipeline.schemas import ActionResult, Alert, Category, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at, utc_now
 from pipeline.water_tracing import TRACED_PARAMETERS
 
 TRACE_HOLD = "trace:"  # a member that holds a water incident's tier while tracing looks for its source
@@ -85,7 +86,7 @@ def settle(incident: dict, now_s: float, city: City, rules: dict, routing: dict,
         return {**sent(incident, warning), "tier": tier.value}, warning
     levels, departments = route(alert.category.value, tier.value, routing)
     facts = {"station_name": city.site_name(alert.station), "parameter": alert.parameter}
-    others = len({m.split(":")[0] for m in incident["members"]} - {alert.station})
+    others = len(member_stations(incident["members"]) - {alert.station})
     warning = Warning(
         warning_id=warning_id(incident, tier, now_s),
         incident_id=incident["incident_id"],
@@ -98,7 +99,7 @@ def settle(incident: dict, now_s: float, city: City, rules: dict, routing: dict,
         departments=departments,
         recipients=who(departments, levels, alert.district, alert.township, city, routing),
         title=(f"{tier.value.upper()} {alert.category.value} warning{' (forecast)' if alert.expected_at else ''}: "
-               f"{alert.parameter} at {facts['station_name']}{f' and {others} more stations' if others else ''}"),
+               f"{alert.parameter} at {facts['station_name']}{f' and {others} more station' + 's' * (others > 1) if others else ''}"),
         message=alert.message,
         checklist=[item.format(**facts) for item in rules["checklists"].get(alert.category.value, [])] + alert.checklist,
         affected=affected(incident, now_s),
@@ -106,6 +107,16 @@ def settle(incident: dict, now_s: float, city: City, rules: dict, routing: dict,
         ts=alert.ts,
     )
     return sent({**incident, "tier": tier.value}, warning, now_s), warning
+
+
+def member_stations(members) -> set[str]:
+    """The stations among an incident's members (``station:parameter``), not its plumes, sources or holds.
+
+    >>> sorted(member_stations({"a:do": 1, "a:cod": 1, "plume:a": 1, "source:f": 1, "trace:b:oil": 1, "c:oil": 1}))
+    ['a', 'c']
+    """
+    internal = ("plume", "source", TRACE_HOLD.rstrip(":"))
+    return {m.split(":", 1)[0] for m in members if m.split(":", 1)[0] not in internal}
 
 
 def warning_id(incident: dict, tier: Tier, now_s: float) -> str:
@@ -360,17 +371,48 @@ async def warn_traced(stream):
 
 @app.agent(lifecycle_topic)
 async def lifecycle(stream):
+    """The timer's checks; the topic's other records (the system's, operators' accepted actions) are the record."""
     async for raw in stream:
         try:
             event = LifecycleEvent.model_validate_json(raw)
-            if event.source == "system" and event.stage != Stage.check:
-                continue  # our own record
+            if event.stage != Stage.check:
+                continue
             incident, warning, records = apply_lifecycle(event, incidents_table.get(event.incident_key), time.time(), CITY, RULES, ROUTING)
-        except Exception as error:  # an action that does not fit: dead-lettered with why, never a crash
+        except Exception as error:  # never a crash
             await dead_letter("lifecycle", lifecycle_topic, raw, error)
             continue
         incidents_table[event.incident_key] = incident
         await issue(event.incident_key, warning, records)
+
+
+@app.agent(actions_topic)
+async def act(stream):
+    """Operators' requests: applied and recorded on ``lifecycle``, or rejected with the reason
+    (dead letter ``rejected_action``); either way answered on ``actions.results``."""
+    async for raw in stream:
+        try:
+            event = LifecycleEvent.model_validate_json(raw)
+        except ValueError as error:
+            await dead_letter("actions", actions_topic, raw, error, code="rejected_action")
+            continue
+        try:
+            if event.source != "operator" or event.stage.value not in OPERATOR_STAGES:
+                raise ValueError(f"not an operator's action: {event.source} {event.stage.value}")
+            incident, warning, records = apply_lifecycle(event, incidents_table.get(event.incident_key), time.time(), CITY, RULES, ROUTING)
+        except Exception as error:  # unknown or closed incident, out of order: the operator is told why; a bug is logged
+            mistake = isinstance(error, ValueError)
+            await dead_letter("actions", actions_topic, raw, error, code="rejected_action" if mistake else "agent_error")
+            await answer(event, accepted=False, reason=str(error) if mistake else "the warning agent failed; see its log")
+            continue
+        incidents_table[event.incident_key] = incident
+        await issue(event.incident_key, warning, [event, *records])
+        await answer(event, accepted=True)
+
+
+async def answer(event: LifecycleEvent, accepted: bool, reason: str = "") -> None:
+    if event.request_id:
+        result = ActionResult(request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=accepted, reason=reason)
+        await action_results_topic.send(key=event.incident_key.encode(), value=result.to_json())
 
 
 @app.timer(interval=RULES["lifecycle"]["check_interval_s"])

@@ -174,6 +174,9 @@ class Bridge:
             client.publish(status_topic, online_status(os.getpid()), qos=1, retain=True)
 
         def on_message(client, userdata, msg: mqtt.MQTTMessage):
+            if msg.topic == status_topic:  # our own retained status, not a reading
+                client.ack(msg.mid, msg.qos)
+                return
             loop.call_soon_threadsafe(inbox.put_nowait, Inbound(msg.topic, msg.payload, msg.mid, msg.qos))
 
         client.on_connect = on_connect

@@ -1,5 +1,5 @@
 """What operators see and do: the live warning stream, filtered, rendered as a rich table; their
-acknowledgements and closures, put on the lifecycle topic."""
+acknowledgements and closures, put on the actions topic and answered by the warning agent."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
+from rich.markup import escape
 from rich.table import Table
 
-from pipeline.schemas import LifecycleEvent, Tier, Warning
+from pipeline.schemas import ActionResult, LifecycleEvent, Stage, Tier, Warning
 from pipeline.settings import Settings
-from pipeline.topics import LIFECYCLE, WARNINGS
+from pipeline.topics import ACTION_RESULTS, ACTIONS, LIFECYCLE, WARNINGS
 
 TIER_STYLE = {Tier.blue: "bold white on blue", Tier.yellow: "bold black on yellow", Tier.orange: "bold black on dark_orange", Tier.red: "bold white on red"}
 
@@ -69,7 +71,7 @@ async def follow_warnings(
 
 def warnings_table(warnings: list[Warning], title: str = "Yuflow warnings") -> Table:
     table = Table(title=title, expand=True)
-    for column in ("tier", "time (UTC)", "district", "station", "what", "departments"):
+    for column in ("tier", "time (UTC)", "district", "station", "what", "departments", "warning id (for ack)"):
         table.add_column(column, overflow="fold")
     for w in warnings:
         table.add_row(
@@ -77,20 +79,134 @@ def warnings_table(warnings: list[Warning], title: str = "Yuflow warnings") -> T
             w.ts.strftime("%Y-%m-%d %H:%M"),
             w.district,
             w.station,
-            w.message,
+            escape(w.title),
             ", ".join(w.departments),
+            w.warning_id,
         )
     return table
 
 
-async def record_action(settings: Settings, event: LifecycleEvent) -> None:
-    """Put an operator's action (acknowledge, dispose, close, review) on the ``lifecycle`` topic,
-    keyed like the incident, for the warning agent to apply (or dead-letter with the reason)."""
-    from aiokafka import AIOKafkaProducer
+def warning_line(w: Warning) -> str:
+    """One plain line per warning, for a pipe or a log file (the live table needs a terminal)."""
+    return f"{w.tier.value.upper():6} {w.ts:%Y-%m-%d %H:%M}Z {w.district}/{w.station}  {w.title}  → {', '.join(w.departments)}  id {w.warning_id}"
 
+
+async def submit_action(settings: Settings, event: LifecycleEvent, timeout_s: float = 15.0) -> ActionResult | None:
+    """Put an operator's request (acknowledge, dispose, close, review) on the ``actions`` topic, keyed
+    like the incident, and wait for the warning agent's answer: accepted (recorded on ``lifecycle``)
+    or rejected with the reason. None when no answer came within ``timeout_s`` (no worker running):
+    the request stays queued and is answered when a worker takes it."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    await consumer.start()
     await producer.start()
     try:
-        await producer.send_and_wait(LIFECYCLE, event.to_json(), key=event.incident_key.encode())
+        await consumer.topics()  # the cluster's metadata, with the topic's partitions
+        partitions = [TopicPartition(ACTION_RESULTS, p) for p in consumer.partitions_for_topic(ACTION_RESULTS) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # fix the positions now: the answer comes after the request
+            await consumer.position(tp)
+        await producer.send_and_wait(ACTIONS, event.to_json(), key=event.incident_key.encode())
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            batches = await consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
+            for records in batches.values():
+                for record in records:
+                    result = ActionResult.model_validate_json(record.value)
+                    if result.request_id == event.request_id:
+                        return result
+        return None
     finally:
         await producer.stop()
+        await consumer.stop()
+
+
+@dataclass
+class IncidentRow:
+    """An incident as the warnings and lifecycle topics tell it: its latest warning and its stages."""
+
+    incident_id: str
+    tier: Tier
+    district: str
+    station: str
+    title: str
+    opened: datetime
+    latest_warning_id: str
+    acknowledged_by: str = ""
+    closed: bool = False
+
+
+async def read_incidents(settings: Settings) -> list[IncidentRow]:
+    """Every incident on the ``warnings`` and ``lifecycle`` topics as they stand now (read from their
+    start to their current end), oldest first."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(t, p) for t in (WARNINGS, LIFECYCLE) for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        warnings, events = [], []
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in partitions])
+
+        while await behind():
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    try:
+                        if tp.topic == WARNINGS:
+                            warnings.append(Warning.model_validate_json(record.value))
+                        else:
+                            events.append(LifecycleEvent.model_validate_json(record.value))
+                    except ValueError:
+                        continue  # not ours to judge here; the topics' producers validate
+    finally:
+        await consumer.stop()
+    rows: dict[str, IncidentRow] = {}
+    for w in sorted(warnings, key=lambda w: w.issued_at):
+        row = rows.setdefault(w.incident_id, IncidentRow(w.incident_id, w.tier, w.district, w.station, w.title, w.ts, w.warning_id))
+        row.tier, row.title, row.latest_warning_id = w.tier, w.title, w.warning_id
+    for e in sorted(events, key=lambda e: e.ts):
+        row = rows.get(e.incident_id)
+        if row is None:
+            continue
+        if e.stage == Stage.acknowledged and not row.acknowledged_by:
+            row.acknowledged_by = e.actor
+        elif e.stage == Stage.closed:
+            row.closed = True
+        elif e.stage == Stage.sensed:
+            row.opened = min(row.opened, e.ts)
+    return sorted(rows.values(), key=lambda r: r.opened)
+
+
+def humane_duration(seconds: float) -> str:
+    """A duration as people on duty say it.
+
+    >>> humane_duration(42), humane_duration(3 * 60 + 5), humane_duration(7500), humane_duration(100000)
+    ('42 s', '3 min', '2 h 05 min', '1 d 3 h')
+    """
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def incidents_table(rows: list[IncidentRow], now: datetime) -> Table:
+    table = Table(title="Yuflow incidents", expand=True)
+    for column in ("incident id", "tier", "area", "age", "acknowledged by", "state", "latest warning"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r.incident_id, f"[{TIER_STYLE[r.tier]}] {r.tier.value.upper()} [/]", f"{r.district} / {r.station}",
+                      humane_duration((now - r.opened).total_seconds()), escape(r.acknowledged_by) or "—",
+                      "closed" if r.closed else "open", escape(r.title))
+    return table

@@ -5,12 +5,15 @@ Every message is a pydantic model: ``Model.model_validate_json(raw)`` to read, `
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from models.warnings import OPERATOR_STAGES
 
 IDENT = r"^[A-Za-z0-9_.-]{1,64}$"
 PAYLOAD_KEEP_CHARS = 4096  # of a dead letter's raw payload
@@ -251,6 +254,7 @@ class LifecycleEvent(Message):
     actor: str = Field("", max_length=128, description="who (an operator's name, a department, or the agent)")
     note: str = Field("", max_length=2000)
     warning_id: str = ""
+    request_id: str = Field("", max_length=64, description="an operator's request this records (its answer carries the same id)")
 
     @property
     def incident_key(self) -> str:
@@ -261,8 +265,22 @@ class LifecycleEvent(Message):
     def by_operator(cls, warning_or_incident_id: str, stage: Stage | str, actor: str, note: str = "") -> LifecycleEvent:
         """An operator's action on a warning or incident id (ValueError when the id or stage is not one)."""
         incident_id = incident_id_of(warning_or_incident_id)
+        if Stage(stage).value not in OPERATOR_STAGES:
+            raise ValueError(f"stage must be one of {', '.join(OPERATOR_STAGES)}")
         return cls(incident_id=incident_id, stage=Stage(stage), source="operator", actor=actor, note=note,
-                   warning_id=warning_or_incident_id if warning_or_incident_id != incident_id else "")
+                   warning_id=warning_or_incident_id if warning_or_incident_id != incident_id else "", request_id=uuid.uuid4().hex)
+
+
+class ActionResult(Message):
+    """The warning agent's answer to an operator's request: accepted (and recorded on ``lifecycle``)
+    or rejected with the reason (and dead-lettered as ``rejected_action``)."""
+
+    request_id: str
+    incident_id: str
+    stage: Stage
+    accepted: bool
+    reason: str = Field("", max_length=1000)
+    ts: UtcDatetime = Field(default_factory=utc_now)
 
 
 def incident_key_of(incident_or_warning_id: str) -> str:

@@ -15,7 +15,9 @@ ALERTS = "alerts"
 WARNINGS = "warnings"
 DEADLETTER = "deadletter"
 TRACING = "tracing"
-LIFECYCLE = "lifecycle"  # incident stages: operators' actions (ack, close ...) and the system's (warned, re-sent ...)
+LIFECYCLE = "lifecycle"  # incident stages: operators' accepted actions (ack, close ...) and the system's (warned, re-sent ...)
+ACTIONS = "actions"  # operators' requests (ack, close ...), keyed like the incident: the warning agent accepts or rejects each
+ACTION_RESULTS = "actions.results"  # the answer to each request, for the CLI or page that made it
 DELIVERIES = "deliveries"  # one record per warning, department and channel
 # internal re-keyed streams: every gauge's rain (and road-flooding sightings) under one key, so one
 # task sees the whole field for the nowcast; camera person counts keyed by their zone's counter
@@ -24,7 +26,7 @@ CROWD_CAMERA = "crowd.camera"
 # what source tracing needs, under one key so one task sees it all in event order: the traced
 # parameters of every water reading, the water alerts, and cameras' oil-sheen sightings
 WATER_TRACE = "water.trace"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, DELIVERIES, DEADLETTER, RAIN_FIELD,
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, ACTIONS, ACTION_RESULTS, DELIVERIES, DEADLETTER, RAIN_FIELD,
                                CROWD_CAMERA, WATER_TRACE)
 
 
@@ -57,8 +59,9 @@ def mqtt_topic(root: str, district: str, kind: Kind | str, sensor_id: str) -> st
 
 
 def mqtt_subscription(root: str) -> str:
-    """Every sensor topic, and nothing else (status topics have fewer levels)."""
-    return f"{root}/+/+/+"
+    """Everything under the root: sensor topics, and anything else published there, which the bridge
+    dead-letters as ``bad_topic`` rather than never seeing it (its own status topic excepted)."""
+    return f"{root}/#"
 
 
 def bridge_status_topic(root: str) -> str:

@@ -3,7 +3,8 @@ detail, and acknowledge / close buttons.
 
 A small Starlette app. ``/events`` streams the warnings topic (from its start, then live) and the
 lifecycle topic to each browser as server-sent events; ``/api/actions`` puts an operator's action
-on the lifecycle topic, where the warning agent applies it. With ``web.operator_token`` set,
+on the actions topic and answers with the warning agent's verdict (200 accepted, 409 rejected with
+the reason, 504 when no worker answers). With ``web.operator_token`` set,
 actions need it (header ``Authorization: Bearer ...``); the page asks for it once.
 """
 
@@ -18,13 +19,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from pipeline.operators import record_action
+from pipeline.operators import submit_action
 from pipeline.schemas import LifecycleEvent, Warning
 from pipeline.settings import Settings
 from pipeline.topics import LIFECYCLE, WARNINGS
 
 PAGE = Path(__file__).with_name("web_page.html")
-ACTIONS = {"acknowledged", "disposed", "closed", "reviewed"}
 
 
 async def _events(settings: Settings, disconnected) -> AsyncIterator[bytes]:
@@ -69,15 +69,17 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse({"error": "operator token required"}, status_code=401)
         try:
             body = await request.json()
-            stage = body["stage"]
-            if stage not in ACTIONS:
-                raise ValueError(f"stage must be one of {sorted(ACTIONS)}")
-            event = LifecycleEvent.by_operator(str(body["id"]), stage, str(body.get("by") or "web operator")[:128],
+            event = LifecycleEvent.by_operator(str(body["id"]), str(body["stage"]), str(body.get("by") or "web operator")[:128],
                                                str(body.get("note") or "")[:2000])
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)
-        await record_action(settings, event)
-        return JSONResponse({"recorded": json.loads(event.model_dump_json())}, status_code=202)
+        result = await submit_action(settings, event)
+        if result is None:
+            return JSONResponse({"error": "no answer from the warning agent (is the worker running?); the request stays queued"},
+                                status_code=504)
+        if not result.accepted:
+            return JSONResponse({"error": result.reason}, status_code=409)
+        return JSONResponse({"accepted": json.loads(event.model_dump_json())}, status_code=200)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})

@@ -94,7 +94,7 @@ def test_the_warnings_on_the_stream_export_as_valid_cap(stack, tmp_path):
     from lxml import etree
 
     schema = etree.XMLSchema(etree.parse(str(Path(__file__).parents[1] / "data" / "CAP-v1.2.xsd")))
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "warnings", "export", "--cap", "--out", str(tmp_path), "--timeout", "5"],
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "warnings", "export", "--out", str(tmp_path), "--timeout", "5"],
                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert out.returncode == 0, out.stderr
     files = sorted(tmp_path.glob("*.xml"))

@@ -143,3 +143,18 @@ def test_every_query_in_docs_queries_md_runs(stack):
     for q in queries:
         answered += bool(influxql(stack.settings.influx, q))  # raises on an InfluxQL error
     assert answered >= len(queries) // 2  # most have data after the session's scenarios
+
+
+def test_the_readme_influx_cli_example_runs_against_the_live_database(stack):
+    """Analysts' own client: the `influx` CLI line from the README, pointed at this session's InfluxDB."""
+    import re
+    import shlex
+    from urllib.parse import urlparse
+
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    line = next(x for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S) for x in block.splitlines() if x.startswith("influx "))
+    argv = shlex.split(line)
+    argv[argv.index("-port") + 1] = str(urlparse(stack.settings.influx.url).port)
+    argv[argv.index("-database") + 1] = stack.settings.influx.database
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "ERR" not in done.stdout + done.stderr, (done.stdout, done.stderr)

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from pipeline import web
+from pipeline.schemas import ActionResult
 from pipeline.services.base import ServiceError
 from pipeline.services.mqtt import MqttService, acl_text, sensor_credentials
 from pipeline.settings import SECRETS, load_settings, masked_dict
@@ -203,20 +204,26 @@ def call(app, path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict
     return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
 
 
-def test_web_actions_need_the_operator_token(monkeypatch):
-    recorded = []
+def test_web_actions_need_the_operator_token_and_answer_the_warning_agents_verdict(monkeypatch):
+    submitted = []
 
-    async def record_action(settings, event):
-        recorded.append(event)
+    async def submit_action(settings, event, timeout_s=15.0):
+        submitted.append(event)
+        known = event.incident_id == "water:x:1"
+        return ActionResult(request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=known,
+                            reason="" if known else f"no open incident {event.incident_id}")
 
-    monkeypatch.setattr(web, "record_action", record_action)
+    monkeypatch.setattr(web, "submit_action", submit_action)
     app = web.create_app(load_settings(web={"operator_token": "op-secret"}))
     action = {"id": "water:x:1", "stage": "acknowledged", "by": "duty officer"}
     assert call(app, "/api/actions", action, {"content-type": "application/json"})[0] == 401
     assert call(app, "/api/actions", action, {"authorization": "Bearer wrong"})[0] == 401
-    assert recorded == []
+    assert submitted == []
     status, body = call(app, "/api/actions", action, {"authorization": "Bearer op-secret"})
-    assert status == 202 and body["recorded"]["stage"] == "acknowledged"
-    assert len(recorded) == 1 and recorded[0].actor == "duty officer"
+    assert status == 200 and body["accepted"]["stage"] == "acknowledged"
+    assert len(submitted) == 1 and submitted[0].actor == "duty officer"
+    status, body = call(app, "/api/actions", {**action, "id": "water:nonexistent:1"}, {"authorization": "Bearer op-secret"})
+    assert status == 409 and "no open incident" in body["error"]
+    assert call(app, "/api/actions", {**action, "stage": "warned"}, {"authorization": "Bearer op-secret"})[0] == 400
     # without a token (the demo) the page's actions are open
-    assert call(web.create_app(load_settings(web={"operator_token": ""})), "/api/actions", action, {})[0] == 202
+    assert call(web.create_app(load_settings(web={"operator_token": ""})), "/api/actions", action, {})[0] == 200

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from agents.warnings import decide
+from agents.warnings import decide, member_stations
 from agents.water import LIMITS, limit_alert
 from models.persistence import PersistenceState, step
 from pipeline.city import default_city, load_toml
@@ -279,3 +279,9 @@ def test_no_lowered_warning_while_a_plume_is_heading_to_an_intake(traced_after_m
     lowered = [m for m, w in issued if w is not None and "降级" in w.title]
     assert any(w is not None and w.suspects for _, w in issued)  # the source warning was issued
     assert lowered and min(lowered) * 60 >= (result.arrivals[0].latest - t0).total_seconds()
+
+
+def test_a_title_counts_stations_not_the_incidents_plumes_sources_or_holds():
+    members = {"ruxi-mingda:oil": 1, "ruxi-mingda:cod": 1, "plume:ruxi-mingda": 1, "source:ruxi-food-factory": 1,
+               "plume:ruxi-food-factory": 1, "trace:ruxi-jindai:oil": 1, "ruxi-intake-section:oil": 1}
+    assert member_stations(members) == {"ruxi-mingda", "ruxi-intake-section"}

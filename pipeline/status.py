@@ -1,0 +1,112 @@
+"""``yuflow status``: is each part of the pipeline up, and is the worker keeping up?
+
+The services (MQTT, Kafka, InfluxDB) as ``yuflow services status`` sees them; the worker by its
+web port; the bridge by the retained status it publishes on MQTT (its last will says offline); the
+operators' page by ``/health``; and the worker's consumer lag per topic (records on the topic
+that its consumer group has not committed yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from dataclasses import dataclass
+
+from pipeline.settings import Settings
+from pipeline.topics import ACTIONS, ALERTS, LIFECYCLE, READINGS, TRACING, WATER_TRACE, bridge_status_topic
+
+LAGGED_TOPICS = (*READINGS.values(), WATER_TRACE, ALERTS, TRACING, ACTIONS, LIFECYCLE)
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    name: str
+    ok: bool
+    state: str
+    detail: str = ""
+    required: bool = True  # `yuflow status` exits non-zero when a required part is not ok
+
+
+def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - our own loopback URLs
+            return response.status < 500
+    except OSError:
+        return False
+
+
+def bridge_status(settings: Settings, timeout_s: float = 2.0) -> str | None:
+    """The bridge's retained status ("online pid=…" / "offline"), None when there is none."""
+    import threading
+
+    from pipeline.mqtt import make_client
+
+    got: list[bytes] = []
+    arrived = threading.Event()
+    client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-status-{threading.get_ident() % 100000}")
+
+    def on_message(c, u, msg) -> None:
+        got.append(msg.payload)
+        arrived.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(bridge_status_topic(settings.mqtt.topic_root), qos=1)
+    try:
+        client.connect(settings.mqtt.host, settings.mqtt.port)
+    except OSError:
+        return None
+    client.loop_start()
+    try:
+        arrived.wait(timeout_s)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0].decode(errors="replace") if got else None
+
+
+async def consumer_lag(settings: Settings) -> dict[str, int] | None:
+    """Per topic, records the worker's consumer group has not committed yet; None when Kafka is down."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=settings.worker.app_id, enable_auto_commit=False,
+                                request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(consumer.start(), 10)
+    except Exception:  # noqa: BLE001 - any failure to reach Kafka is "down" here
+        await consumer.stop()
+        return None
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(t, p) for t in LAGGED_TOPICS for p in consumer.partitions_for_topic(t) or ()]
+        end = await consumer.end_offsets(partitions)
+        lag: dict[str, int] = {}
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(end[tp] - (committed or 0), 0)
+        return lag
+    finally:
+        await consumer.stop()
+
+
+def system_status(settings: Settings) -> list[PartStatus]:
+    from pipeline import services
+
+    parts = [PartStatus(s.name, s.state in ("started", "running", "external"), s.state, f"{s.address} {s.detail}".strip())
+             for s in services.status(settings)]
+    worker_up = _http_ok(f"http://127.0.0.1:{settings.worker.web_port}/")
+    parts.append(PartStatus("worker", worker_up, "running" if worker_up else "down", f"web port {settings.worker.web_port}"))
+    bridge = bridge_status(settings)
+    parts.append(PartStatus("bridge", bool(bridge and bridge.startswith("online")), (bridge or "unknown").split()[0],
+                            bridge or "no status on MQTT (never started, or MQTT is down)"))
+    web_up = _http_ok(f"http://{settings.web.host}:{settings.web.port}/health")
+    parts.append(PartStatus("web page", web_up, "running" if web_up else "not running",
+                            f"http://{settings.web.host}:{settings.web.port}/ (`yuflow web`)", required=False))
+    kafka_up = any(p.name == "kafka" and p.ok for p in parts)
+    lag = asyncio.run(consumer_lag(settings)) if kafka_up else None
+    if lag is None:
+        parts.append(PartStatus("consumer lag", False, "unknown", "Kafka is not reachable"))
+    else:
+        behind = {t: n for t, n in lag.items() if n}
+        parts.append(PartStatus("consumer lag", True, f"{sum(lag.values())} records",
+                                ", ".join(f"{t} {n}" for t, n in behind.items()) or "caught up"))
+    return parts
