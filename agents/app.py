@@ -14,7 +14,7 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import (ACTION_RESULTS, ACTIONS, ALERTS, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS,
+from pipeline.topics import (ACTION_RESULTS, ACTIONS, ALERTS, SILENCES, SUPPRESSED, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS,
                              WATER_TRACE)
 
 SETTINGS = load_settings()
@@ -72,6 +72,8 @@ crowd_camera_topic = _topic(CROWD_CAMERA)
 lifecycle_topic = _topic(LIFECYCLE)
 actions_topic = _topic(ACTIONS)
 action_results_topic = _topic(ACTION_RESULTS)
+silences_topic = _topic(SILENCES)
+suppressed_topic = _topic(SUPPRESSED)
 deliveries_topic = _topic(DELIVERIES)
 water_trace_topic = _topic(WATER_TRACE)
 WATER_TRACE_KEY = b"water"  # one key: tracing looks across rivers (a plume flows on into the next)
@@ -90,7 +92,7 @@ async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Excep
 
 def register_agents() -> faust.App:
     """Import the agent modules (they register on ``app``) and return the app."""
-    from agents import camera, crowd, delivery, rain, sink, tracing, warnings, water  # noqa: F401
+    from agents import camera, crowd, deadman, delivery, rain, sink, tracing, warnings, water  # noqa: F401
 
     return app
 

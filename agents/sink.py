@@ -7,9 +7,11 @@ so offsets are not committed past unwritten data.
 
 from __future__ import annotations
 
-from agents.app import SETTINGS, alerts_topic, app, deadletter_topic, deliveries_topic, lifecycle_topic, readings_topics, warnings_topic
-from pipeline.influx import InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_lines_json, warning_line
-from pipeline.schemas import Alert, DeadLetter, Delivery, LifecycleEvent, Stage, Warning
+from agents.app import (SETTINGS, alerts_topic, app, deadletter_topic, deliveries_topic, lifecycle_topic, readings_topics, silences_topic,
+                        suppressed_topic, warnings_topic)
+from pipeline.influx import (InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_lines_json, silence_line,
+                             suppressed_line, warning_line)
+from pipeline.schemas import Alert, DeadLetter, Delivery, LifecycleEvent, Silence, Stage, SuppressedAlert, Warning
 
 BATCH = SETTINGS.influx.batch_size
 WITHIN_S = SETTINGS.influx.flush_interval_s
@@ -51,6 +53,16 @@ def _lifecycle(raw: bytes) -> str | None:
 @app.agent(lifecycle_topic, name="sink_lifecycle")
 async def sink_lifecycle(stream):
     await _sink(stream, _lifecycle)
+
+
+@app.agent(silences_topic, name="sink_silences")
+async def sink_silences(stream):
+    await _sink(stream, lambda raw: silence_line(Silence.model_validate_json(raw)))
+
+
+@app.agent(suppressed_topic, name="sink_suppressed")
+async def sink_suppressed(stream):
+    await _sink(stream, lambda raw: suppressed_line(SuppressedAlert.model_validate_json(raw)))
 
 
 @app.agent(deliveries_topic, name="sink_deliveries")

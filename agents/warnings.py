@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import time
 
-from agents.app import (SETTINGS, action_results_topic, actions_topic, alerts_topic, app, dead_letter, lifecycle_topic, tracing_topic,
-                        warnings_topic)
+from agents.app import (SETTINGS, action_results_topic, actions_topic, alerts_topic, app, dead_letter, lifecycle_topic, silences_topic,
+                        suppressed_topic, tracing_topic, warnings_topic)
 from models.warnings import (OPERATOR_STAGES, active_tier, add_member, advance, levels_up, overdue, rank, recipients, route, tier_change,
                              tier_from_severity)
 from pipeline.city import City, default_city, load_toml
-from pipeline.schemas import ActionResult, Alert, Category, LifecycleEvent, Stage, Tier, TracingResult, Warning, utc_at, utc_now
+from pipeline.schemas import (ActionResult, Alert, Category, LifecycleEvent, Silence, SuppressedAlert, Stage, Tier, TracingResult, Warning,
+                              utc_at, utc_now)
+from pipeline.topics import SILENCES as SILENCES_TOPIC
 from pipeline.water_tracing import TRACED_PARAMETERS
 
 TRACE_HOLD = "trace:"  # a member that holds a water incident's tier while tracing looks for its source
@@ -344,11 +346,17 @@ async def issue(key: str, warning: Warning | None, records: list[LifecycleEvent]
         await lifecycle_topic.send(key=key.encode(), value=record.to_json())
 
 
-async def _warn(stream, parse, decide_with, source) -> None:
-    """Alerts or tracing results -> the incident's new state and the warning it calls for, if any."""
+async def _warn(stream, parse, decide_with, source, held_back=lambda item: None) -> None:
+    """Alerts or tracing results -> the incident's new state and the warning it calls for, if any;
+    an item ``held_back`` by a silence is recorded as suppressed instead."""
     async for raw in stream:
         try:
             item = parse(raw)
+            silence = held_back(item)
+            if silence is not None:
+                await suppressed_topic.send(key=item.incident_key.encode(),
+                                            value=SuppressedAlert(alert=item, silence_id=silence.silence_id, reason=silence.reason).to_json())
+                continue
             before = incidents_table.get(item.incident_key)
             incident, warning = decide_with(item, before, CITY, RULES, ROUTING)
         except Exception as error:  # one bad record must not stop the stream
@@ -359,9 +367,37 @@ async def _warn(stream, parse, decide_with, source) -> None:
         await issue(item.incident_key, warning, stage_records(before, incident, warning))
 
 
+SILENCES: dict[str, Silence] = {}  # every silence on the topic, on every worker (few; read whole by ``follow_silences``)
+
+
+def silenced(alert: Alert) -> Silence | None:
+    now = utc_now()
+    return next((x for x in SILENCES.values() if x.active(now) and x.matches(alert)), None)
+
+
+@app.task
+async def follow_silences() -> None:
+    """Keep ``SILENCES`` as the ``silences`` topic says, from its start: each worker needs them all."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(SILENCES_TOPIC, bootstrap_servers=SETTINGS.kafka.bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        async for record in consumer:
+            try:
+                silence = Silence.model_validate_json(record.value)
+            except ValueError as error:
+                await dead_letter("silences", silences_topic, record.value, error, code="invalid")
+                continue
+            SILENCES[silence.silence_id] = silence
+    finally:
+        await consumer.stop()
+
+
 @app.agent(alerts_topic)
 async def warn(stream):
-    await _warn(stream, Alert.model_validate_json, decide, alerts_topic)
+    await _warn(stream, Alert.model_validate_json, decide, alerts_topic, held_back=silenced)
 
 
 @app.agent(tracing_topic)

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import orjson
 
-from pipeline.schemas import Alert, CameraDetection, DeadLetter, Delivery, LifecycleEvent, Reading, Warning
+from pipeline.schemas import Alert, CameraDetection, DeadLetter, Delivery, LifecycleEvent, Reading, Silence, SuppressedAlert, Warning, utc_now
 from pipeline.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,22 @@ def lifecycle_line(e: LifecycleEvent) -> str:
     tags = {"stage": e.stage.value, "source": e.source, "category": category, "area": area}
     fields = {"incident_id": e.incident_id, "warning_id": e.warning_id, "actor": e.actor, "note": e.note}
     return line("lifecycle", tags, fields, e.ts)
+
+
+def silence_line(x: Silence) -> str:
+    """A maintenance window as set (or ended early: ``removed``), at the time it was made."""
+    tags = {"silence_id": x.silence_id, "sensor_id": x.sensor_id, "station": x.station, "area": x.area, "removed": str(x.removed).lower()}
+    fields = {"until": x.until.isoformat().replace("+00:00", "Z"), "reason": x.reason, "by": x.by}
+    return line("silences", tags, fields, utc_now() if x.removed else x.created_at)
+
+
+def suppressed_line(x: SuppressedAlert) -> str:
+    """An alert a silence held back, at the alert's event time."""
+    a = x.alert
+    tags = {"category": a.category.value, "rule": a.rule, "district": a.district, "station": a.station, "sensor_id": a.sensor_id,
+            "parameter": a.parameter, "silence_id": x.silence_id}
+    fields = {"alert_id": a.alert_id, "value": a.value, "message": a.message, "reason": x.reason}
+    return line("suppressed", tags, fields, a.ts)
 
 
 def deadletter_line(d: DeadLetter) -> str:

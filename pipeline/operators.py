@@ -13,9 +13,9 @@ from datetime import datetime
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.schemas import ActionResult, LifecycleEvent, Stage, Tier, Warning
+from pipeline.schemas import ActionResult, LifecycleEvent, Silence, Stage, Tier, Warning
 from pipeline.settings import Settings
-from pipeline.topics import ACTION_RESULTS, ACTIONS, LIFECYCLE, WARNINGS
+from pipeline.topics import ACTION_RESULTS, ACTIONS, LIFECYCLE, SILENCES, WARNINGS
 
 TIER_STYLE = {Tier.blue: "bold white on blue", Tier.yellow: "bold black on yellow", Tier.orange: "bold black on dark_orange", Tier.red: "bold white on red"}
 
@@ -142,32 +142,8 @@ class IncidentRow:
 async def read_incidents(settings: Settings) -> list[IncidentRow]:
     """Every incident on the ``warnings`` and ``lifecycle`` topics as they stand now (read from their
     start to their current end), oldest first."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(t, p) for t in (WARNINGS, LIFECYCLE) for p in consumer.partitions_for_topic(t) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        warnings, events = [], []
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in partitions])
-
-        while await behind():
-            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                for record in records:
-                    try:
-                        if tp.topic == WARNINGS:
-                            warnings.append(Warning.model_validate_json(record.value))
-                        else:
-                            events.append(LifecycleEvent.model_validate_json(record.value))
-                    except ValueError:
-                        continue  # not ours to judge here; the topics' producers validate
-    finally:
-        await consumer.stop()
+    warnings = await read_topic(settings, WARNINGS, Warning)
+    events = await read_topic(settings, LIFECYCLE, LifecycleEvent)
     rows: dict[str, IncidentRow] = {}
     for w in sorted(warnings, key=lambda w: w.issued_at):
         row = rows.setdefault(w.incident_id, IncidentRow(w.incident_id, w.tier, w.district, w.station, w.title, w.ts, w.warning_id))
@@ -210,3 +186,70 @@ def incidents_table(rows: list[IncidentRow], now: datetime) -> Table:
                       humane_duration((now - r.opened).total_seconds()), escape(r.acknowledged_by) or "—",
                       "closed" if r.closed else "open", escape(r.title))
     return table
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """``--until``: a duration from now (``90m``, ``2h``, ``1d``) or an ISO 8601 time with its zone.
+
+    >>> from datetime import UTC
+    >>> now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    >>> parse_until("2h", now).isoformat(), parse_until("2026-12-07T18:00:00+08:00", now).isoformat()
+    ('2026-12-07T10:00:00+00:00', '2026-12-07T10:00:00+00:00')
+    """
+    from datetime import UTC, timedelta
+
+    unit = {"m": 60, "h": 3600, "d": 86400}.get(text[-1:])
+    if unit is not None and text[:-1].replace(".", "", 1).isdigit():
+        return now + timedelta(seconds=float(text[:-1]) * unit)
+    until = datetime.fromisoformat(text)
+    if until.tzinfo is None:
+        raise ValueError(f"--until {text!r} needs a time zone (e.g. +08:00) or a duration such as 2h")
+    if until <= now:
+        raise ValueError(f"--until {text!r} is already past")
+    return until.astimezone(UTC)
+
+
+async def send_silence(settings: Settings, silence: Silence) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(SILENCES, silence.to_json(), key=silence.silence_id.encode())
+    finally:
+        await producer.stop()
+
+
+async def read_silences(settings: Settings) -> list[Silence]:
+    """The latest state of every silence on the ``silences`` topic, newest first."""
+    found = {s.silence_id: s for s in await read_topic(settings, SILENCES, Silence)}
+    return sorted(found.values(), key=lambda s: s.created_at, reverse=True)
+
+
+async def read_topic(settings: Settings, topic: str, model) -> list:
+    """Every record of ``topic`` from its start to its current end, parsed with ``model`` (others skipped)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    out = []
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in partitions])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    try:
+                        out.append(model.model_validate_json(record.value))
+                    except ValueError:
+                        continue  # not ours to judge here; the topic's producers validate
+    finally:
+        await consumer.stop()
+    return out

@@ -117,6 +117,20 @@ class WorkerSettings(BaseModel):
     store: str = "memory://"
 
 
+class DeadmanSettings(BaseModel):
+    """How long a live sensor of each kind may be silent before it is reported offline (0: not watched)."""
+
+    water_s: float = Field(1800, ge=0)
+    rain_s: float = Field(1800, ge=0)
+    crowd_s: float = Field(900, ge=0)
+    camera_s: float = Field(0, ge=0)  # edge cameras may send only when they detect something
+    check_interval_s: float = Field(30, gt=0)
+
+    def silence_s(self) -> dict[str, float]:
+        return {kind: limit for kind, limit in
+                (("water", self.water_s), ("rain", self.rain_s), ("crowd", self.crowd_s), ("camera", self.camera_s)) if limit > 0}
+
+
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -158,6 +172,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     web: WebSettings = WebSettings()
     water: WaterSettings = WaterSettings()
+    deadman: DeadmanSettings = DeadmanSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,8 @@ TRACING = "tracing"
 LIFECYCLE = "lifecycle"  # incident stages: operators' accepted actions (ack, close ...) and the system's (warned, re-sent ...)
 ACTIONS = "actions"  # operators' requests (ack, close ...), keyed like the incident: the warning agent accepts or rejects each
 ACTION_RESULTS = "actions.results"  # the answer to each request, for the CLI or page that made it
+SILENCES = "silences"  # maintenance windows: alerts of a sensor, station or area suppressed until a time (keyed by silence id)
+SUPPRESSED = "alerts.suppressed"  # the alerts a silence held back, for the record
 DELIVERIES = "deliveries"  # one record per warning, department and channel
 # internal re-keyed streams: every gauge's rain (and road-flooding sightings) under one key, so one
 # task sees the whole field for the nowcast; camera person counts keyed by their zone's counter
@@ -26,7 +28,7 @@ CROWD_CAMERA = "crowd.camera"
 # what source tracing needs, under one key so one task sees it all in event order: the traced
 # parameters of every water reading, the water alerts, and cameras' oil-sheen sightings
 WATER_TRACE = "water.trace"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, ACTIONS, ACTION_RESULTS, DELIVERIES, DEADLETTER, RAIN_FIELD,
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, ACTIONS, ACTION_RESULTS, SILENCES, SUPPRESSED, DELIVERIES, DEADLETTER, RAIN_FIELD,
                                CROWD_CAMERA, WATER_TRACE)
 
 

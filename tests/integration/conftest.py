@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -70,3 +71,25 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def own_services(data_dir, **extra_env: str):
+    """Services, worker and bridge of their own, started the way the README's commands start them
+    (``extra_env``: more YUFLOW_* settings, e.g. short deadman limits)."""
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {"YUFLOW_DATA_DIR": str(data_dir / "yuflow"), "YUFLOW_MQTT__PORT": str(free_port()),
+                           "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
+                           "YUFLOW_WORKER__WEB_PORT": str(free_port()), "COLUMNS": "200", **extra_env}.items():
+            env.setenv(key, value)
+        settings = load_settings()
+        started: list[Background] = []
+        try:
+            services.up(settings)
+            started += [Background("worker", ["worker"], settings), Background("bridge", ["bridge"], settings)]
+            bridge_online(settings, started[1].pid, timeout_s=60)
+            yield settings
+        finally:
+            for process in reversed(started):
+                process.stop()
+            services.down(settings)

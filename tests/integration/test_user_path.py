@@ -9,20 +9,16 @@ import json
 import re
 import subprocess
 import sys
-from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
 
-from pipeline import services
 from pipeline.city import default_city, load_toml
-from pipeline.demo import bridge_online
 from pipeline.influx import influxql
-from pipeline.processes import Background, wait_until
+from pipeline.processes import wait_until
 from pipeline.services.influxdb import InfluxService
-from pipeline.settings import load_settings
 from sensors_sim.recording import load_truth
-from tests.integration.conftest import free_port
+from tests.integration.conftest import own_services
 
 pytestmark = pytest.mark.integration
 
@@ -31,27 +27,6 @@ def yuflow(*args: str, timeout_s: float = 300) -> str:
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=timeout_s)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
-
-
-@contextmanager
-def own_services(data_dir):
-    """Services, worker and bridge of their own, started the way the README's commands start them."""
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in {"YUFLOW_DATA_DIR": str(data_dir / "yuflow"), "YUFLOW_MQTT__PORT": str(free_port()),
-                           "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
-                           "YUFLOW_WORKER__WEB_PORT": str(free_port()), "COLUMNS": "200"}.items():
-            env.setenv(key, value)
-        settings = load_settings()
-        started: list[Background] = []
-        try:
-            services.up(settings)
-            started += [Background("worker", ["worker"], settings), Background("bridge", ["bridge"], settings)]
-            bridge_online(settings, started[1].pid, timeout_s=60)
-            yield settings
-        finally:
-            for process in reversed(started):
-                process.stop()
-            services.down(settings)
 
 
 @pytest.fixture(scope="module")
