@@ -10,6 +10,8 @@ actions need it (header ``Authorization: Bearer ...``); the page asks for it onc
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,19 +21,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from pipeline.city import City, default_city, load_toml
 from pipeline.operators import submit_action
-from pipeline.schemas import LifecycleEvent, Warning
+from pipeline.schemas import LifecycleEvent, Silence, Warning
 from pipeline.settings import Settings
-from pipeline.topics import LIFECYCLE, WARNINGS
+from pipeline.topics import LIFECYCLE, SILENCES, WARNINGS
 
 PAGE = Path(__file__).with_name("web_page.html")
+EVENT_KINDS = {WARNINGS: ("warning", Warning), LIFECYCLE: ("lifecycle", LifecycleEvent), SILENCES: ("silence", Silence)}
 
 
 async def _events(settings: Settings, disconnected) -> AsyncIterator[bytes]:
-    """Server-sent events: ``warning`` and ``lifecycle`` records, oldest first, then as they come."""
+    """Server-sent events: ``warning``, ``lifecycle`` and ``silence`` records, oldest first, then as they come."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(WARNINGS, LIFECYCLE, bootstrap_servers=settings.kafka.bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(WARNINGS, LIFECYCLE, SILENCES, bootstrap_servers=settings.kafka.bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100)
     await consumer.start()
     try:
@@ -40,10 +44,10 @@ async def _events(settings: Settings, disconnected) -> AsyncIterator[bytes]:
         while not await disconnected():
             batches = await consumer.getmany(timeout_ms=250)
             for tp, records in batches.items():
-                kind = "warning" if tp.topic == WARNINGS else "lifecycle"
+                kind, model = EVENT_KINDS[tp.topic]
                 for record in records:
                     try:  # only well-formed records reach a browser
-                        data = (Warning if kind == "warning" else LifecycleEvent).model_validate_json(record.value).model_dump_json()
+                        data = model.model_validate_json(record.value).model_dump_json()
                     except ValueError:
                         continue
                     yield f"event: {kind}\ndata: {data}\n\n".encode()
@@ -54,19 +58,76 @@ async def _events(settings: Settings, disconnected) -> AsyncIterator[bytes]:
         await consumer.stop()
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+SESSION_COOKIE = "yuflow_operator"
+
+
+def session_value(token: str) -> str:
+    """The login cookie's value: derived from the token, so the token itself never sits in a browser."""
+    return hmac.new(token.encode(), b"yuflow operator session", hashlib.sha256).hexdigest()
+
+
+def city_view(city: City, routing: dict) -> dict:
+    """What the page needs of the city model: names for ids, and each river's sites by km for its map."""
+    rivers = {}
+    for rid, spec in city.rivers.items():
+        points = [{"id": x.id, "name": x.name, "kind": kind, "km": x.river_km}
+                  for kind, table in (("station", city.stations), ("source", city.sources), ("intake", city.intakes), ("dam", city.dams))
+                  for x in table.values() if x.river == rid and not getattr(x, "treated", False)]
+        rivers[rid] = {"name": city.river_names.get(rid, rid), "length_km": sum(spec.lengths_km), "points": sorted(points, key=lambda p: p["km"])}
+    sites = {sid: city.site_name(sid) for table in (city.stations, city.gauges, city.zones, city.sources, city.intakes, city.dams,
+                                                    city.districts, city.townships, city.risk_points) for sid in table}
+    return {"departments": routing.get("departments", {}), "sites": sites, "rivers": rivers,
+            "station_river": {sid: st.river for sid, st in city.stations.items()}}
+
+
 def create_app(settings: Settings) -> Starlette:
     token = settings.web.operator_token.get_secret_value()
+    view = json.dumps(city_view(default_city(), load_toml("routing")), ensure_ascii=False).replace("</", "<\\/")
+
+    def signed_in(request: Request) -> bool:
+        if not token:
+            return True
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        return hmac.compare_digest(bearer, token) or hmac.compare_digest(request.cookies.get(SESSION_COOKIE, ""), session_value(token))
+
+    def forged(request: Request) -> str | None:
+        """Why a state-changing request cannot be the page's own (another site's form or script)."""
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return "Content-Type must be application/json"
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host", ""):
+            return f"cross-site request from {origin} refused"
+        return None
 
     async def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text(encoding="utf-8").replace("__TOKEN_REQUIRED__", "true" if token else "false"))
+        html = PAGE.read_text(encoding="utf-8").replace("__TOKEN_REQUIRED__", "true" if token else "false").replace("__CITY__", view)
+        return HTMLResponse(html)
 
-    async def events(request: Request) -> StreamingResponse:
+    async def login(request: Request) -> JSONResponse:
+        if (why := forged(request)) is not None:
+            return JSONResponse({"error": why}, status_code=403)
+        try:
+            given = str((await request.json())["token"])
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+            return JSONResponse({"error": "send {\"token\": ...}"}, status_code=400)
+        if not token or not hmac.compare_digest(given, token):
+            return JSONResponse({"error": "wrong operator token"}, status_code=401)
+        response = JSONResponse({"ok": True})
+        response.set_cookie(SESSION_COOKIE, session_value(token), httponly=True, samesite="strict", max_age=12 * 3600)
+        return response
+
+    async def events(request: Request) -> StreamingResponse | JSONResponse:
+        if not signed_in(request):
+            return JSONResponse({"error": "operator login required"}, status_code=401)
         return StreamingResponse(_events(settings, request.is_disconnected), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def action(request: Request) -> JSONResponse:
-        if token and request.headers.get("authorization") != f"Bearer {token}":
+        if not signed_in(request):
             return JSONResponse({"error": "operator token required"}, status_code=401)
+        if (why := forged(request)) is not None:
+            return JSONResponse({"error": why}, status_code=403)
         try:
             body = await request.json()
             event = LifecycleEvent.by_operator(str(body["id"]), str(body["stage"]), str(body.get("by") or "web operator")[:128],
@@ -85,10 +146,13 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"ok": True})
 
     return Starlette(routes=[Route("/", page), Route("/events", events), Route("/api/actions", action, methods=["POST"]),
-                             Route("/health", health)])
+                             Route("/login", login, methods=["POST"]), Route("/health", health)])
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    if host not in LOOPBACK and not settings.web.operator_token.get_secret_value():
+        raise SystemExit(f"yuflow web: listening on {host} lets others act on incidents; set YUFLOW_WEB__OPERATOR_TOKEN "
+                         f"(operators then log in with it), or listen on 127.0.0.1")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -1,5 +1,7 @@
 """The operators' web page in a real headless browser (Debian's chromium and chromedriver): a live
-warning appears within 2 s of its creation, and an acknowledgement made on the page is recorded."""
+warning appears within 2 s of its creation, its whole row in the tier's colour, departments by
+name, an orange or red one announced; its detail has the incident's history and river map; an
+acknowledgement made on the page is recorded; with nothing to show the page says so."""
 
 from __future__ import annotations
 
@@ -108,9 +110,17 @@ def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stac
 
     retry(read_row)
     assert stack_station_name() in text and any(t in text.split()[0] for t in ("BLUE", "YELLOW", "ORANGE", "RED"))
+    shown = page.find_element("css selector", row)
+    tier = shown.find_element("css selector", ".tier").text.lower()
+    assert f"row-{tier}" in shown.get_attribute("class")  # the whole row in the tier's colour
+    assert "基层治理中心" in shown.text  # departments by name (the id on hover)
+    if tier in ("orange", "red"):  # came in while the page was open: the duty desk is alerted
+        assert "NEW" in page.find_element("id", "banner").get_attribute("textContent")
 
     retry(lambda: page.find_element("css selector", row).click())  # rows are redrawn as events arrive
-    assert "Checklist" in page.find_element("id", "detail").text
+    detail = page.find_element("id", "detail")
+    assert "Checklist" in detail.text and "History" in detail.text and page.find_elements("css selector", "#history li")
+    assert "River map" in detail.text and page.find_elements("css selector", "#detail svg circle")  # the river, its stations
     page.find_element("id", "by").clear()
     page.find_element("id", "by").send_keys("沙坪坝区水利局 值班员")
     page.find_element("id", "ack").click()
@@ -121,6 +131,8 @@ def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stac
     if SCREENSHOT:
         Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
         page.save_screenshot(SCREENSHOT)
+    page.execute_script("incidents.clear(); render();")  # what a quiet desk sees
+    assert "No warnings" in page.find_element("id", "rows").text
 
 
 def test_the_report_draws_the_days_incidents_from_influxdb(stack, tmp_path):

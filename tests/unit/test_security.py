@@ -184,8 +184,8 @@ def test_bad_sensor_password_lines_are_named_without_the_password(tmp_path, line
     assert "p4ss-leak" not in str(error.value)
 
 
-def call(app, path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
-    """One HTTP POST through the ASGI app, without a server."""
+def call(app, path: str, body: dict, headers: dict[str, str], cookies: dict[str, str] | None = None) -> tuple[int, dict]:
+    """One HTTP POST through the ASGI app, without a server; ``cookies`` gets the cookies it sets."""
     sent: list[dict] = []
     request = {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
 
@@ -200,7 +200,12 @@ def call(app, path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict
              "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send))
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    for name, value in start["headers"]:
+        if name == b"set-cookie" and cookies is not None:
+            key, _, rest = value.decode().partition("=")
+            cookies[key] = rest.split(";", 1)[0]
+    status = start["status"]
     return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
 
 
@@ -216,14 +221,40 @@ def test_web_actions_need_the_operator_token_and_answer_the_warning_agents_verdi
     monkeypatch.setattr(web, "submit_action", submit_action)
     app = web.create_app(load_settings(web={"operator_token": "op-secret"}))
     action = {"id": "water:x:1", "stage": "acknowledged", "by": "duty officer"}
-    assert call(app, "/api/actions", action, {"content-type": "application/json"})[0] == 401
-    assert call(app, "/api/actions", action, {"authorization": "Bearer wrong"})[0] == 401
+    as_json = {"content-type": "application/json"}
+    assert call(app, "/api/actions", action, as_json)[0] == 401
+    assert call(app, "/api/actions", action, {**as_json, "authorization": "Bearer wrong"})[0] == 401
     assert submitted == []
-    status, body = call(app, "/api/actions", action, {"authorization": "Bearer op-secret"})
+    status, body = call(app, "/api/actions", action, {**as_json, "authorization": "Bearer op-secret"})
     assert status == 200 and body["accepted"]["stage"] == "acknowledged"
     assert len(submitted) == 1 and submitted[0].actor == "duty officer"
-    status, body = call(app, "/api/actions", {**action, "id": "water:nonexistent:1"}, {"authorization": "Bearer op-secret"})
+    status, body = call(app, "/api/actions", {**action, "id": "water:nonexistent:1"}, {**as_json, "authorization": "Bearer op-secret"})
     assert status == 409 and "no open incident" in body["error"]
-    assert call(app, "/api/actions", {**action, "stage": "warned"}, {"authorization": "Bearer op-secret"})[0] == 400
-    # without a token (the demo) the page's actions are open
-    assert call(web.create_app(load_settings(web={"operator_token": ""})), "/api/actions", action, {})[0] == 200
+    assert call(app, "/api/actions", {**action, "stage": "warned"}, {**as_json, "authorization": "Bearer op-secret"})[0] == 400
+    # without a token (the demo, on loopback) the page's actions are open
+    assert call(web.create_app(load_settings(web={"operator_token": ""})), "/api/actions", action, as_json)[0] == 200
+
+
+def test_the_page_logs_operators_in_with_a_cookie_and_refuses_forged_requests(monkeypatch):
+    async def submit_action(settings, event, timeout_s=15.0):
+        return ActionResult(request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=True)
+
+    monkeypatch.setattr(web, "submit_action", submit_action)
+    app = web.create_app(load_settings(web={"operator_token": "op-secret"}))
+    as_json = {"content-type": "application/json", "host": "127.0.0.1:8080"}
+    cookies: dict[str, str] = {}
+    assert call(app, "/login", {"token": "guess"}, as_json, cookies)[0] == 401 and not cookies
+    assert call(app, "/login", {"token": "op-secret"}, as_json, cookies)[0] == 200
+    assert "op-secret" not in cookies[web.SESSION_COOKIE]  # a derived session value, not the token
+    session = {**as_json, "cookie": f"{web.SESSION_COOKIE}={cookies[web.SESSION_COOKIE]}"}
+    action = {"id": "water:x:1", "stage": "acknowledged"}
+    assert call(app, "/api/actions", action, session)[0] == 200
+    # another site's form (text/plain) or script (its Origin) cannot act with the operator's cookie
+    assert call(app, "/api/actions", action, {**session, "content-type": "text/plain"})[0] == 403
+    assert call(app, "/api/actions", action, {**session, "origin": "http://evil.example"})[0] == 403
+    assert call(app, "/api/actions", action, {**session, "origin": "http://127.0.0.1:8080"})[0] == 200
+
+
+def test_the_page_will_not_listen_beyond_loopback_without_an_operator_token():
+    with pytest.raises(SystemExit, match="OPERATOR_TOKEN"):
+        web.serve(load_settings(web={"operator_token": ""}), "0.0.0.0", 8080)
