@@ -146,8 +146,8 @@ def tail(*options: str, timeout_s: int = 60) -> str:
 
 
 def test_warnings_tail_follows_the_topic(stack, demo_run):
-    table = tail("--district", "qijiang")
-    assert "Yuflow warnings" in table and "puhe-zhaixi-bridge" in table  # the rich table
+    line = tail("--district", "qijiang")  # piped: a line per warning (a terminal gets the live table)
+    assert "qijiang/puhe-zhaixi-bridge" in line and " id water:puhe:" in line
     lines = tail("--district", "qijiang", "--department", "water_bureau", "--json").splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["district"] == "qijiang"
     assert tail("--district", "chengkou", "--json", timeout_s=5).strip() == ""  # no sensors there: filtered out; stops at --timeout

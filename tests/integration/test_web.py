@@ -110,10 +110,12 @@ def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stac
 
     retry(read_row)
     assert stack_station_name() in text and any(t in text.split()[0] for t in ("BLUE", "YELLOW", "ORANGE", "RED"))
-    shown = page.find_element("css selector", row)
-    tier = shown.find_element("css selector", ".tier").text.lower()
-    assert f"row-{tier}" in shown.get_attribute("class")  # the whole row in the tier's colour
-    assert "基层治理中心" in shown.text  # departments by name (the id on hover)
+    # read at once in the page: rows are redrawn as events arrive
+    shown = page.execute_script("const r = document.querySelector(arguments[0]); "
+                                "return [r.className, r.querySelector('.tier').textContent.toLowerCase(), r.innerText];", row)
+    row_class, tier, row_text = shown
+    assert f"row-{tier}" in row_class  # the whole row in the tier's colour
+    assert "基层治理中心" in row_text  # departments by name (the id on hover)
     if tier in ("orange", "red"):  # came in while the page was open: the duty desk is alerted
         assert "NEW" in page.find_element("id", "banner").get_attribute("textContent")
 
