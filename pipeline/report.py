@@ -66,6 +66,44 @@ def loop_times(lifecycle: pd.DataFrame, warnings: pd.DataFrame) -> pd.DataFrame:
     return first
 
 
+REPLAYED_AFTER_S = 3600  # a warning issued this long after its reading's time came from replayed (or simulated) data
+
+
+def highest_tier_counts(warnings: pd.DataFrame) -> pd.DataFrame:
+    """Incidents (not warnings) per category and highest tier, tiers in their order, blue to red."""
+    if warnings.empty:
+        return pd.DataFrame()
+    tiers = list(TIER_COLOURS)
+    top = warnings.assign(rank=warnings["tier"].map(tiers.index)).sort_values("rank").groupby("incident_id").last()
+    counts = pd.crosstab(top["category"], top["tier"])
+    return counts.reindex(columns=[t for t in tiers if t in counts.columns]).rename_axis(index="category", columns="highest tier")
+
+
+def replayed_incidents(warnings: pd.DataFrame) -> set[str]:
+    """Incidents whose warnings came long after their readings' time: replayed or simulated data."""
+    if warnings.empty or "time_to_warn_s" not in warnings:
+        return set()
+    return set(warnings.loc[warnings["time_to_warn_s"] > REPLAYED_AFTER_S, "incident_id"])
+
+
+def humane(seconds: float) -> str:
+    """A duration for people (not 2.16e+04 s).
+
+    >>> humane(0.31), humane(21600.0), humane(95.0)
+    ('0.31 s', '6 h 00 min', '1 min 35 s')
+    """
+    if pd.isna(seconds):
+        return ""
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.2g} s" if s < 10 else f"{s:.0f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    if s < 86400:
+        return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+    return f"{int(s // 86400)} d {int(s % 86400 // 3600)} h"
+
+
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -75,22 +113,33 @@ def _png(fig) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _timeline(loop: pd.DataFrame, now: datetime) -> str:
+def _timeline(loop: pd.DataFrame, now: datetime, replayed: set[str]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    rows = loop.dropna(subset=["sensed"]).sort_values("sensed") if "sensed" in loop else loop.iloc[:0]
-    fig, ax = plt.subplots(figsize=(10, max(2.0, 0.28 * len(rows) + 1)))
+    rows = loop.dropna(subset=["sensed"]) if "sensed" in loop else loop.iloc[:0]
+    rows = rows.assign(category=rows.get("category", pd.Series("", index=rows.index)).fillna("")).sort_values(["category", "sensed"])
+    fig, ax = plt.subplots(figsize=(10, max(2.0, 0.3 * len(rows) + 1)))
+    labels, previous = [], None
     for i, (incident, r) in enumerate(rows.iterrows()):
         end = r.get("closed") if pd.notna(r.get("closed")) else pd.Timestamp(now)
         colour = TIER_COLOURS.get(r.get("tier"), "grey")
-        ax.plot([r["sensed"], end], [i, i], color=colour, linewidth=6, solid_capstyle="butt")
+        ax.plot([r["sensed"], end], [i, i], color=colour, linewidth=6, solid_capstyle="butt", alpha=0.45 if incident in replayed else 1)
         if pd.notna(r.get("acknowledged")):
             ax.plot([r["acknowledged"]], [i], marker="|", color="black", markersize=12)
-    ax.set_yticks(range(len(rows)), [f"{r.get('category', '')} {i[:48]}" for i, r in rows.iterrows()], fontsize=7)
-    ax.set_title("incidents: sensed to closed (bar colour: highest tier; tick: acknowledged)")
+        if r["category"] != previous:  # each category named once, above its incidents
+            if previous is not None:
+                ax.axhline(i - 0.5, color="#999", linewidth=0.5)
+            ax.annotate(r["category"] or "?", (0, i - 0.45), xycoords=("axes fraction", "data"), fontsize=8, fontweight="bold", va="bottom")
+            previous = r["category"]
+        area = incident.split(":")[1] if incident.count(":") >= 2 else incident
+        labels.append(f"{area} {r['sensed']:%m-%d %H:%M}{' (replay)' if incident in replayed else ''}")
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.set_title("incidents: sensed to closed (colour: highest tier; pale: replayed data; tick: acknowledged)", fontsize=9)
     ax.invert_yaxis()
     return _png(fig)
 
@@ -103,20 +152,28 @@ def _boxes(loop: pd.DataFrame, deliveries: pd.DataFrame, alerts: pd.DataFrame) -
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
     steps = [c for c in loop.columns if c.endswith(" min")] if not loop.empty else []
-    if steps:
-        left.boxplot([loop[c].dropna() for c in steps], showfliers=True)
-        left.set_xticks(range(1, len(steps) + 1), [c.removesuffix(" min") for c in steps], fontsize=7, rotation=15)
-        left.set_ylabel("minutes")
+    series = [(c.removesuffix(" min").replace(" -> ", "→\n"), loop[c].dropna()) for c in steps]
+    _box(left, series, "minutes", "no closed-loop steps yet")
     left.set_title("closed-loop steps")
-    speed = [("reading -> alert", alerts.get("time_to_alert_s", pd.Series(dtype=float)).dropna()),
-             ("reading -> delivery", deliveries.get("since_reading_s", pd.Series(dtype=float)).dropna())]
-    right.boxplot([s for _, s in speed], showfliers=True)
-    right.set_xticks([1, 2], [name for name, _ in speed], fontsize=8)
+    speed = [("reading → alert", alerts.get("time_to_alert_s", pd.Series(dtype=float)).dropna()),
+             ("reading → delivery", deliveries.get("since_reading_s", pd.Series(dtype=float)).dropna())]
+    _box(right, speed, "seconds (log)", "no alerts or deliveries yet")
     if any((s > 0).any() for _, s in speed):
         right.set_yscale("log")
-    right.set_ylabel("seconds")
     right.set_title("detection and delivery (event time to record)")
+    fig.tight_layout()
     return _png(fig)
+
+
+def _box(ax, series: list[tuple[str, pd.Series]], unit: str, nothing: str) -> None:
+    """A box per series; a series with no data is named "(none)" on its axis, not drawn as an empty box."""
+    if not series or all(s.empty for _, s in series):
+        ax.text(0.5, 0.5, nothing, ha="center", va="center", transform=ax.transAxes, color="#666")
+        ax.set_xticks([])
+        return
+    ax.boxplot([s if not s.empty else [float("nan")] for _, s in series], showfliers=True)
+    ax.set_xticks(range(1, len(series) + 1), [f"{name}{' (none)' if s.empty else f' (n={len(s)})'}" for name, s in series], fontsize=7)
+    ax.set_ylabel(unit)
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -126,24 +183,30 @@ def _table(frame: pd.DataFrame) -> str:
 def render(data: ReportData, days: float, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     loop = loop_times(data.lifecycle, data.warnings)
-    by_tier = (data.warnings.pivot_table(index="category", columns="tier", values="incident_id", aggfunc="nunique", fill_value=0)
-               if not data.warnings.empty else pd.DataFrame())
+    by_tier = highest_tier_counts(data.warnings)
+    replayed = replayed_incidents(data.warnings)
     steps = [c for c in loop.columns if c.endswith(" min")] if not loop.empty else []
-    per_category = loop.groupby("category")[steps].median() if steps and "category" in loop else pd.DataFrame()
+    per_category = (loop.groupby("category")[steps].median().map(lambda m: humane(m * 60)).rename(columns=lambda c: c.removesuffix(" min"))
+                    if steps and "category" in loop else pd.DataFrame())
     delivery = (data.deliveries.groupby(["department", "channel"]).agg(deliveries=("since_reading_s", "size"),
                                                                        failed=("ok", lambda s: int((s.astype(str) != "true").sum())),
-                                                                       median_s=("since_reading_s", "median"), max_s=("since_reading_s", "max"))
+                                                                       median=("since_reading_s", "median"), max=("since_reading_s", "max"))
                 if not data.deliveries.empty else pd.DataFrame())
+    if not delivery.empty:
+        delivery[["median", "max"]] = delivery[["median", "max"]].map(humane)
+    incidents = data.warnings["incident_id"].nunique() if not data.warnings.empty else 0
     parts = [f"<h1>Yuflow closed-loop report</h1><p>Last {days:g} day(s) to {now:%Y-%m-%d %H:%M} UTC: "
-             f"{data.warnings['incident_id'].nunique() if not data.warnings.empty else 0} incident(s) warned, "
-             f"{len(data.warnings)} warning(s), {len(data.deliveries)} delivery record(s).</p>",
+             f"{incidents} incident(s) warned, {len(data.warnings)} warning(s), {len(data.deliveries)} delivery record(s).</p>",
+             (f"<p class='replay'><b>{len(replayed)} of the {incidents} incident(s) come from replayed or simulated data</b> (warned "
+              f"more than {REPLAYED_AFTER_S // 3600} h after their readings' time): marked \"(replay)\" and pale below; their "
+              f"delays are not the live pipeline's.</p>" if replayed else ""),
              "<h2>Incidents by category and highest tier</h2>", _table(by_tier),
-             "<h2>Timeline</h2>", _timeline(loop, now) if not loop.empty else "<p>(no incidents)</p>",
-             "<h2>Closed-loop times (median minutes per category)</h2>", _table(per_category),
+             "<h2>Timeline</h2>", _timeline(loop, now, replayed) if not loop.empty else "<p>(no incidents)</p>",
+             "<h2>Closed-loop times (median per category)</h2>", _table(per_category),
              "<h2>Detection and delivery</h2>", _boxes(loop, data.deliveries, data.alerts),
-             "<h2>Deliveries per department and channel (seconds since the reading)</h2>", _table(delivery)]
+             "<h2>Deliveries per department and channel (time since the reading)</h2>", _table(delivery)]
     style = ("body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:24px;color:#1d2329}"
              "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:4px 8px;border-bottom:1px solid #ddd}"
-             "img{max-width:100%}")
+             "img{max-width:100%}.replay{background:#fff3cd;padding:8px 12px}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>Yuflow report</title><style>{style}</style></head><body>" \
            + "\n".join(parts) + f"<p style='color:#888'>generated {html.escape(now.isoformat())}</p></body></html>"

@@ -50,6 +50,8 @@ def page(stack):
     try:
         browser.get(url)
         wait_until(lambda: browser.find_element("id", "status").text == "live", 30, what="the page's live stream")
+        time.sleep(2)  # past the replay of what was there before: from now on, new orange and red warnings are announced
+        browser.live_since = datetime.now(UTC)
         yield browser
     finally:
         browser.quit()
@@ -116,7 +118,14 @@ def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stac
     row_class, tier, row_text = shown
     assert f"row-{tier}" in row_class  # the whole row in the tier's colour
     assert "基层治理中心" in row_text  # departments by name (the id on hover)
-    if tier in ("orange", "red"):  # came in while the page was open: the duty desk is alerted
+    async def incident_warnings():
+        return [w async for w in follow_warnings(stack.settings, from_beginning=True, timeout_s=3) if w.incident_id == warning.incident_id]
+
+    rank = ["blue", "yellow", "orange", "red"]
+    history = asyncio.run(incident_warnings())
+    raised = [w for i, w in enumerate(history) if rank.index(w.tier.value) >= 2 and w.issued_at > page.live_since
+              and all(rank.index(e.tier.value) < rank.index(w.tier.value) for e in history[:i])]
+    if raised:  # the incident went orange or red while the page was open: the duty desk is alerted
         assert "NEW" in page.find_element("id", "banner").get_attribute("textContent")
 
     retry(lambda: page.find_element("css selector", row).click())  # rows are redrawn as events arrive
@@ -172,3 +181,19 @@ def test_the_readme_influx_cli_example_runs_against_the_live_database(stack):
     argv[argv.index("-database") + 1] = stack.settings.influx.database
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "ERR" not in done.stdout + done.stderr, (done.stdout, done.stderr)
+
+
+def test_every_query_of_the_grafana_dashboard_runs_against_the_live_database(stack):
+    """docs/grafana-dashboard.json (InfluxQL datasource): each panel's query and the variable's, with
+    Grafana's macros filled in as Grafana fills them."""
+    import json
+
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    queries = [t["query"] for p in dashboard["panels"] for t in p["targets"]] + [v["query"] for v in dashboard["templating"]["list"]]
+    assert len(queries) >= 8
+    macros = {"$timeFilter": "time > now() - 7d", "$__interval": "1h", "/^$station$/": "/^(puhe-zhaixi-bridge|jialing-ciqikou)$/"}
+    for q in queries:
+        for macro, value in macros.items():
+            q = q.replace(macro, value)
+        assert "$t" not in q and "$_" not in q and "$s" not in q, q  # every macro filled in (a regex's $ anchor stays)
+        influxql(stack.settings.influx, q)  # raises on an InfluxQL error

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pandas as pd
 
-from pipeline.report import ReportData, loop_times, render
+from pipeline.report import ReportData, highest_tier_counts, loop_times, render
 
 T = pd.Timestamp("2026-11-24 06:00", tz="UTC")
 
@@ -44,3 +45,20 @@ def test_the_report_is_a_page_with_its_plots_and_tables():
     assert "water_bureau" in page and "webhook" in page
     empty = ReportData(*(pd.DataFrame() for _ in range(4)))
     assert "0 incident(s) warned" in render(empty, days=1)
+
+
+def test_incidents_are_counted_once_by_their_highest_tier_in_tier_order():
+    counts = highest_tier_counts(data().warnings)
+    assert list(counts.columns) == ["orange", "red"]  # blue to red, not alphabetical
+    assert counts.loc["water", "red"] == 1 and counts.loc["water"].sum() == 1  # two warnings, one incident
+    assert counts.loc["crowd", "orange"] == 1
+
+
+def test_replayed_data_is_marked_and_durations_read_as_people_say_them():
+    replay = data()
+    replay.warnings.loc[replay.warnings["incident_id"] == "crowd:z:density:1", "time_to_warn_s"] = 21600.0  # readings 6 h old
+    replay.deliveries.loc[1, "since_reading_s"] = 21600.0
+    page = render(replay, days=7, now=datetime(2026, 11, 24, 8, 0, tzinfo=UTC))
+    assert "1 of the 2 incident(s) come from replayed or simulated data" in page
+    text = re.sub(r"<img [^>]*>", "", page)  # the plots are base64
+    assert "6 h 00 min" in text and "e+" not in text
