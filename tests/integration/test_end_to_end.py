@@ -151,3 +151,27 @@ def test_warnings_tail_follows_the_topic(stack, demo_run):
     lines = tail("--district", "qijiang", "--department", "water_bureau", "--json").splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["district"] == "qijiang"
     assert tail("--district", "chengkou", "--json", timeout_s=5).strip() == ""  # no sensors there: filtered out; stops at --timeout
+
+
+def test_the_readme_example_reading_sent_with_mosquitto_pub_is_found_with_yuflow_query(stack):
+    """The README's two lines as a user runs them (a real MQTT client, then the query command),
+    pointed at this session's broker."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", text, flags=re.S) if "mosquitto_pub" in b)
+    publish_line, query_line = block.strip().splitlines()
+    argv = shlex.split(publish_line)
+    argv[argv.index("-p") + 1] = str(stack.settings.mqtt.port)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    query = shlex.split(query_line)[1:]  # after `yuflow`
+
+    def found() -> str | None:
+        out = subprocess.run([sys.executable, "-m", "pipeline.cli", *query], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "COLUMNS": "200"})
+        return out.stdout if out.returncode == 0 and "4.2" in out.stdout else None
+
+    assert "7.3" in wait_until(found, 30, what="the README's reading in InfluxDB")
