@@ -329,12 +329,13 @@ def stage_records(before: dict | None, incident: dict | None, warning: Warning |
     if incident is None:
         return []
     old = (before or {}).get("stages", {}) if (before or {}).get("incident_id") == incident["incident_id"] else {}
+    said = f"{warning.tier.value.upper()}: {warning.title}" if warning is not None else ""  # which warning, at which tier
     records = [LifecycleEvent(incident_id=incident["incident_id"], stage=Stage(stage), ts=utc_at(at_s), actor="warning agent",
-                              warning_id=warning.warning_id if warning is not None else "")
+                              warning_id=warning.warning_id if warning is not None else "", note=said[:2000] if stage == "warned" else "")
                for stage, at_s in incident.get("stages", {}).items() if stage not in old]
     if warning is not None and "warned" in old:  # an escalation, a lowering or a source warning: warned again
         records.append(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.warned, ts=warning.issued_at,
-                                      actor="warning agent", warning_id=warning.warning_id))
+                                      actor="warning agent", warning_id=warning.warning_id, note=said[:2000]))
     return records
 
 

@@ -142,6 +142,16 @@ def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stac
     if SCREENSHOT:
         Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
         page.save_screenshot(SCREENSHOT)
+    # a maintenance window shows above the table (a sensor no later test uses, for two minutes)
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "silence", "add", "--sensor", "wq-huaxi-lijiatuo", "--until", "2m",
+                           "--reason", "web test: 设备维护"], capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: "设备维护" in page.find_element("id", "silences").text, 15, what="the silence on the page")
+    # an incident whose tier keeps changing is marked as flapping (three changes in the last hour)
+    page.execute_script("""const id = arguments[0], w = incidents.get(id), now = Date.now();
+        history.set(id, ["yellow", "orange", "yellow", "orange"].map((tier, i) =>
+            ({...w, tier, issued_at: new Date(now - (40 - 10 * i) * 60e3).toISOString()}))); render();""", warning.incident_id)
+    assert "flapping (3× in 1 h)" in page.find_element("css selector", row).text
     page.execute_script("incidents.clear(); render();")  # what a quiet desk sees
     assert "No warnings" in page.find_element("id", "rows").text
 
