@@ -1,6 +1,7 @@
 """MQTT -> Kafka bridge.
 
-Subscribes (QoS 1, persistent session) to ``<root>/+/+/+``, validates each message into readings
+Subscribes (QoS 1, persistent session) to ``<root>/#`` as a member of an MQTT shared subscription
+(``bridge.share_group``: N bridges split the feed; each is an ``instance`` with its own session), validates each message into readings
 (pipeline/validation.py) and forwards them to ``readings.<kind>``; anything invalid goes to
 ``deadletter`` with the raw payload, topic and reason. Each pass forwards what has arrived: the
 readings of one topic and partition (``reading_partition`` of the sensor id) go as one batch record
@@ -26,7 +27,7 @@ from pipeline.mqtt import make_client
 from pipeline.processes import streaming_gc
 from pipeline.schemas import DeadLetter, encode_batch, utc_now
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, mqtt_subscription, reading_partition
+from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, is_bridge_status, mqtt_subscription, reading_partition
 from pipeline.validation import ReadingValidator, parameter_specs
 
 log = logging.getLogger("yuflow.bridge")
@@ -86,15 +87,20 @@ class Bridge:
                     await self._forward(producer, client, items)
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
-                    log.info("bridge received=%d forwarded=%d dead_lettered=%d", *vars(self.stats).values())
+                    self._report()
         finally:
+            self._report()
             await producer.flush()
-            client.publish(bridge_status_topic(mqtt_settings.topic_root), b"offline", qos=1, retain=True).wait_for_publish(2)
+            client.publish(bridge_status_topic(mqtt_settings.topic_root, self.settings.bridge.instance), b"offline", qos=1,
+                           retain=True).wait_for_publish(2)
             client.disconnect()
             client.loop_stop()
             await producer.stop()
         if self._failed is not None:
             raise RuntimeError("Kafka did not accept a record; stopping so MQTT redelivers it") from self._failed
+
+    def _report(self) -> None:
+        log.info("bridge %s received=%d forwarded=%d dead_lettered=%d", self.settings.bridge.instance, *vars(self.stats).values())
 
     async def _pass(self, inbox: asyncio.Queue[Inbound]) -> list[Inbound]:
         """What arrives within ``bridge.linger_ms`` of the first message (up to DRAIN), or until
@@ -159,22 +165,23 @@ class Bridge:
 
     def _mqtt_client(self, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Inbound]) -> mqtt.Client:
         mqtt_settings = self.settings.mqtt
-        client = make_client(mqtt_settings, f"{mqtt_settings.client_id_prefix}-bridge", persistent=True, manual_ack=True)
-        status_topic = bridge_status_topic(mqtt_settings.topic_root)
+        bridge = self.settings.bridge
+        client = make_client(mqtt_settings, f"{mqtt_settings.client_id_prefix}-bridge-{bridge.instance}", persistent=True, manual_ack=True)
+        status_topic = bridge_status_topic(mqtt_settings.topic_root, bridge.instance)
         client.will_set(status_topic, b"offline", qos=1, retain=True)
 
         def on_connect(client, userdata, flags, reason_code, properties):
             if reason_code.is_failure:
                 log.error("MQTT connect refused: %s", reason_code)
                 return
-            client.subscribe(mqtt_subscription(mqtt_settings.topic_root), qos=mqtt_settings.qos)
+            client.subscribe(mqtt_subscription(mqtt_settings.topic_root, bridge.share_group), qos=mqtt_settings.qos)
             log.info("connected to MQTT %s:%d", mqtt_settings.host, mqtt_settings.port)
 
         def on_subscribe(client, userdata, mid, reason_codes, properties):
             client.publish(status_topic, online_status(os.getpid()), qos=1, retain=True)
 
         def on_message(client, userdata, msg: mqtt.MQTTMessage):
-            if msg.topic == status_topic:  # our own retained status, not a reading
+            if is_bridge_status(msg.topic, mqtt_settings.topic_root):  # the bridges' own status, not a reading
                 client.ack(msg.mid, msg.qos)
                 return
             loop.call_soon_threadsafe(inbox.put_nowait, Inbound(msg.topic, msg.payload, msg.mid, msg.qos))
@@ -220,3 +227,43 @@ def run_bridge(settings: Settings) -> None:
         await bridge.run()
 
     asyncio.run(main())
+
+
+def supervise_bridges(settings: Settings, instances: int, restart_after_s: float = 1.0) -> None:
+    """Run ``instances`` bridges (``<instance>-1`` … ``-N``) as child processes of a shared
+    subscription, and start again any that dies: the broker keeps what it queued for the dead
+    one's session and delivers it to the new one. Until SIGINT/SIGTERM, which stops them all."""
+    import subprocess
+    import sys
+
+    names = [f"{settings.bridge.instance}-{k}" for k in range(1, instances + 1)]
+    stopping = False
+
+    def start(name: str) -> subprocess.Popen:
+        env = {**os.environ, "YUFLOW_BRIDGE__INSTANCE": name}
+        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "bridge"], env=env)
+
+    def stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    children = {name: start(name) for name in names}
+    log.info("supervising %d bridges: %s", instances, ", ".join(f"{n} (pid {p.pid})" for n, p in children.items()))
+    while not stopping:
+        time.sleep(0.2)
+        for name, child in list(children.items()):
+            if child.poll() is not None and not stopping:
+                log.warning("bridge %s (pid %d) ended with %s; starting it again in %.0f s", name, child.pid, child.returncode,
+                            restart_after_s)
+                time.sleep(restart_after_s)
+                if not stopping:  # (a stop signal to the whole process group ends the children first)
+                    children[name] = start(name)
+    for child in children.values():
+        child.terminate()
+    for child in children.values():
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()

@@ -233,12 +233,24 @@ def silence_remove(silence_id: Annotated[str, typer.Argument(help="the id `yuflo
 
 
 @app.command()
-def bridge(log_level: str = "INFO") -> None:
-    """Run the MQTT -> Kafka bridge until interrupted."""
-    from pipeline.bridge import run_bridge
+def bridge(
+    log_level: str = "INFO",
+    instance: Annotated[Optional[str], typer.Option(help="this bridge's name (default: bridge.instance); keep it across restarts")] = None,
+    instances: Annotated[int, typer.Option(help="run this many bridges of the shared subscription, restarting any that dies")] = 1,
+) -> None:
+    """Run the MQTT -> Kafka bridge until interrupted (with --instances N: N bridges splitting the feed)."""
+    from pipeline.bridge import run_bridge, supervise_bridges
 
     _logging(log_level)
-    run_bridge(load_settings())
+    settings = load_settings()
+    if instance:
+        from pipeline.settings import BridgeSettings
+
+        settings = settings.model_copy(update={"bridge": BridgeSettings(**{**settings.bridge.model_dump(), "instance": instance})})
+    if instances > 1:
+        supervise_bridges(settings, instances)
+    else:
+        run_bridge(settings)
 
 
 @app.command()

@@ -8,6 +8,7 @@ stops what it started (unless --keep).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime
 
@@ -38,16 +39,24 @@ def demo_recording() -> tuple[Recording, int]:
     return recording, int(utc_now().timestamp() * 1000) - int(recording.frame["ts_ms"].max())
 
 
-def bridge_online(settings: Settings, pid: int, timeout_s: float = 30) -> None:
-    """Wait for bridge ``pid`` to say it is online (then it is subscribed: nothing published is lost)."""
-    seen: list[bytes] = []
-    client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-demo-status")
-    client.on_message = lambda c, u, msg: seen.append(msg.payload)
+def bridge_online(settings: Settings, pid: int | None, timeout_s: float = 30, instances: int = 1) -> list[bytes]:
+    """Wait for bridge ``pid`` to say it is online (then it is subscribed: nothing published is lost);
+    with ``pid`` None, for ``instances`` bridges (a supervisor's children). Their statuses."""
+    seen: dict[str, bytes] = {}
+    client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-demo-status-{os.getpid()}")
+    client.on_message = lambda c, u, msg: seen.__setitem__(msg.topic, msg.payload)
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(bridge_status_topic(settings.mqtt.topic_root), qos=1)
     client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()
+
+    def online() -> list[bytes] | None:
+        statuses = [v for v in list(seen.values()) if v.startswith(b"online")]
+        if pid is not None:
+            return statuses if online_status(pid) in statuses else None
+        return statuses if len(statuses) >= instances else None
+
     try:
-        wait_until(lambda: online_status(pid) in seen, timeout_s, what="the bridge to come online")
+        return wait_until(online, timeout_s, what="the bridge to come online")
     finally:
         client.disconnect()
         client.loop_stop()

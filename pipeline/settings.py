@@ -109,6 +109,8 @@ class BridgeSettings(BaseModel):
     linger_gap_ms: float = Field(20, ge=0)  # and ends sooner when nothing arrives for this long
     max_future_s: float = 300
     dedup_window: int = 100_000
+    share_group: str = Field("yuflow-bridges", pattern=r"^[A-Za-z0-9_.-]*$")  # bridges of a group split the feed ("": no sharing)
+    instance: str = Field("1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")  # names the bridge's MQTT session: keep it across restarts
 
 
 class WorkerSettings(BaseModel):

@@ -9,6 +9,7 @@ that its consumer group has not committed yet).
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 from dataclasses import dataclass
 
@@ -35,33 +36,27 @@ def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def bridge_status(settings: Settings, timeout_s: float = 2.0) -> str | None:
-    """The bridge's retained status ("online pid=…" / "offline"), None when there is none."""
+def bridge_statuses(settings: Settings, timeout_s: float = 2.0) -> dict[str, str]:
+    """Each bridge instance's retained status ("online pid=…" / "offline"), by instance."""
     import threading
 
     from pipeline.mqtt import make_client
 
-    got: list[bytes] = []
-    arrived = threading.Event()
+    got: dict[str, str] = {}
     client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-status-{threading.get_ident() % 100000}")
-
-    def on_message(c, u, msg) -> None:
-        got.append(msg.payload)
-        arrived.set()
-
-    client.on_message = on_message
+    client.on_message = lambda c, u, msg: got.__setitem__(msg.topic.rsplit("/", 1)[-1], msg.payload.decode(errors="replace"))
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(bridge_status_topic(settings.mqtt.topic_root), qos=1)
     try:
         client.connect(settings.mqtt.host, settings.mqtt.port)
     except OSError:
-        return None
+        return {}
     client.loop_start()
     try:
-        arrived.wait(timeout_s)
+        time.sleep(timeout_s)  # retained statuses come at once; wait for them all
     finally:
         client.disconnect()
         client.loop_stop()
-    return got[0].decode(errors="replace") if got else None
+    return {k: v for k, v in got.items() if v}
 
 
 async def consumer_lag(settings: Settings) -> dict[str, int] | None:
@@ -95,9 +90,11 @@ def system_status(settings: Settings) -> list[PartStatus]:
              for s in services.status(settings)]
     worker_up = _http_ok(f"http://127.0.0.1:{settings.worker.web_port}/")
     parts.append(PartStatus("worker", worker_up, "running" if worker_up else "down", f"web port {settings.worker.web_port}"))
-    bridge = bridge_status(settings)
-    parts.append(PartStatus("bridge", bool(bridge and bridge.startswith("online")), (bridge or "unknown").split()[0],
-                            bridge or "no status on MQTT (never started, or MQTT is down)"))
+    bridges = bridge_statuses(settings)
+    online = {name: status for name, status in bridges.items() if status.startswith("online")}
+    parts.append(PartStatus("bridge", bool(online), f"{len(online)} online" if bridges else "unknown",
+                            "; ".join(f"{name}: {status}" for name, status in sorted(bridges.items()))
+                            or "no status on MQTT (never started, or MQTT is down)"))
     web_up = _http_ok(f"http://{settings.web.host}:{settings.web.port}/health")
     parts.append(PartStatus("web page", web_up, "running" if web_up else "not running",
                             f"http://{settings.web.host}:{settings.web.port}/ (`yuflow web`)", required=False))

@@ -60,15 +60,25 @@ def mqtt_topic(root: str, district: str, kind: Kind | str, sensor_id: str) -> st
     return f"{root}/{district}/{Kind(kind).value}/{sensor_id}"
 
 
-def mqtt_subscription(root: str) -> str:
+def mqtt_subscription(root: str, share_group: str = "") -> str:
     """Everything under the root: sensor topics, and anything else published there, which the bridge
-    dead-letters as ``bad_topic`` rather than never seeing it (its own status topic excepted)."""
-    return f"{root}/#"
+    dead-letters as ``bad_topic`` rather than never seeing it (its own status topics excepted). With
+    ``share_group``, an MQTT shared subscription: the broker splits the messages among the bridges
+    of the group (each message to one of them).
+
+    >>> mqtt_subscription("yuflow"), mqtt_subscription("yuflow", "yuflow-bridges")
+    ('yuflow/#', '$share/yuflow-bridges/yuflow/#')
+    """
+    return f"$share/{share_group}/{root}/#" if share_group else f"{root}/#"
 
 
-def bridge_status_topic(root: str) -> str:
-    """Retained 'online'/'offline' of the bridge (offline is its MQTT last will)."""
-    return f"{root}/status/bridge"
+def bridge_status_topic(root: str, instance: str = "+") -> str:
+    """Retained 'online pid=…'/'offline' of a bridge instance (offline is its MQTT last will); ``+``: all of them."""
+    return f"{root}/status/bridge/{instance}"
+
+
+def is_bridge_status(topic: str, root: str) -> bool:
+    return topic.startswith(f"{root}/status/bridge/")
 
 
 def parse_mqtt_topic(topic: str, root: str) -> MqttAddress:

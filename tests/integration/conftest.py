@@ -74,9 +74,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
 
 @contextmanager
-def own_services(data_dir, **extra_env: str):
+def own_services(data_dir, bridges: int = 1, **extra_env: str):
     """Services, worker and bridge of their own, started the way the README's commands start them
-    (``extra_env``: more YUFLOW_* settings, e.g. short deadman limits)."""
+    (``bridges`` > 1: `yuflow bridge --instances N`; ``extra_env``: more YUFLOW_* settings, e.g.
+    short deadman limits)."""
     with pytest.MonkeyPatch.context() as env:
         for key, value in {"YUFLOW_DATA_DIR": str(data_dir / "yuflow"), "YUFLOW_MQTT__PORT": str(free_port()),
                            "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
@@ -86,8 +87,9 @@ def own_services(data_dir, **extra_env: str):
         started: list[Background] = []
         try:
             services.up(settings)
-            started += [Background("worker", ["worker"], settings), Background("bridge", ["bridge"], settings)]
-            bridge_online(settings, started[1].pid, timeout_s=60)
+            command = ["bridge"] if bridges == 1 else ["bridge", "--instances", str(bridges)]
+            started += [Background("worker", ["worker"], settings), Background("bridge", command, settings)]
+            bridge_online(settings, started[1].pid if bridges == 1 else None, timeout_s=60, instances=bridges)
             yield settings
         finally:
             for process in reversed(started):

@@ -204,13 +204,13 @@ def test_sensors_read_nothing_and_the_services_user_writes_only_status(broker, s
     services = open_session(sessions, broker, SERVICES_USER, SERVICES_PASSWORD)
     assert services.accepted()
     assert services.publish(f"{ROOT}/shapingba/water/wq-beta", b"forged: services as a sensor") == NOT_AUTHORIZED
-    assert services.publish(bridge_status_topic(ROOT), b"online pid=1") == 0
+    assert services.publish(bridge_status_topic(ROOT, "1"), b"online pid=1") == 0
     assert beta.publish(f"{ROOT}/shapingba/water/wq-beta", b"beta reading") == 0
     assert listener.wait_for(b"online pid=1") and listener.wait_for(b"beta reading")
     time.sleep(0.3)
     assert alpha.messages == []  # a sensor cannot read other sensors' readings, nor the status
     assert not [p for _, p in listener.messages if p.startswith(b"forged")]
-    services.publish(bridge_status_topic(ROOT), b"", retain=True)
+    services.publish(bridge_status_topic(ROOT, "1"), b"", retain=True)
 
 
 def test_tls_with_the_ca_works_and_plain_or_unverified_connections_fail(tls_broker, sessions):
