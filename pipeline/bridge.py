@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from pipeline.validation import ReadingValidator, parameter_specs
 
 log = logging.getLogger("yuflow.bridge")
 DRAIN = 2000  # messages handled per wake-up of the forwarding loop
+LOGGED_DEAD_LETTERS = 20  # dead-letter log lines per 10 s
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Bridge:
         self._stop = asyncio.Event()
         self._failed: BaseException | None = None
         self._partition_counts: dict[str, int] = {}
+        self._log_window_s, self._logged, self._unlogged = 0.0, 0, 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -98,6 +101,20 @@ class Bridge:
             await producer.stop()
         if self._failed is not None:
             raise RuntimeError("Kafka did not accept a record; stopping so MQTT redelivers it") from self._failed
+
+    def _log_dead_letter(self, topic: str, reason: str) -> None:
+        """At most LOGGED_DEAD_LETTERS lines per 10 s (a flood of bad input must not flood the log); every
+        dead letter is on the deadletter topic and in InfluxDB regardless."""
+        now = time.monotonic()
+        if now - self._log_window_s > 10:
+            if self._unlogged:
+                log.warning("%d more dead letters in the last 10 s (not logged one by one)", self._unlogged)
+            self._log_window_s, self._logged, self._unlogged = now, 0, 0
+        if self._logged < LOGGED_DEAD_LETTERS:
+            self._logged += 1
+            log.warning("dead letter from %s: %s", topic, reason[:300])
+        else:
+            self._unlogged += 1
 
     def _report(self) -> None:
         log.info("bridge %s received=%d forwarded=%d dead_lettered=%d", self.settings.bridge.instance, *vars(self.stats).values())
@@ -137,7 +154,7 @@ class Bridge:
             for result in self.validator.validate_message(item.topic, item.payload, now):
                 if isinstance(result, DeadLetter):
                     self.stats.dead_lettered += 1
-                    log.warning("dead letter from %s: %s", item.topic, result.reason)
+                    self._log_dead_letter(item.topic, result.reason)
                     sends.append(await producer.send(DEADLETTER, result.to_json(), key=(result.sensor_id or item.topic).encode()))
                     continue
                 self.stats.forwarded += 1
@@ -166,7 +183,7 @@ class Bridge:
     def _mqtt_client(self, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Inbound]) -> mqtt.Client:
         mqtt_settings = self.settings.mqtt
         bridge = self.settings.bridge
-        client = make_client(mqtt_settings, f"{mqtt_settings.client_id_prefix}-bridge-{bridge.instance}", persistent=True, manual_ack=True)
+        client = make_client(mqtt_settings, bridge_client_id(self.settings), persistent=True, manual_ack=True)
         status_topic = bridge_status_topic(mqtt_settings.topic_root, bridge.instance)
         client.will_set(status_topic, b"offline", qos=1, retain=True)
 
@@ -208,6 +225,22 @@ def _chunks(readings: list[bytes], max_bytes: int) -> list[list[bytes]]:
         current.append(r)
         size += len(r) + 1
     return chunks + [current] if current else chunks
+
+
+def bridge_client_id(settings: Settings) -> str:
+    """``<prefix>-bridge-<instance>-<secret>``: stable across the instance's restarts (its session keeps
+    what the broker queued for it) but not guessable, so another client cannot take its session over
+    by connecting with its id. The secret is made once per instance, in the data directory (0600)."""
+    path = settings.data_path / "bridge" / f"{settings.bridge.instance}.session"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(8))
+        except FileExistsError:
+            pass  # another process of the same instance made it first
+    return f"{settings.mqtt.client_id_prefix}-bridge-{settings.bridge.instance}-{path.read_text().strip()}"
 
 
 def online_status(pid: int) -> bytes:

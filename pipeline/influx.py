@@ -34,10 +34,18 @@ from pipeline.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
 
+# line protocol: commas, equals signs and spaces are escaped in tag keys and values (a backslash is
+# literal); a newline cannot be in a tag
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
+FULLWIDTH_BACKSLASH = "\uff3c"
 
 
 def _tag(value: str) -> str:
+    """A tag key or value escaped; a trailing backslash becomes the full-width ＼, as the protocol has
+    no way to end a tag with one (it would escape the comma or space after it, and the point is lost)."""
+    if value.endswith("\\"):
+        kept = value.rstrip("\\")
+        value = kept + FULLWIDTH_BACKSLASH * (len(value) - len(kept))
     return value.translate(_TAG_ESCAPES)
 
 
@@ -48,7 +56,7 @@ def _field(value: float | int | bool | str) -> str:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value)
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')  # a newline stays a newline inside the quotes
     return f'"{escaped}"'
 
 

@@ -11,7 +11,7 @@ checked on its own, and a bad one is dead-lettered with its position while the o
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -85,7 +85,20 @@ class ReadingValidator:
         self._seen: OrderedDict[tuple[str, datetime], None] = OrderedDict()
 
     def validate_message(self, topic: str, payload: bytes, now: datetime) -> list[Reading | DeadLetter]:
-        """Each reading of a message (one, or a JSON array of samples), valid or dead-lettered."""
+        """Each valid reading of a message (one, or a JSON array of samples); its rejected samples as
+        one dead letter (the message's one bad sample, or a summary of many: one message never
+        becomes thousands of dead letters, log lines and points)."""
+        results = self._validate_message(topic, payload, now)
+        dead = [r for r in results if isinstance(r, DeadLetter)]
+        if len(dead) <= 1:
+            return results
+        codes = Counter(d.code for d in dead)
+        summary = self._dead_letter(topic, payload, codes.most_common(1)[0][0],
+                                    f"{len(dead)} of {len(results)} samples rejected "
+                                    f"({', '.join(f'{c} {n}' for c, n in codes.most_common())}); the first: {dead[0].reason}"[:1000])
+        return [r for r in results if not isinstance(r, DeadLetter)] + [summary]
+
+    def _validate_message(self, topic: str, payload: bytes, now: datetime) -> list[Reading | DeadLetter]:
         if not payload.lstrip()[:1] == b"[" or len(payload) > self.max_payload_bytes:
             return [self.validate(topic, payload, now)]  # an array too large is dead-lettered whole
         try:

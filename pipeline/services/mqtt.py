@@ -51,9 +51,14 @@ class MqttService(Service):
             f"user {getpass.getuser()}",  # stay the user who started it (root would switch to 'mosquitto')
             "persistence true",
             f"persistence_location {self.dir}/",
-            "autosave_interval 5",
-            # queued QoS 1 messages for an offline persistent session (a restarting bridge): keep them all
-            "max_queued_messages 0",
+            # the database is written every second: a kill -9 of the broker loses at most the last second
+            # of messages queued for an offline bridge (saving on every change would cost a write per message)
+            "autosave_interval 1",
+            # queued QoS 1 messages for an offline persistent session (a restarting bridge): ~10 min at 5,000/s
+            "max_queued_messages 3000000",
+            # larger payloads are refused by the broker before they cost memory; up to here the bridge
+            # dead-letters what exceeds bridge.max_payload_bytes (too_large), with the reason
+            f"message_size_limit {4 * self.settings.bridge.max_payload_bytes}",
             "max_inflight_messages 1000",
             "set_tcp_nodelay true",
             "log_dest stdout",

@@ -75,25 +75,24 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
 @contextmanager
 def own_services(data_dir, bridges: int = 1, workers: int = 1, processes: list | None = None, **extra_env: str):
-    """Services, worker and bridge of their own, started the way the README's commands start them
-    (``bridges`` > 1: `yuflow bridge --instances N`; ``workers`` > 1: more `yuflow worker`s, logs
-    worker-2 …; ``processes``: a list that gets the started processes; ``extra_env``: more YUFLOW_*
-    settings, e.g. short deadman limits)."""
+    """Services, worker and bridge of their own, started the way the README's commands start them.
+
+    ``bridges`` > 1: `yuflow bridge --instances N`; ``workers`` > 1: more `yuflow worker`s (logs
+    worker-2 …); ``processes``: an empty list that gets the started processes (whatever the test adds
+    to it is stopped at the end too); ``extra_env``: more YUFLOW_* settings (short deadman limits)."""
     with pytest.MonkeyPatch.context() as env:
         for key, value in {"YUFLOW_DATA_DIR": str(data_dir / "yuflow"), "YUFLOW_MQTT__PORT": str(free_port()),
                            "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
                            "YUFLOW_WORKER__WEB_PORT": str(free_port()), "COLUMNS": "200", **extra_env}.items():
             env.setenv(key, value)
         settings = load_settings()
-        started: list[Background] = []
+        started: list[Background] = processes if processes is not None else []  # all stopped at the end
         try:
             services.up(settings)
             command = ["bridge"] if bridges == 1 else ["bridge", "--instances", str(bridges)]
             started += [Background("worker", ["worker"], settings), Background("bridge", command, settings)]
             started += [Background(f"worker-{k}", ["worker"], settings, env={"YUFLOW_WORKER__WEB_PORT": str(free_port())})
                         for k in range(2, workers + 1)]  # one consumer group: they split the partitions
-            if processes is not None:
-                processes += started
             bridge_online(settings, started[1].pid if bridges == 1 else None, timeout_s=60, instances=bridges)
             yield settings
         finally:

@@ -1,0 +1,112 @@
+"""Security defaults on the session's real services (issue #20): a client that connects with the
+bridge's guessable ids takes nothing over; one message of many bad samples is one dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+
+from pipeline.schemas import DeadLetter, Kind, Quantity, Reading, parse_batch
+from pipeline.topics import DEADLETTER, READINGS, mqtt_topic
+from sensors_sim.publisher import publish, reading_messages
+from tests.integration.test_end_to_end import consume_all
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_client_with_the_bridges_guessable_ids_takes_nothing_over(stack):
+    settings = stack.settings
+    rogues, stolen = [], []
+    for client_id in (f"{settings.mqtt.client_id_prefix}-bridge", f"{settings.mqtt.client_id_prefix}-bridge-1"):
+        rogue = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311)
+        rogue.on_message = lambda c, u, m: stolen.append(m.payload)
+        rogue.connect(settings.mqtt.host, settings.mqtt.port)
+        rogue.loop_start()
+        rogues.append(rogue)
+    time.sleep(1)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    sent = [Reading(sensor_id="wq-huaxi-nanquan", kind=Kind.water, station="huaxi-nanquan", district="banan", ts=start + timedelta(seconds=i),
+                    values={"do": Quantity(value=8.0, unit="mg/L")}) for i in range(300)]
+    try:
+        assert publish(reading_messages(sent, settings.mqtt.topic_root), settings.mqtt) == len(sent)
+        want = {r.ts for r in sent}
+
+        def arrived(records) -> set:
+            return {r.ts for v in records for r in parse_batch(v) if r.sensor_id == "wq-huaxi-nanquan"} & want
+
+        got = asyncio.run(consume_all(settings, READINGS[Kind.water], 60, lambda records: arrived(records) >= want))
+        assert arrived(got) == want, f"{len(want - arrived(got))} of {len(want)} readings lost"
+        assert stolen == []  # the rogues got no session with the bridge's subscription
+        assert stack.bridge.alive()
+    finally:
+        for rogue in rogues:
+            rogue.disconnect()
+            rogue.loop_stop()
+
+
+def test_one_message_of_many_bad_samples_is_one_dead_letter(stack):
+    settings = stack.settings
+    topic = mqtt_topic(settings.mqtt.topic_root, "banan", Kind.water, "wq-huaxi-lijiatuo")
+    payload = orjson.dumps([0] * 20_000)  # 40 KB: under the size limit, 20,000 samples that are not readings
+    assert publish([(topic, payload)], settings.mqtt) == 1
+    records = asyncio.run(consume_all(settings, DEADLETTER, 30, lambda got: any(b"20000 of 20000 samples" in v for v in got)))
+    ours = [DeadLetter.model_validate_json(v) for v in records if b"wq-huaxi-lijiatuo" in v and b"samples" in v]
+    assert len(ours) == 1 and "20000 of 20000 samples" in ours[0].reason, [d.reason[:80] for d in ours]
+
+
+def test_a_tag_ending_in_a_backslash_and_a_note_with_newlines_are_stored(stack):
+    from pipeline.influx import InfluxWriter, influxql, line
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    note = 'first line\nsecond "quoted" line \\ end'
+
+    async def write() -> None:
+        writer = InfluxWriter(stack.settings.influx)
+        await writer.setup()
+        try:
+            await writer.write([line("hardening", {"actor": "operator\\", "area": "a,b c"}, {"note": note}, at)])
+        finally:
+            await writer.close()
+
+    asyncio.run(write())
+    rows = influxql(stack.settings.influx, 'SELECT "note", "actor", "area" FROM hardening')
+    assert rows and rows[0]["values"][0][1] == note  # newlines are newlines, quotes and backslashes kept
+    assert rows[0]["values"][0][3] == "a,b c" and rows[0]["values"][0][2] == "operator\uff3c"  # the point is kept
+
+
+def test_readings_queued_for_a_stopped_bridge_survive_a_kill_9_of_the_broker(tmp_path):
+    """Mosquitto writes its database every second (autosave_interval 1): readings queued for the
+    bridge's session more than a second before the broker is killed are delivered after its restart."""
+    import os
+    import signal
+
+    from pipeline.processes import Background
+    from pipeline.services.mqtt import MqttService
+    from tests.integration.conftest import own_services
+
+    processes: list[Background] = []
+    with own_services(tmp_path, processes=processes) as settings:
+        bridge = next(p for p in processes if p.name == "bridge")
+        bridge.stop()  # its session stays: the broker queues for it
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+        sent = [Reading(sensor_id="wq-huaxi-nanquan", kind=Kind.water, station="huaxi-nanquan", district="banan",
+                        ts=start + timedelta(seconds=i), values={"do": Quantity(value=8.0, unit="mg/L")}) for i in range(1000)]
+        assert publish(reading_messages(sent, settings.mqtt.topic_root), settings.mqtt) == len(sent)
+        time.sleep(2.5)  # past the autosave interval
+        broker = MqttService(settings)
+        os.kill(broker.our_pid(), signal.SIGKILL)
+        time.sleep(0.5)
+        broker.start()
+        processes.append(Background("bridge", ["bridge"], settings))  # own_services stops it at the end
+        want = {r.ts for r in sent}
+
+        def arrived(records) -> set:
+            return {r.ts for v in records for r in parse_batch(v) if r.sensor_id == "wq-huaxi-nanquan"} & want
+
+        got = asyncio.run(consume_all(settings, READINGS[Kind.water], 60, lambda records: arrived(records) >= want))
+        assert arrived(got) == want, f"{len(want - arrived(got))} of {len(want)} queued readings lost"
