@@ -91,11 +91,71 @@ def warning_line(w: Warning) -> str:
     return f"{w.tier.value.upper():6} {w.ts:%Y-%m-%d %H:%M}Z {w.district}/{w.station}  {w.title}  → {', '.join(w.departments)}  id {w.warning_id}"
 
 
-async def submit_action(settings: Settings, event: LifecycleEvent, timeout_s: float = 15.0) -> ActionResult | None:
+class ActionClient:
+    """One producer and one consumer of the answers, for a long-running caller (the web page): each
+    request waits for its own answer (by request id)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._producer = None
+        self._task: asyncio.Task | None = None
+        self._ready = asyncio.Lock()
+
+    async def _start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        async with self._ready:
+            if self._producer is not None:
+                return
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
+            await consumer.start()
+            await consumer.topics()
+            partitions = [TopicPartition(ACTION_RESULTS, p) for p in consumer.partitions_for_topic(ACTION_RESULTS) or ()]
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            for tp in partitions:  # positioned before any request is sent: no answer is missed
+                await consumer.position(tp)
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all")
+            await producer.start()
+            self._task = asyncio.get_running_loop().create_task(self._answers(consumer))
+            self._producer = producer
+
+    async def _answers(self, consumer) -> None:
+        try:
+            async for record in consumer:
+                try:
+                    result = ActionResult.model_validate_json(record.value)
+                except ValueError:
+                    continue
+                waiting = self._waiting.pop(result.request_id, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(result)
+        finally:
+            await consumer.stop()
+
+    async def submit(self, event: LifecycleEvent, timeout_s: float = 15.0) -> ActionResult | None:
+        await self._start()
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting[event.request_id] = answer
+        try:
+            await self._producer.send_and_wait(ACTIONS, event.to_json(), key=event.incident_key.encode())
+            return await asyncio.wait_for(answer, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiting.pop(event.request_id, None)
+
+
+async def submit_action(settings: Settings, event: LifecycleEvent, timeout_s: float = 15.0,
+                        client: ActionClient | None = None) -> ActionResult | None:
     """Put an operator's request (acknowledge, dispose, close, review) on the ``actions`` topic, keyed
     like the incident, and wait for the warning agent's answer: accepted (recorded on ``lifecycle``)
     or rejected with the reason. None when no answer came within ``timeout_s`` (no worker running):
-    the request stays queued and is answered when a worker takes it."""
+    the request stays queued and is answered when a worker takes it. With ``client``, its producer
+    and consumer (a long-running caller); else a producer and a consumer for this one request (the CLI)."""
+    if client is not None:
+        return await client.submit(event, timeout_s)
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)

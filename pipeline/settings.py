@@ -137,6 +137,7 @@ class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     operator_token: SecretStr = SecretStr("")  # when set, the page's acknowledge / close need it; from the environment
+    allowed_hosts: list[str] = []  # host names (besides loopback and host) the page takes actions for, e.g. behind a proxy
 
 
 class DeliverySettings(BaseModel):

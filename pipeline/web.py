@@ -10,9 +10,11 @@ actions need it (header ``Authorization: Bearer ...``); the page asks for it onc
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from pipeline.city import City, default_city, load_toml
-from pipeline.operators import submit_action
+from pipeline.operators import ActionClient, submit_action
 from pipeline.schemas import LifecycleEvent, Silence, Warning
 from pipeline.settings import Settings
 from pipeline.topics import LIFECYCLE, SILENCES, WARNINGS
@@ -31,34 +33,70 @@ PAGE = Path(__file__).with_name("web_page.html")
 EVENT_KINDS = {WARNINGS: ("warning", Warning), LIFECYCLE: ("lifecycle", LifecycleEvent), SILENCES: ("silence", Silence)}
 
 
-async def _events(settings: Settings, disconnected) -> AsyncIterator[bytes]:
-    """Server-sent events: ``warning``, ``lifecycle`` and ``silence`` records, oldest first, then as they come."""
-    from aiokafka import AIOKafkaConsumer
+class EventFeed:
+    """One Kafka consumer for every browser: the warnings, lifecycle and silences topics from their
+    start, kept as server-sent events (the last ``keep`` of them, for a browser that opens the page
+    later) and fanned out to each connected browser's queue."""
 
-    consumer = AIOKafkaConsumer(WARNINGS, LIFECYCLE, SILENCES, bootstrap_servers=settings.kafka.bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100)
-    await consumer.start()
-    try:
-        yield b": connected\n\n"
-        idle = 0
-        while not await disconnected():
-            batches = await consumer.getmany(timeout_ms=250)
-            for tp, records in batches.items():
-                kind, model = EVENT_KINDS[tp.topic]
-                for record in records:
-                    try:  # only well-formed records reach a browser
-                        data = model.model_validate_json(record.value).model_dump_json()
-                    except ValueError:
-                        continue
-                    yield f"event: {kind}\ndata: {data}\n\n".encode()
-            idle = 0 if batches else idle + 1
-            if idle and idle % 60 == 0:
-                yield b": keep-alive\n\n"
-    finally:
-        await consumer.stop()
+    def __init__(self, settings: Settings, keep: int = 50_000):
+        self.settings = settings
+        self.history: deque[bytes] = deque(maxlen=keep)
+        self.listeners: set[asyncio.Queue[bytes]] = set()
+        self._task: asyncio.Task | None = None
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._consume())
+
+    async def _consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(*EVENT_KINDS, bootstrap_servers=self.settings.kafka.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100)
+        await consumer.start()
+        try:
+            while True:
+                for tp, records in (await consumer.getmany(timeout_ms=250)).items():
+                    kind, model = EVENT_KINDS[tp.topic]
+                    for record in records:
+                        try:  # only well-formed records reach a browser
+                            data = model.model_validate_json(record.value).model_dump_json()
+                        except ValueError:
+                            continue
+                        event = f"event: {kind}\ndata: {data}\n\n".encode()
+                        self.history.append(event)
+                        for queue in self.listeners:
+                            if queue.qsize() < 10_000:  # a browser that stopped reading is not buffered forever
+                                queue.put_nowait(event)
+        finally:
+            await consumer.stop()
+
+    async def events(self, disconnected) -> AsyncIterator[bytes]:
+        self._start()
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        backlog = list(self.history)  # taken with the registration, in one step of the loop: nothing missed or repeated
+        self.listeners.add(queue)
+        try:
+            yield b": connected\n\n"
+            for event in backlog:
+                yield event
+            while not await disconnected():
+                try:
+                    yield await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+        finally:
+            self.listeners.discard(queue)
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+MAX_BODY_BYTES = 16_384  # an action or a login is a few hundred bytes
+
+
+def allowed_hosts(settings: Settings) -> set[str]:
+    """Host names the page answers state-changing requests for: loopback, the address it listens on,
+    and ``web.allowed_hosts`` (the name operators use behind a proxy)."""
+    return LOOPBACK | {settings.web.host} | set(settings.web.allowed_hosts)
 SESSION_COOKIE = "yuflow_operator"
 
 
@@ -84,6 +122,9 @@ def city_view(city: City, routing: dict) -> dict:
 def create_app(settings: Settings) -> Starlette:
     token = settings.web.operator_token.get_secret_value()
     view = json.dumps(city_view(default_city(), load_toml("routing")), ensure_ascii=False).replace("</", "<\\/")
+    feed = EventFeed(settings)  # one consumer for every browser
+    actions = ActionClient(settings)  # one producer (and one consumer of the answers) for every action
+    hosts = allowed_hosts(settings)
 
     def signed_in(request: Request) -> bool:
         if not token:
@@ -92,7 +133,12 @@ def create_app(settings: Settings) -> Starlette:
         return hmac.compare_digest(bearer, token) or hmac.compare_digest(request.cookies.get(SESSION_COOKIE, ""), session_value(token))
 
     def forged(request: Request) -> str | None:
-        """Why a state-changing request cannot be the page's own (another site's form or script)."""
+        """Why a state-changing request cannot be the page's own (another site's form or script, or a
+        name that rebinds to this host), or is too large to read."""
+        if request.headers.get("host", "").rsplit(":", 1)[0].strip("[]") not in hosts:
+            return f"requests for host {request.headers.get('host', '')!r} are not served here (web.allowed_hosts)"
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return f"request body over {MAX_BODY_BYTES} bytes"
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return "Content-Type must be application/json"
         origin = request.headers.get("origin")
@@ -120,7 +166,7 @@ def create_app(settings: Settings) -> Starlette:
     async def events(request: Request) -> StreamingResponse | JSONResponse:
         if not signed_in(request):
             return JSONResponse({"error": "operator login required"}, status_code=401)
-        return StreamingResponse(_events(settings, request.is_disconnected), media_type="text/event-stream",
+        return StreamingResponse(feed.events(request.is_disconnected), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def action(request: Request) -> JSONResponse:
@@ -134,7 +180,7 @@ def create_app(settings: Settings) -> Starlette:
                                                str(body.get("note") or "")[:2000])
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)
-        result = await submit_action(settings, event)
+        result = await submit_action(settings, event, client=actions)
         if result is None:
             return JSONResponse({"error": "no answer from the warning agent (is the worker running?); the request stays queued"},
                                 status_code=504)

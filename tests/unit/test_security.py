@@ -197,7 +197,7 @@ def call(app, path: str, body: dict, headers: dict[str, str], cookies: dict[str,
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "headers": [(k.lower().encode(), v.encode()) for k, v in {"host": "127.0.0.1:8080", **headers}.items()],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
@@ -212,7 +212,7 @@ def call(app, path: str, body: dict, headers: dict[str, str], cookies: dict[str,
 def test_web_actions_need_the_operator_token_and_answer_the_warning_agents_verdict(monkeypatch):
     submitted = []
 
-    async def submit_action(settings, event, timeout_s=15.0):
+    async def submit_action(settings, event, timeout_s=15.0, client=None):
         submitted.append(event)
         known = event.incident_id == "water:x:1"
         return ActionResult(request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=known,
@@ -236,7 +236,7 @@ def test_web_actions_need_the_operator_token_and_answer_the_warning_agents_verdi
 
 
 def test_the_page_logs_operators_in_with_a_cookie_and_refuses_forged_requests(monkeypatch):
-    async def submit_action(settings, event, timeout_s=15.0):
+    async def submit_action(settings, event, timeout_s=15.0, client=None):
         return ActionResult(request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=True)
 
     monkeypatch.setattr(web, "submit_action", submit_action)
@@ -253,6 +253,9 @@ def test_the_page_logs_operators_in_with_a_cookie_and_refuses_forged_requests(mo
     assert call(app, "/api/actions", action, {**session, "content-type": "text/plain"})[0] == 403
     assert call(app, "/api/actions", action, {**session, "origin": "http://evil.example"})[0] == 403
     assert call(app, "/api/actions", action, {**session, "origin": "http://127.0.0.1:8080"})[0] == 200
+    # a name that rebinds to this host (its page's Origin matches its Host) is not one the page answers to
+    assert call(app, "/api/actions", action, {**session, "host": "evil.example:8080", "origin": "http://evil.example:8080"})[0] == 403
+    assert call(app, "/api/actions", {**action, "note": "x" * 20_000}, {**session, "content-length": "20100"})[0] == 403
 
 
 def test_the_page_will_not_listen_beyond_loopback_without_an_operator_token():
