@@ -77,7 +77,11 @@ class Bridge:
         max_record = self.settings.bridge.max_record_bytes
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all", linger_ms=5,
                                     max_batch_size=max_record + 1024, max_request_size=4 * max_record)
-        await producer.start()
+        try:
+            await producer.start()
+        except Exception:
+            await producer.stop()
+            raise
         client = self._mqtt_client(loop, inbox)
         mqtt_settings = self.settings.mqtt
         client.connect_async(mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s)
@@ -248,16 +252,34 @@ def online_status(pid: int) -> bytes:
     return f"online pid={pid}".encode()
 
 
-def run_bridge(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM."""
+def run_bridge(settings: Settings, max_backoff_s: float = 30.0) -> None:
+    """Run until SIGINT/SIGTERM. When Kafka fails (a record not accepted, or no broker to start with),
+    the bridge stops without acknowledging what Kafka does not have, says "offline", and starts again
+    after a backoff (1 s, doubling to ``max_backoff_s``): the MQTT broker redelivers the rest."""
 
     async def main() -> None:
-        bridge = Bridge(settings)
         streaming_gc()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, bridge.stop)
-        await bridge.run()
+        stopping = asyncio.Event()
+        delay_s = 1.0
+        while not stopping.is_set():
+            bridge = Bridge(settings)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda b=bridge: (stopping.set(), b.stop()))
+            started = time.monotonic()
+            try:
+                await bridge.run()
+                return
+            except Exception as error:  # Kafka away: wait and start again, never exit on it
+                if stopping.is_set():
+                    return
+                delay_s = 1.0 if time.monotonic() - started > 60 else min(delay_s * 2, max_backoff_s)
+                log.error("bridge %s: %s (%s); starting again in %.0f s", settings.bridge.instance, error,
+                          error.__cause__ or type(error).__name__, delay_s)
+                try:
+                    await asyncio.wait_for(stopping.wait(), delay_s)
+                except TimeoutError:
+                    pass
 
     asyncio.run(main())
 

@@ -110,3 +110,37 @@ def test_readings_queued_for_a_stopped_bridge_survive_a_kill_9_of_the_broker(tmp
 
         got = asyncio.run(consume_all(settings, READINGS[Kind.water], 60, lambda records: arrived(records) >= want))
         assert arrived(got) == want, f"{len(want - arrived(got))} of {len(want)} queued readings lost"
+
+
+def test_the_bridge_outlives_the_kafka_broker_and_forwards_what_came_meanwhile_once_it_is_back(tmp_path):
+    """kill -9 of the embedded Kafka broker (Tansu): readings published while it is down stay with the
+    MQTT broker, the bridge keeps trying (it used to exit: "Kafka did not accept a record"), and
+    once the broker is back, empty, every one of them reaches Kafka. (A worker does not yet follow a
+    broker that comes back empty: issue #20.)"""
+    import os
+    import signal
+
+    from pipeline import services
+    from pipeline.processes import Background
+    from pipeline.services.kafka import KafkaService
+    from tests.integration.conftest import own_services
+
+    processes: list[Background] = []
+    with own_services(tmp_path, processes=processes) as settings:
+        os.kill(KafkaService(settings).our_pid(), signal.SIGKILL)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+        sent = [Reading(sensor_id="wq-huaxi-nanquan", kind=Kind.water, station="huaxi-nanquan", district="banan",
+                        ts=start + timedelta(seconds=i), values={"do": Quantity(value=8.0, unit="mg/L")}) for i in range(100)]
+        assert publish(reading_messages(sent, settings.mqtt.topic_root), settings.mqtt) == len(sent)
+        time.sleep(45)  # past the Kafka client's request timeout: the old bridge gave up and exited here
+        bridge = next(p for p in processes if p.name == "bridge")
+        assert bridge.alive(), bridge.log_tail(20)
+        services.up(settings)  # back, empty
+        want = {r.ts for r in sent}
+
+        def arrived(records) -> set:
+            return {r.ts for v in records for r in parse_batch(v) if r.sensor_id == "wq-huaxi-nanquan"} & want
+
+        got = asyncio.run(consume_all(settings, READINGS[Kind.water], 90, lambda records: arrived(records) >= want))
+        assert arrived(got) == want, f"{len(want - arrived(got))} of {len(want)} readings lost"
+        assert bridge.alive()
