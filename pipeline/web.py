@@ -180,7 +180,10 @@ def create_app(settings: Settings) -> Starlette:
                                                str(body.get("note") or "")[:2000])
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)
-        result = await submit_action(settings, event, client=actions)
+        try:
+            result = await submit_action(settings, event, client=actions)
+        except Exception as error:  # Kafka unreachable: say so, do not fail with a traceback
+            return JSONResponse({"error": f"the action could not be sent ({type(error).__name__}); is Kafka up?"}, status_code=503)
         if result is None:
             return JSONResponse({"error": "no answer from the warning agent (is the worker running?); the request stays queued"},
                                 status_code=504)
