@@ -8,7 +8,6 @@ stops what it started (unless --keep).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import UTC, datetime
 
@@ -19,12 +18,11 @@ from pipeline import services
 from pipeline.bridge import online_status
 from pipeline.city import default_city
 from pipeline.influx import influx_time, influxql
-from pipeline.mqtt import make_client
 from pipeline.operators import follow_warnings, warnings_table
 from pipeline.processes import Background, wait_until
 from pipeline.schemas import Warning, utc_now
 from pipeline.settings import Settings
-from pipeline.topics import bridge_status_topic
+from pipeline.status import bridge_statuses
 from sensors_sim.publisher import publish_timed
 from sensors_sim.recording import Recording, messages
 from sensors_sim.scenario import load_scenario, simulate
@@ -39,27 +37,15 @@ def demo_recording() -> tuple[Recording, int]:
     return recording, int(utc_now().timestamp() * 1000) - int(recording.frame["ts_ms"].max())
 
 
-def bridge_online(settings: Settings, pid: int | None, timeout_s: float = 30, instances: int = 1) -> list[bytes]:
+def bridge_online(settings: Settings, pid: int | None, timeout_s: float = 30, instances: int = 1) -> None:
     """Wait for bridge ``pid`` to say it is online (then it is subscribed: nothing published is lost);
-    with ``pid`` None, for ``instances`` bridges (a supervisor's children). Their statuses."""
-    seen: dict[str, bytes] = {}
-    client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-demo-status-{os.getpid()}")
-    client.on_message = lambda c, u, msg: seen.__setitem__(msg.topic, msg.payload)
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe(bridge_status_topic(settings.mqtt.topic_root), qos=1)
-    client.connect(settings.mqtt.host, settings.mqtt.port)
-    client.loop_start()
+    with ``pid`` None, for ``instances`` bridges (a supervisor's children)."""
+    def online(statuses: dict[str, str]) -> bool:
+        up = [v for v in statuses.values() if v.startswith("online")]
+        return online_status(pid).decode() in up if pid is not None else len(up) >= instances
 
-    def online() -> list[bytes] | None:
-        statuses = [v for v in list(seen.values()) if v.startswith(b"online")]
-        if pid is not None:
-            return statuses if online_status(pid) in statuses else None
-        return statuses if len(statuses) >= instances else None
-
-    try:
-        return wait_until(online, timeout_s, what="the bridge to come online")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    if not online(bridge_statuses(settings, timeout_s, until=online)):
+        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for the bridge to come online")
 
 
 async def sag_warnings(settings: Settings, since, timeout_s: float, worker: Background) -> list[Warning]:

@@ -92,8 +92,8 @@ def warning_line(w: Warning) -> str:
 
 
 class ActionClient:
-    """One producer and one consumer of the answers, for a long-running caller (the web page): each
-    request waits for its own answer (by request id)."""
+    """A producer of operators' requests and one consumer of the answers: each request waits for its
+    own answer (by request id). The page keeps one for all its actions; the CLI makes one per command."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -109,15 +109,20 @@ class ActionClient:
             if self._producer is not None:
                 return
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
-            await consumer.start()
-            await consumer.topics()
-            partitions = [TopicPartition(ACTION_RESULTS, p) for p in consumer.partitions_for_topic(ACTION_RESULTS) or ()]
-            consumer.assign(partitions)
-            await consumer.seek_to_end(*partitions)
-            for tp in partitions:  # positioned before any request is sent: no answer is missed
-                await consumer.position(tp)
             producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all")
-            await producer.start()
+            try:
+                await consumer.start()
+                await consumer.topics()
+                partitions = [TopicPartition(ACTION_RESULTS, p) for p in consumer.partitions_for_topic(ACTION_RESULTS) or ()]
+                consumer.assign(partitions)
+                await consumer.seek_to_end(*partitions)
+                for tp in partitions:  # positioned before any request is sent: no answer is missed
+                    await consumer.position(tp)
+                await producer.start()
+            except Exception:
+                await consumer.stop()
+                await producer.stop()
+                raise
             self._task = asyncio.get_running_loop().create_task(self._answers(consumer))
             self._producer = producer
 
@@ -133,6 +138,13 @@ class ActionClient:
                     waiting.set_result(result)
         finally:
             await consumer.stop()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()  # its consumer stops as the task ends
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def submit(self, event: LifecycleEvent, timeout_s: float = 15.0) -> ActionResult | None:
         await self._start()
@@ -153,35 +165,14 @@ async def submit_action(settings: Settings, event: LifecycleEvent, timeout_s: fl
     like the incident, and wait for the warning agent's answer: accepted (recorded on ``lifecycle``)
     or rejected with the reason. None when no answer came within ``timeout_s`` (no worker running):
     the request stays queued and is answered when a worker takes it. With ``client``, its producer
-    and consumer (a long-running caller); else a producer and a consumer for this one request (the CLI)."""
+    and consumer (a long-running caller, the page); else a client for this one request (the CLI)."""
     if client is not None:
         return await client.submit(event, timeout_s)
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
-    await consumer.start()
-    await producer.start()
+    client = ActionClient(settings)
     try:
-        await consumer.topics()  # the cluster's metadata, with the topic's partitions
-        partitions = [TopicPartition(ACTION_RESULTS, p) for p in consumer.partitions_for_topic(ACTION_RESULTS) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:  # fix the positions now: the answer comes after the request
-            await consumer.position(tp)
-        await producer.send_and_wait(ACTIONS, event.to_json(), key=event.incident_key.encode())
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            batches = await consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
-            for records in batches.values():
-                for record in records:
-                    result = ActionResult.model_validate_json(record.value)
-                    if result.request_id == event.request_id:
-                        return result
-        return None
+        return await client.submit(event, timeout_s)
     finally:
-        await producer.stop()
-        await consumer.stop()
+        await client.close()
 
 
 @dataclass

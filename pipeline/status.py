@@ -9,6 +9,7 @@ that its consumer group has not committed yet).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -36,23 +37,24 @@ def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def bridge_statuses(settings: Settings, timeout_s: float = 2.0) -> dict[str, str]:
-    """Each bridge instance's retained status ("online pid=…" / "offline"), by instance."""
+def bridge_statuses(settings: Settings, timeout_s: float = 2.0, until=None) -> dict[str, str]:
+    """Each bridge instance's retained status ("online pid=…" / "offline"), by instance: what came
+    within ``timeout_s`` (retained statuses come at once), or as soon as ``until(statuses)`` holds.
+    OSError when MQTT cannot be reached."""
     import threading
 
     from pipeline.mqtt import make_client
 
     got: dict[str, str] = {}
-    client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-status-{threading.get_ident() % 100000}")
+    client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-status-{os.getpid()}-{threading.get_ident() % 100000}")
     client.on_message = lambda c, u, msg: got.__setitem__(msg.topic.rsplit("/", 1)[-1], msg.payload.decode(errors="replace"))
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(bridge_status_topic(settings.mqtt.topic_root), qos=1)
-    try:
-        client.connect(settings.mqtt.host, settings.mqtt.port)
-    except OSError:
-        return {}
+    client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()
+    deadline = time.monotonic() + timeout_s
     try:
-        time.sleep(timeout_s)  # retained statuses come at once; wait for them all
+        while time.monotonic() < deadline and not (until is not None and until({k: v for k, v in list(got.items()) if v})):
+            time.sleep(0.05)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -90,7 +92,10 @@ def system_status(settings: Settings) -> list[PartStatus]:
              for s in services.status(settings)]
     worker_up = _http_ok(f"http://127.0.0.1:{settings.worker.web_port}/")
     parts.append(PartStatus("worker", worker_up, "running" if worker_up else "down", f"web port {settings.worker.web_port}"))
-    bridges = bridge_statuses(settings)
+    try:
+        bridges = bridge_statuses(settings)
+    except OSError:
+        bridges = {}
     online = {name: status for name, status in bridges.items() if status.startswith("online")}
     parts.append(PartStatus("bridge", bool(online), f"{len(online)} online" if bridges else "unknown",
                             "; ".join(f"{name}: {status}" for name, status in sorted(bridges.items()))

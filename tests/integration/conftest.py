@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,3 +101,12 @@ def own_services(data_dir, bridges: int = 1, workers: int = 1, processes: list |
             for process in reversed(started):
                 process.stop()
             services.down(settings)
+
+
+def yuflow(*args: str, exit_code: int = 0, timeout_s: float = 300) -> str:
+    """``yuflow <args>`` as a user runs it (a wide terminal for rich's tables); its output, once it
+    has exited with ``exit_code``."""
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=timeout_s,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == exit_code, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout

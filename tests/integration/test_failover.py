@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -23,15 +21,10 @@ from pipeline.influx import influxql
 from pipeline.processes import Background, wait_until
 from pipeline.status import bridge_statuses
 from sensors_sim.scenario import load_scenario, simulate
-from tests.integration.conftest import own_services
+from tests.integration.conftest import own_services, yuflow
 
 pytestmark = pytest.mark.integration
 
-
-def yuflow(*args: str, timeout_s: float = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=timeout_s)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
 
 
 def water_readings_expected() -> int:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,17 +19,12 @@ from pipeline.processes import wait_until
 from pipeline.schemas import DeadLetter, Kind, Quantity, Reading
 from pipeline.topics import DEADLETTER, department_topic
 from sensors_sim.publisher import publish, reading_messages
+from tests.integration.conftest import yuflow
 from tests.integration.test_end_to_end import consume_all
 
 pytestmark = pytest.mark.integration
 STATION = "huaxi-nanquan"  # a river no other test uses (an incident is a river's: tracing tests watch the Ruxi)
 
-
-def yuflow(*args: str, exit_code: int = 0) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "COLUMNS": "200"})
-    assert out.returncode == exit_code, (out.stdout, out.stderr)
-    return out
 
 
 def lifecycle_stages(stack, incident_id: str) -> list[str]:
@@ -69,8 +61,8 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
 
     # a review before the closure is out of order: rejected with the reason, and not recorded
     early = yuflow("warnings", "review", warning.incident_id, exit_code=1)
-    assert "rejected" in early.stdout and "before closed" in early.stdout
-    assert "accepted" in yuflow("warnings", "ack", warning.warning_id, "--by", "巴南区水利局 值班员").stdout
+    assert "rejected" in early and "before closed" in early
+    assert "accepted" in yuflow("warnings", "ack", warning.warning_id, "--by", "巴南区水利局 值班员")
     wait_until(lambda: "acknowledged" in lifecycle_stages(stack, warning.incident_id), 60, what="the acknowledgement in InfluxDB")
     yuflow("warnings", "close", warning.incident_id, "--by", "巴南区水利局 值班员", "--note", "sampling confirmed; plant fixed")
     stages = wait_until(lambda: (s := lifecycle_stages(stack, warning.incident_id)) and "closed" in s and s, 60, what="the closure")
@@ -80,7 +72,7 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
     # says why (no traceback), nothing in the incident's record, and the agent runs on
     bogus = "water:nonexistent:1"
     refused = yuflow("warnings", "ack", bogus, exit_code=1)
-    assert "no open incident" in refused.stdout
+    assert "no open incident" in refused
     dead = asyncio.run(consume_all(stack.settings, DEADLETTER, 30, lambda got: any(bogus.encode() in v for v in got)))
     record = next(DeadLetter.model_validate_json(v) for v in dead if bogus.encode() in v)
     assert record.stage == "actions" and record.code == "rejected_action" and "no open incident" in record.reason
@@ -130,20 +122,20 @@ def test_from_the_tail_to_an_acknowledgement_with_only_what_the_tail_printed(sta
     assert publish(reading_messages(low_do, stack.settings.mqtt.topic_root), stack.settings.mqtt) == 4
 
     def shown() -> str | None:
-        tail = yuflow("warnings", "tail", "--from-beginning", "--timeout", "4").stdout
+        tail = yuflow("warnings", "tail", "--from-beginning", "--timeout", "4")
         return next((line for line in tail.splitlines() if f"/{station}" in line), None)
 
     line = wait_until(shown, 90, what="the warning in the tail")
     warning_id = re.search(r"\bid (\S+)$", line).group(1)
-    assert "accepted" in yuflow("warnings", "ack", warning_id, "--by", "涪陵区水利局 值班员").stdout
+    assert "accepted" in yuflow("warnings", "ack", warning_id, "--by", "涪陵区水利局 值班员")
     incident_id = ":".join(warning_id.split(":")[:3])
 
     def listed() -> str | None:
-        rows = [json.loads(x) for x in yuflow("incidents", "--open", "--json").stdout.splitlines()]
+        rows = [json.loads(x) for x in yuflow("incidents", "--open", "--json").splitlines()]
         row = next((r for r in rows if r["incident_id"] == incident_id), None)
         return row if row and row["acknowledged_by"] else None
 
     row = wait_until(listed, 30, what="the acknowledgement in the incident list")
     assert row["acknowledged_by"] == "涪陵区水利局 值班员" and row["closed"] is False and row["station"] == station
-    status = yuflow("status", exit_code=0).stdout
+    status = yuflow("status", exit_code=0)
     assert "worker" in status and "online" in status and "consumer lag" in status

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -11,14 +9,10 @@ import pytest
 from pipeline.influx import influxql
 from pipeline.processes import wait_until
 from sensors_sim.recording import load_frame, load_truth
+from tests.integration.conftest import yuflow
 
 pytestmark = pytest.mark.integration
 
-
-def yuflow(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
 
 
 def iso(ms: int) -> str:

@@ -5,8 +5,6 @@ raises no warning, its alert is recorded as suppressed, and the silence is in In
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,16 +14,11 @@ from pipeline.influx import influxql
 from pipeline.processes import wait_until
 from pipeline.schemas import Kind, Quantity, Reading
 from sensors_sim.publisher import publish, reading_messages
-from tests.integration.conftest import own_services
+from tests.integration.conftest import own_services, yuflow
 
 pytestmark = pytest.mark.integration
 OFFLINE_AFTER_S = 8
 
-
-def yuflow(*args: str, exit_code: int = 0) -> str:
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120)
-    assert done.returncode == exit_code, (done.stdout, done.stderr)
-    return done.stdout
 
 
 def send(settings, station: str, district: str, do_mg_l: float, ts: datetime) -> None:

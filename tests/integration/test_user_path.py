@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from datetime import datetime
 
 import pytest
@@ -18,15 +16,10 @@ from pipeline.influx import influxql
 from pipeline.processes import wait_until
 from pipeline.services.influxdb import InfluxService
 from sensors_sim.recording import load_truth
-from tests.integration.conftest import own_services
+from tests.integration.conftest import own_services, yuflow
 
 pytestmark = pytest.mark.integration
 
-
-def yuflow(*args: str, timeout_s: float = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=timeout_s)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
