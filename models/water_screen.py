@@ -10,7 +10,8 @@ parameter's z. A z past ``z_outlier`` in the parameter's pollution direction (up
 Station events come from the evidence across parameters over a short window, the job CANARY's
 binomial event discriminator does: each outlier adds its excess over ``z_outlier`` (at most
 ``z_cap`` from one parameter on one reading), summed across the station's parameters, and the sum
-decays with time constant ``window_s`` (so any cadence and missing samples work). An event is
+decays with time constant ``window_s``, or one of the sensor's cadences if that is longer (so any
+cadence and missing samples work, and a 10-minute station's readings still add up). An event is
 raised when the evidence reaches ``raise_evidence``; it clears when every parameter has been back
 for ``clear_s``. As ``z_cap`` < ``raise_evidence``, one reading of one parameter never raises an
 event alone: it takes parameters together, or one parameter off on readings close in time.
@@ -80,7 +81,9 @@ class ScreenSettings:
     z_outlier: float = 3.0               # |z| of an outlier, in the parameter's direction
     z_clip: float = 6.0                  # absolute residuals learned by the scale are clipped at this many sd
     z_cap: float = 6.0                   # one parameter's evidence from one reading is at most this
-    window_s: float = 60.0               # the event discriminator's window (decay time of its evidence)
+    window_s: float = 60.0               # the event discriminator's window (decay time of its evidence) ...
+    window_cadences: float = 1.0         # ... and at least this many of the sensor's cadences (a window shorter
+                                         # than the gap between readings forgets each before the next comes)
     raise_evidence: float = 8.0          # raise when the evidence in the window reaches this
     clear_s: float = 60.0                # an event clears after this long with every parameter back
     back_fraction: float = 0.3           # a parameter is back within this fraction of its peak z in the event
@@ -376,8 +379,10 @@ class WaterScreen:
         scale = np.maximum(GAUSS_MAD * abs_dev, floor)
         knot_s = 86400.0 / N_BINS
         unknown = 1.0 - (w1 * np.minimum(seen1 / knot_s, 1.0) + w2 * np.minimum(seen2 / knot_s, 1.0))
-        if np.any(unknown > 0):  # an hour not seen yet may be anywhere in the daily cycle seen so far
-            seen = s.knot_seen_s[i] > 0
+        if np.any(unknown > 0):
+            # an hour not seen yet may be anywhere in the daily cycle of the hours seen in full (an
+            # hour on its first visit knows only what this visit saw, which may be the plume itself)
+            seen = s.knot_seen_s[i] >= knot_s
             count = np.maximum(seen.sum(axis=1), 1)
             mean = (s.profile[i] * seen).sum(axis=1) / count
             spread = np.sqrt((((s.profile[i] - mean[:, None]) ** 2) * seen).sum(axis=1) / count)
@@ -408,7 +413,8 @@ class WaterScreen:
         # the event discriminator: each outlier's excess over z_outlier, at most z_cap from one
         # parameter, summed across parameters and over a window (decaying with time)
         excess = np.where(outlier, np.minimum(toward - c.z_outlier, c.z_cap), 0.0).sum(axis=1)
-        evidence = s.evidence[i] * np.exp(-dt / c.window_s) + excess
+        window_s = np.fmax(c.window_s, c.window_cadences * s.cadence_s[i])
+        evidence = s.evidence[i] * np.exp(-dt / window_s) + excess
         alarm = s.alarm[i]
         raised = ~alarm & (evidence >= c.raise_evidence)
         # during an event a parameter is back once it is within back_fraction of its peak z (or

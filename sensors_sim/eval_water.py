@@ -56,7 +56,7 @@ class EventResult:  # one pollution event of one run
     event_id: str
     event_type: str
     detected: bool
-    observable: bool = True                # some station could see it (truth's affected sensors)
+    observable: bool = True                # some affected station read while the plume passed it
     delay_min: float | None = None
     looks: dict[float, Look] = field(default_factory=dict)  # by hours after the first detection
     main: Look | None = None               # the look at ``--observe``, which the summary reports
@@ -175,7 +175,7 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
         affected = {s.removeprefix("wq-") for s in e.affected_sensors}
         hits = [(i, d) for i, d in enumerate(detections) if d.station_id in affected and t0 <= d.t_s <= t1]
         matched |= {i for i, _ in hits}
-        result = EventResult(name, e.id, e.type, detected=bool(hits), observable=bool(e.affected_sensors))
+        result = EventResult(name, e.id, e.type, detected=bool(hits), observable=read_while_passing(e, data, t0))
         if hits:
             first = min((d for _, d in hits), key=lambda d: d.t_s)
             if e.expected_detection is not None:
@@ -195,6 +195,21 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
     summary.false_drift = false_drift_labels(rec, findings)
     summary.false_spikes = false_spike_labels(rec, findings)
     return summary
+
+
+def read_while_passing(e, data: dict[str, History], t0: float) -> bool:
+    """Whether some station the truth says the release reaches read while it passed (from 30 min
+    before its arrival to an hour after the release's duration): a station in a dropout then
+    cannot see it, and the event is counted as unobservable, not as missed."""
+    if "arrival_h" not in e.details:
+        return bool(e.affected_sensors)
+    duration_s = float(e.details.get("release_duration_s", 0.0))
+    for station, arrival_h in e.details["arrival_h"].items():
+        h = data.get(station)
+        arrive_s = t0 + arrival_h * 3600
+        if h is not None and np.any((h.t_s >= arrive_s - 1800) & (h.t_s <= arrive_s + duration_s + 3600)):
+            return True
+    return False
 
 
 def look(city: City, data: dict[str, History], first: Detection, observe_h: float, e, t0: float) -> Look:

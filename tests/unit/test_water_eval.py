@@ -51,6 +51,23 @@ def test_puhe_oxygen_sag_is_found_as_pollution_near_its_expected_detection():
     assert all(f.start_s >= seconds(rec, sag.start) for f in pollution)  # nothing before the sewage reaches it
 
 
+def test_a_release_that_passes_its_only_station_during_a_dropout_is_unobservable_not_missed():
+    from datetime import datetime, timezone
+
+    from pipeline.water_tracing import History
+    from sensors_sim.eval_water import read_while_passing
+    from sensors_sim.truth import TruthEvent
+
+    t0 = datetime(2025, 6, 18, tzinfo=timezone.utc)
+    event = TruthEvent(id="e", type="oil_spill", start=t0, end=t0, affected_sensors=["wq-a"],
+                       details={"arrival_h": {"a": 3.0}, "release_duration_s": 1800.0})
+    every_10_min = np.arange(0, 12 * 3600, 600.0)
+    in_dropout = every_10_min[(every_10_min < 2 * 3600) | (every_10_min > 6 * 3600)]  # silent 2-6 h
+    assert read_while_passing(event, {"a": History(every_10_min, {})}, 0.0)
+    assert not read_while_passing(event, {"a": History(in_dropout, {})}, 0.0)
+    assert not read_while_passing(event, {}, 0.0)
+
+
 def synthetic_gecco(days: float = 6, seed: int = 11) -> pd.DataFrame:
     """A drinking-water station a minute at a time, quantised like real sensors (most readings repeat
     the last), missing rows, and labelled events: chlorine dioxide down with redox and pH moving."""

@@ -157,6 +157,24 @@ def test_one_reading_of_one_parameter_never_raises_but_parameters_together_do():
     assert not v.alarm[2610:].any()
 
 
+def test_a_plume_on_the_first_day_at_an_hour_not_yet_seen_is_raised_at_ten_minute_cadence():
+    """A river station in its first day (half the hours of the day not seen yet), read every 10
+    minutes: NH3-N alone rises over 40 minutes to 20 noise sd and stays an hour. Neither the daily
+    profile's first visit of the hour (which would learn the plume as the hour's normal) nor a window
+    shorter than the cadence (which forgets each reading before the next) may hide it."""
+    rng = np.random.default_rng(8)
+    t = np.arange(0, 20 * 3600, 600.0)
+    X = quiet(t, rng)
+    start = int(17 * 3600 / 600)
+    X[start: start + 10, 1] += 0.4 * np.minimum(np.arange(1, 11) / 4, 1.0)  # sd of NH3-N: 0.02
+    screen = WaterScreen(SPECS)
+    screen.add("s", NAMES)
+    v = screen.step_many(np.zeros(len(t), int), X, t)
+    raised = np.flatnonzero(v.change == RAISED)
+    assert raised.tolist() and start <= raised[0] <= start + 5, raised
+    assert not v.alarm[:start].any()
+
+
 def test_directions_come_from_the_parameters():
     rng = np.random.default_rng(5)
     t = np.arange(0, 2 * 86400, 600.0)
@@ -165,7 +183,7 @@ def test_directions_come_from_the_parameters():
                          ("flow", [0.0, 0.0, 0.0, 3000.0]), ("ph both", [0.0, 0.0, -0.6, 0.0])):
         X = quiet(t, rng)
         X[200:204] += shifts
-        X[200:204, 1] += 0.2  # NH3-N a little up too, in every case
+        X[200:204, 1] += 0.1  # NH3-N a little up too (5 sd: not an event alone), in every case
         screen = WaterScreen(SPECS)
         screen.add("s", NAMES)
         v = screen.step_many(np.zeros(len(t), int), X, t)
