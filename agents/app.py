@@ -76,7 +76,6 @@ silences_topic = _topic(SILENCES)
 suppressed_topic = _topic(SUPPRESSED)
 deliveries_topic = _topic(DELIVERIES)
 water_trace_topic = _topic(WATER_TRACE)
-WATER_TRACE_KEY = b"water"  # one key: tracing looks across rivers (a plume flows on into the next)
 
 
 async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception, code: str = "agent_error") -> None:

@@ -3,14 +3,14 @@
 - ``crowd`` person counts join their zone's counter readings (keyed by the counter, so the crowd
   agent sees both in one partition and one table key);
 - ``road_flooding`` joins the rain field (one key): flooding on a road corroborates rain risk;
-- ``oil_sheen`` joins ``water.trace`` (one key), where the tracing agent keeps the sightings that
+- ``oil_sheen`` joins ``water.trace`` (keyed by river basin), where the tracing agent keeps the sightings that
   corroborate the incidents it traces.
 """
 
 from __future__ import annotations
 
-from agents.app import WATER_TRACE_KEY, app, crowd_camera_topic, dead_letter, rain_field_topic, readings_topics, water_trace_topic
-from pipeline.city import counter_sensor_id
+from agents.app import app, crowd_camera_topic, dead_letter, rain_field_topic, readings_topics, water_trace_topic
+from pipeline.city import counter_sensor_id, default_city
 from pipeline.schemas import CameraDetection, Kind, WaterTraceRecord, encode_batch, parse_batch
 
 RAIN_FIELD_KEY = b"field"
@@ -23,7 +23,7 @@ def route(detection: CameraDetection) -> tuple[object, bytes] | None:
     if detection.detection == "road_flooding":
         return rain_field_topic, RAIN_FIELD_KEY
     if detection.detection == "oil_sheen":
-        return water_trace_topic, WATER_TRACE_KEY
+        return water_trace_topic, default_city().station_basin(detection.station).encode()
     return None
 
 

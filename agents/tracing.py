@@ -1,7 +1,8 @@
 """Tracing agent: water incidents traced to their likely source, with intake arrivals, from the stream.
 
 The water agent forwards the pollutants of every water reading, then the alerts they raised, to
-``water.trace`` (one key), and the camera agent its oil-sheen sightings. This agent keeps each
+``water.trace`` (keyed by river basin: a plume flows on from a river into the next, never out of
+its basin), and the camera agent its oil-sheen sightings. This agent keeps each
 station's recent series in memory (``TraceStream``, pipeline/water_tracing.py), in event time:
 tracing reads nothing back from InfluxDB, so it does not race the sink, and it works at 1x or at
 any replay speed. An incident is traced on its first alert (and again when it worsens): a look
@@ -26,7 +27,7 @@ import time
 import faust
 import numpy as np
 
-from agents.app import SETTINGS, WATER_TRACE_KEY, app, dead_letter, tracing_topic, water_trace_topic
+from agents.app import SETTINGS, app, dead_letter, tracing_topic, water_trace_topic
 from pipeline.city import default_city, load_toml
 from pipeline.influx import influx_time, influxql
 from pipeline.schemas import Alert, WaterTraceRecord
@@ -42,10 +43,11 @@ log = logging.getLogger("yuflow.tracing")
 
 class PendingTable(faust.Table):
     """Traces waiting for their window, by incident. A timer may start (and delete) one outside any
-    event, so the changelog partition is named from the one key of ``water.trace``."""
+    event, so the changelog partition is named from the incident's basin, the key of ``water.trace``."""
 
     def partition_for_key(self, key: str) -> int:
-        return reading_partition(WATER_TRACE_KEY.decode(), self.partitions)
+        river = key.split(":", 1)[-1]  # an incident's key: water:<river>
+        return reading_partition(CITY.basins.get(river, river), self.partitions)
 
 
 pending_table = app.tables.add(PendingTable(app, name="tracing_pending", default=None, beacon=app.tables.beacon,

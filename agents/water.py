@@ -21,7 +21,7 @@ import faust
 import numpy as np
 import orjson
 
-from agents.app import WATER_TRACE_KEY, SETTINGS, alerts_topic, app, dead_letter, readings_topics, water_trace_topic
+from agents.app import SETTINGS, alerts_topic, app, dead_letter, readings_topics, water_trace_topic
 from agents.checkpoint import CheckpointedTable
 from models.persistence import CODES, Change, PersistenceArrays, PersistenceState
 from models.standards import Limit, class_limits
@@ -30,7 +30,7 @@ from pipeline.city import City, default_city, load_toml
 from pipeline.schemas import Alert, Category, Kind, Reading, WaterTraceRecord
 from pipeline.topics import reading_partition
 from pipeline.water_screen import new_screen, water_label, water_parameters
-from pipeline.water_tracing import POLLUTANTS
+from pipeline.water_tracing import POLLUTANTS, by_basin
 
 PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
 
@@ -289,6 +289,7 @@ async def water(stream):
             for key in set(keys):
                 rows.changed(key, now_s, force=key in alerted)  # an alert's state must survive a crash
             if traced is not None:  # the readings before the alerts they raised: tracing sees them first
-                await water_trace_topic.send(key=WATER_TRACE_KEY, value=traced.to_json())
+                for basin, part in by_basin(traced, CITY).items():
+                    await water_trace_topic.send(key=basin.encode(), value=part.to_json())
             for alert in alerts:
                 await alerts_topic.send(key=alert.incident_key.encode(), value=alert.to_json())

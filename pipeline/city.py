@@ -150,6 +150,7 @@ class City:
     risk_points: dict[str, RiskPoint] = field(default_factory=dict)
     sensors: dict[str, Sensor] = field(default_factory=dict)
     network: RiverNetwork | None = None
+    basins: dict[str, str] = field(default_factory=dict)
     utc_offset_h: float = 8.0  # local time of the city (Chongqing: UTC+8, no daylight saving)
 
     def local_hour(self, ts) -> float:
@@ -159,6 +160,20 @@ class City:
     def __post_init__(self):
         self.network = RiverNetwork(self.rivers)
         self.sensors = derive_sensors(self)
+        # river -> the river its water ends in (the basin's id): a plume flows on from a river into
+        # the river it joins, so tracing looks across a basin and never beyond it
+        self.basins = {}
+        for river_id in self.rivers:
+            basin, seen = river_id, set()
+            while (mouth := self.rivers[basin].mouth) is not None and mouth[0] in self.rivers and basin not in seen:
+                seen.add(basin)
+                basin = mouth[0]
+            self.basins[river_id] = basin
+
+    def station_basin(self, station_id: str) -> str:
+        """The basin of a station (its own id when the station is unknown: it is alone)."""
+        station = self.stations.get(station_id)
+        return self.basins[station.river] if station is not None else station_id
 
     def site_name(self, site_id: str) -> str:
         for table in (self.stations, self.gauges, self.zones, self.roads, self.sources, self.intakes, self.dams,
@@ -279,9 +294,11 @@ def scaled(raw: dict, scale: int) -> dict:
                 if "mouth" in clone:
                     clone["mouth"] = {**clone["mouth"], "river": clone["mouth"]["river"] + suffix}
                 out[table].append(clone)
-    if "rain_grid" in raw:  # more gauges: widen the grid to keep the count proportional
+    if "rain_grid" in raw:  # more gauges over a wider area, at most the municipality's (max_gauges)
         grid = dict(raw["rain_grid"])
-        grid["nx"] = grid["nx"] * scale
+        gauges = min(grid["nx"] * grid["ny"] * scale, grid.get("max_gauges", math.inf))
+        grow = math.sqrt(gauges / (grid["nx"] * grid["ny"]))
+        grid["nx"], grid["ny"] = round(grid["nx"] * grow), round(grid["ny"] * grow)
         out["rain_grid"] = grid
     return out
 

@@ -25,8 +25,8 @@ DELIVERIES = "deliveries"  # one record per warning, department and channel
 # task sees the whole field for the nowcast; camera person counts keyed by their zone's counter
 RAIN_FIELD = "rain.field"
 CROWD_CAMERA = "crowd.camera"
-# what source tracing needs, under one key so one task sees it all in event order: the traced
-# parameters of every water reading, the water alerts, and cameras' oil-sheen sightings
+# what source tracing needs, keyed by river basin so one task sees a basin's all in event order:
+# the traced parameters of every water reading, the water alerts, and cameras' oil-sheen sightings
 WATER_TRACE = "water.trace"
 ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, ACTIONS, ACTION_RESULTS, SILENCES, SUPPRESSED, DELIVERIES, DEADLETTER, RAIN_FIELD,
                                CROWD_CAMERA, WATER_TRACE)

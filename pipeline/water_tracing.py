@@ -304,6 +304,28 @@ class TraceStream:
         return sorted(best.values(), key=lambda c: (c.station, c.camera_id))
 
 
+def by_basin(record: WaterTraceRecord, city: City) -> dict[str, WaterTraceRecord]:
+    """The record split by river basin (the key of ``water.trace``: tracing looks across the rivers
+    of a basin, so each basin's stream can live in its own partition, on its own worker)."""
+    parts: dict[str, dict] = {}
+
+    def part(station: str) -> dict:
+        return parts.setdefault(city.station_basin(station), {"rows": [], "alerts": [], "sightings": []})
+
+    for n, station in enumerate(record.stations):
+        part(station)["rows"].append(n)
+    for alert in record.alerts:
+        part(alert.station)["alerts"].append(alert)
+    for sighting in record.sightings:
+        part(sighting.station)["sightings"].append(sighting)
+    if len(parts) == 1:
+        return {next(iter(parts)): record}
+    return {basin: WaterTraceRecord.model_construct(
+        stations=[record.stations[n] for n in p["rows"]], ts_s=[record.ts_s[n] for n in p["rows"]],
+        values={k: [v[n] for n in p["rows"]] for k, v in record.values.items()}, alerts=p["alerts"], sightings=p["sightings"])
+        for basin, p in parts.items()}
+
+
 def joined(earlier: History | None, later: History | None) -> History | None:
     """A history from two parts: ``earlier`` up to where ``later`` begins."""
     if earlier is None or later is None:

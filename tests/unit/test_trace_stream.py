@@ -152,3 +152,22 @@ def test_a_replay_of_older_data_after_newer_starts_the_stations_windows_afresh()
     stream.add(WaterTraceRecord(stations=["ruxi-mingda", "ruxi-mingda"], ts_s=[older, older + 600], values={"cod": [1.0, 2.0]}), 0.0)
     h = stream.windows.history("ruxi-mingda", 0, 2e9)
     assert h.t_s.tolist() == [older, older + 600] and stream.windows.latest_s("ruxi-mingda") == older + 600
+
+
+def test_a_trace_record_is_split_by_river_basin_and_nothing_is_lost():
+    """``water.trace`` is keyed by basin so basins spread over partitions and workers: each station's
+    rows, alerts and sightings go with its basin, and every row lands in exactly one part."""
+    from pipeline.city import load_city
+    from pipeline.water_tracing import by_basin
+
+    city = load_city(scale=2)
+    stations = ["puhe-zhaixi-bridge", "ruxi-mingda", "puhe-zhaixi-bridge.2", "changjiang-chaotianmen"]
+    record = WaterTraceRecord(stations=stations, ts_s=[1.0, 2.0, 3.0, 4.0], values={"oil": [0.1, 0.2, None, 0.4]},
+                              alerts=[alert_at(2000)])
+    parts = by_basin(record, city)
+    assert set(parts) == {"changjiang", "ruxi", "changjiang.2"}  # the Puhe ends in the Changjiang; clones apart
+    assert parts["changjiang"].stations == ["puhe-zhaixi-bridge", "changjiang-chaotianmen"]
+    assert parts["changjiang"].values["oil"] == [0.1, 0.4] and parts["changjiang.2"].values["oil"] == [None]
+    assert [a.station for a in parts["ruxi"].alerts] == ["ruxi-mingda"] and not parts["changjiang"].alerts
+    assert sorted(t for p in parts.values() for t in p.ts_s) == record.ts_s
+    assert by_basin(WaterTraceRecord(stations=["ruxi-mingda"], ts_s=[1.0], values={}), city)["ruxi"].ts_s == [1.0]
