@@ -14,7 +14,7 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import (ACTION_RESULTS, ACTIONS, ALERTS, SILENCES, SUPPRESSED, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_FIELD, READINGS, TRACING, WARNINGS,
+from pipeline.topics import (ACTION_RESULTS, ACTIONS, ALERTS, SILENCES, SUPPRESSED, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_DISTRICTS, RAIN_TILES, READINGS, TRACING, WARNINGS,
                              WATER_TRACE)
 
 SETTINGS = load_settings()
@@ -67,7 +67,8 @@ alerts_topic = _topic(ALERTS)
 warnings_topic = _topic(WARNINGS)
 tracing_topic = _topic(TRACING)
 deadletter_topic = _topic(DEADLETTER)
-rain_field_topic = _topic(RAIN_FIELD)
+rain_tiles_topic = _topic(RAIN_TILES)
+rain_districts_topic = _topic(RAIN_DISTRICTS)
 crowd_camera_topic = _topic(CROWD_CAMERA)
 lifecycle_topic = _topic(LIFECYCLE)
 actions_topic = _topic(ACTIONS)

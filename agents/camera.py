@@ -2,26 +2,23 @@
 
 - ``crowd`` person counts join their zone's counter readings (keyed by the counter, so the crowd
   agent sees both in one partition and one table key);
-- ``road_flooding`` joins the rain field (one key): flooding on a road corroborates rain risk;
+- ``road_flooding`` joins its district's rain warnings (``rain.districts``): flooding on a road lifts them;
 - ``oil_sheen`` joins ``water.trace`` (keyed by river basin), where the tracing agent keeps the sightings that
   corroborate the incidents it traces.
 """
 
 from __future__ import annotations
 
-from agents.app import app, crowd_camera_topic, dead_letter, rain_field_topic, readings_topics, water_trace_topic
+from agents.app import app, crowd_camera_topic, dead_letter, rain_districts_topic, readings_topics, water_trace_topic
 from pipeline.city import counter_sensor_id, default_city
-from pipeline.schemas import CameraDetection, Kind, WaterTraceRecord, encode_batch, parse_batch
-
-RAIN_FIELD_KEY = b"field"
-
+from pipeline.schemas import CameraDetection, Kind, RainDistrictRecord, WaterTraceRecord, encode_batch, parse_batch
 
 def route(detection: CameraDetection) -> tuple[object, bytes] | None:
     """The topic and key a detection is forwarded to, or None when no agent needs it live."""
     if detection.detection == "crowd":
         return crowd_camera_topic, counter_sensor_id(detection.station).encode()
     if detection.detection == "road_flooding":
-        return rain_field_topic, RAIN_FIELD_KEY
+        return rain_districts_topic, detection.district.encode()
     if detection.detection == "oil_sheen":
         return water_trace_topic, default_city().station_basin(detection.station).encode()
     return None
@@ -42,5 +39,6 @@ async def camera(stream):
             if target is not None:
                 topic, key = target
                 value = (WaterTraceRecord(sightings=[detection]).to_json() if topic is water_trace_topic
+                         else RainDistrictRecord(flooding=[detection]).to_json() if topic is rain_districts_topic
                          else encode_batch([detection.to_json()]))
                 await topic.send(key=key, value=value)

@@ -185,6 +185,36 @@ class WaterTraceRecord(Message):
     sightings: list[CameraDetection] = []
 
 
+class GaugeStatus(Message):
+    """A gauge at a rainstorm tier, reached or forecast."""
+
+    gauge: str
+    tier: Tier
+    mm: float
+    window_h: float
+    expected_s: float | None = None  # a forecast: when the tier is expected to be reached
+
+
+class RainDistrictStatus(Message):
+    """One tile's gauges of one district at a tier after one step, with the district's nowcast band
+    summed over all the tile's gauges of the district (for the district's mean)."""
+
+    tile: str
+    district: str
+    t_s: float
+    gauges: list[GaugeStatus] = []
+    band_sum_mm: dict[str, float] = {}  # quantile -> sum over the tile's gauges of the district, next nowcast_h
+    band_n: int = 0
+
+
+class RainDistrictRecord(Message):
+    """A record on ``rain.districts`` (keyed by district): a tile's status of the district after a
+    step, or road-flooding sightings in it."""
+
+    status: RainDistrictStatus | None = None
+    flooding: list[CameraDetection] = []
+
+
 class TracingResult(Message):
     """The tracing agent's answer for one incident: suspects, ranked, and arrivals downstream."""
 
@@ -392,7 +422,7 @@ def parse_reading(raw: bytes | str) -> Reading:
 
 
 def encode_batch(readings_json: Sequence[bytes]) -> bytes:
-    """A readings batch, the value of every record on ``readings.*``, ``rain.field`` and
+    """A readings batch, the value of every record on ``readings.*``, ``rain.tiles`` and
     ``crowd.camera``: a JSON array of readings (of one partition, in arrival order). One record
     per reading would cost Kafka and the agents their per-record work for each reading."""
     return b"[" + b",".join(readings_json) + b"]"

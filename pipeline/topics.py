@@ -21,14 +21,16 @@ ACTION_RESULTS = "actions.results"  # the answer to each request, for the CLI or
 SILENCES = "silences"  # maintenance windows: alerts of a sensor, station or area suppressed until a time (keyed by silence id)
 SUPPRESSED = "alerts.suppressed"  # the alerts a silence held back, for the record
 DELIVERIES = "deliveries"  # one record per warning, department and channel
-# internal re-keyed streams: every gauge's rain (and road-flooding sightings) under one key, so one
-# task sees the whole field for the nowcast; camera person counts keyed by their zone's counter
-RAIN_FIELD = "rain.field"
+# internal re-keyed streams: each gauge's rain to every tile of the field that holds it (keyed by
+# tile: a tile's nowcast sees its halo); the tiles' statuses of each district and road-flooding
+# sightings, keyed by district; camera person counts keyed by their zone's counter
+RAIN_TILES = "rain.tiles"
+RAIN_DISTRICTS = "rain.districts"
 CROWD_CAMERA = "crowd.camera"
 # what source tracing needs, keyed by river basin so one task sees a basin's all in event order:
 # the traced parameters of every water reading, the water alerts, and cameras' oil-sheen sightings
 WATER_TRACE = "water.trace"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, ACTIONS, ACTION_RESULTS, SILENCES, SUPPRESSED, DELIVERIES, DEADLETTER, RAIN_FIELD,
+ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, ACTIONS, ACTION_RESULTS, SILENCES, SUPPRESSED, DELIVERIES, DEADLETTER, RAIN_TILES, RAIN_DISTRICTS,
                                CROWD_CAMERA, WATER_TRACE)
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from models.rain import GaugeAccumulator, StormNowcaster, rolling_sum_mm, tier_forecast, tier_reached, tiers_many
 from pipeline.city import default_city, load_toml
-from pipeline.rain_watch import RainWatch
-from pipeline.schemas import CameraDetection, Quantity, Reading, Tier
+from pipeline.rain_watch import DistrictWarnings, RainWatch, rain_tiles
+from pipeline.schemas import CameraDetection, GaugeStatus, Quantity, RainDistrictStatus, Reading, Tier
 
 TIERS = load_toml("rain")["tiers"]
 STEP = 300.0
@@ -231,16 +231,76 @@ def test_road_flooding_seen_by_a_camera_lifts_the_districts_rain_warning():
     c = city()
     gauge = next(g for g in c.gauges.values() if g.district == "yuzhong")
     t = 1_750_000_200.0
-    flooded = RainWatch(c)
-    flooded.add(CameraDetection(sensor_id="cam-road-jiabin-hongyadong", station="road-jiabin-hongyadong", district="yuzhong",
-                                ts=datetime.fromtimestamp(t - 600, UTC), detection="road_flooding", confidence=0.9,
-                                values={"flood_depth": Quantity(value=0.3, unit="m")}))
-    blue = {gauge.id: ("blue", 52.0, None, 12)}
-    lifted = flooded._district_alerts(t, blue)
-    plain = RainWatch(c)._district_alerts(t, blue)
-    assert [a.tier for a in plain] == [Tier.blue]
+    tile = next(iter(RainWatch(c).tiles))  # the default city is one tile
+    blue = RainDistrictStatus(tile=tile, district="yuzhong", t_s=t,
+                              gauges=[GaugeStatus(gauge=gauge.id, tier="blue", mm=52.0, window_h=12)])
+
+    def districts() -> DistrictWarnings:
+        return RainWatch(c).districts
+
+    flooded = districts()
+    flooded.add_flooding(CameraDetection(sensor_id="cam-road-jiabin-hongyadong", station="road-jiabin-hongyadong", district="yuzhong",
+                                         ts=datetime.fromtimestamp(t - 600, UTC), detection="road_flooding", confidence=0.9,
+                                         values={"flood_depth": Quantity(value=0.3, unit="m")}))
+    lifted = flooded.update(blue)
+    assert [a.tier for a in districts().update(blue)] == [Tier.blue]
     assert [a.tier for a in lifted] == [Tier.yellow] and "积水 0.30 m" in lifted[0].message
     # an hour and more later the sighting no longer counts
-    later = RainWatch(c)
+    later = districts()
     later.flooding = dict(flooded.flooding)
-    assert [a.tier for a in later._district_alerts(t + 3700, blue)] == [Tier.blue]
+    assert [a.tier for a in later.update(blue.model_copy(update={"t_s": t + 3700}))] == [Tier.blue]
+
+
+def test_tiles_hold_every_gauge_once_with_the_halo_around_them():
+    c = city()
+    tiles = rain_tiles(c, 15.0, 10.0)
+    cores = [g for t in tiles.values() for g in t.core]
+    assert sorted(cores) == sorted(c.gauges) and len(tiles) > 4  # each gauge in exactly one tile
+    for t in tiles.values():
+        assert set(t.core) <= set(t.gauges)
+        xs = [c.gauges[g].x_km for g in t.core]
+        halo = [c.gauges[g] for g in t.gauges if g not in t.core]
+        assert halo and all(min(abs(g.x_km - x) for x in xs) <= 10.0 + 15.0 for g in halo)
+    assert list(rain_tiles(c, None, 30.0)) == ["field"]
+
+
+def test_a_storm_gives_the_same_warnings_on_tiles_as_on_the_whole_field():
+    """The field cut into 20-km tiles with a 30-km halo (6 tiles, each its own nowcast, as on six
+    partitions) warns the same districts at the same tiers at the same steps, with the same expected
+    times and the same messages, and each gauge at the same tiers, as one watch over the whole field."""
+    from sensors_sim.eval_feeds import validated_readings
+    from sensors_sim.scenario import load_scenario, simulate
+
+    c = city()
+    rec = simulate(load_scenario("central_rainstorm", city=c), c)
+    readings = list(validated_readings(rec, c, ("rain", "camera")))
+    runs = []
+    for tiles in (rain_tiles(c, None, 0.0), rain_tiles(c, 20.0, 30.0)):
+        watch = RainWatch(c, tiles=tiles)
+        alerts = [a for r in readings for a in watch.add(r)] + watch.flush()
+        runs.append((watch, sorted((a.district, a.tier.value if a.tier else "", a.ts, a.resolved, a.expected_at or a.ts, a.sensor_id, a.message)
+                                   for a in alerts)))
+    (whole, whole_alerts), (tiled, tiled_alerts) = runs
+    assert len(tiled.tiles) == 6 and len(whole_alerts) >= 10
+    assert tiled_alerts == whole_alerts
+    assert tiled.warned == whole.warned and tiled.suspect_gauges == whole.suspect_gauges
+
+
+def test_a_district_waits_for_all_its_tiles_but_a_silent_tile_holds_it_back_one_step_at_most():
+    from pipeline.rain_watch import RainRules, Tile
+
+    c = city()
+    ids = [g for g, gauge in c.gauges.items() if gauge.district == "yuzhong"]
+    assert len(ids) >= 2
+    halves = [Tile("a", (ids[0],), (ids[0],)), Tile("b", tuple(ids[1:]), tuple(ids[1:]))]
+    t = 1_750_000_200.0
+
+    def status(tile: str, t_s: float, tier: str | None = None) -> RainDistrictStatus:
+        gauges = [GaugeStatus(gauge=ids[0] if tile == "a" else ids[1], tier=tier, mm=60.0, window_h=3)] if tier else []
+        return RainDistrictStatus(tile=tile, district="yuzhong", t_s=t_s, gauges=gauges)
+
+    districts = DistrictWarnings(c, RainRules(), halves)
+    assert districts.update(status("a", t, "blue")) == []           # tile b has not sent this step yet
+    assert [a.tier for a in districts.update(status("b", t, "orange"))] == [Tier.orange]  # both: judged on both
+    assert districts.update(status("a", t + STEP, "red")) == []     # b is silent from now on ...
+    assert [a.tier for a in districts.update(status("a", t + 2 * STEP))] == [Tier.red]  # ... one step late

@@ -54,7 +54,7 @@ def test_tiers_are_ordered_low_to_high():
 
 
 def test_topics_are_defined_once_and_parse_back():
-    assert set(ALL_TOPICS) == {"readings.water", "readings.rain", "readings.crowd", "readings.camera", "rain.field", "crowd.camera", "alerts", "tracing", "warnings", "lifecycle", "actions", "actions.results", "silences", "alerts.suppressed", "deliveries", "deadletter", "water.trace"}
+    assert set(ALL_TOPICS) == {"readings.water", "readings.rain", "readings.crowd", "readings.camera", "rain.tiles", "rain.districts", "crowd.camera", "alerts", "tracing", "warnings", "lifecycle", "actions", "actions.results", "silences", "alerts.suppressed", "deliveries", "deadletter", "water.trace"}
     topic = mqtt_topic("yuflow", "qijiang", "water", "wq-1")
     assert topic == "yuflow/qijiang/water/wq-1"
     address = parse_mqtt_topic(topic, "yuflow")
