@@ -56,12 +56,16 @@ def show(title: str, rows: list[tuple[str, str]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", nargs="?", default="pipeline", choices=["pipeline", "generation"])
+    parser.add_argument("what", nargs="?", default="pipeline", choices=["pipeline", "city", "generation"])
     parser.add_argument("--scale", type=int, default=None, help="city clones (pipeline: 20, generation: 1)")
     parser.add_argument("--rate", type=float, default=None, help="pipeline: readings/s to offer (default: flat out)")
     parser.add_argument("--duration", type=float, default=60.0, help="pipeline: seconds of load")
     parser.add_argument("--probes", type=int, default=40, help="pipeline: reading -> warning latency probes")
-    parser.add_argument("--feeds", nargs="*", default=["water"], help="pipeline: water rain crowd")
+    parser.add_argument("--feeds", nargs="*", default=None, help="pipeline: water rain crowd (default water); city: all")
+    parser.add_argument("--speedup", type=float, default=1.0, help="city: every sensor this many times its real cadence")
+    parser.add_argument("--workers", type=int, default=1, help="city: Faust workers in the group")
+    parser.add_argument("--bridges", type=int, default=1, help="city: bridges splitting the MQTT feed")
+    parser.add_argument("--no-restore", action="store_true", help="city: skip the worker kill and restore at the end")
     parser.add_argument("--samples", type=int, default=1, help="pipeline: samples per MQTT message (a sensor's JSON array)")
     parser.add_argument("--hours", type=float, default=24.0 * 7, help="pipeline: hours of quiet_week to simulate for the load")
     parser.add_argument("--spans", type=int, default=1, help="pipeline: the simulated span sent this many times, each later")
@@ -69,10 +73,29 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="*", default=["quiet_week", "puhe_do_sag", "jiefangbei_spring_festival", "random"])
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     args = parser.parse_args()
+    if args.what == "city":
+        from bench.city import city_bench
+
+        r = city_bench(args.scale or 500, args.feeds or ["water", "rain", "crowd", "camera"], args.speedup, args.duration, args.workers,
+                       args.bridges, args.probes, console, restore=not args.no_restore)
+        lat, restore = r["latency_s"], r.get("restore", {})
+        show(f"city at scale {r['scale']} on {r['cpus']} cores: {r['sensors']:,} sensors ({r['stations']:,} water stations, {r['gauges']:,} gauges), "
+             f"{r['speedup']:g}x real cadence, {r['workers']} worker(s), {r['bridges']} bridge(s)", [
+            ("messages/s, readings/s published (one sample per message)", f"{r['messages_per_s']:,} / {r['readings_per_s']:,}"),
+            ("InfluxDB points/s (steady)", f"{r['influx_points_per_s_steady']:,}"),
+            ("agents' consumer lag, records: steady first / last / max", " / ".join(f"{v:,}" for v in r["lag_first_last_max_steady"])),
+            ("reading -> warning latency p50 / p95 / p99 (s)", f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})"),
+            ("after kill -9 of a worker: caught up again in (s)", f"{restore.get('caught_up_s', '-')}"),
+            *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in r["processes"].items()),
+        ])
+        args.json.write_text(json.dumps({"city": r}, indent=2))
+        console.print(f"results in {args.json}")
+        return
     if args.what == "pipeline":
         from bench.pipeline import pipeline_bench
 
-        r = pipeline_bench(args.scale or 20, args.rate, args.duration, args.probes, args.feeds, console, args.samples, args.hours, args.spans)
+        r = pipeline_bench(args.scale or 20, args.rate, args.duration, args.probes, args.feeds or ["water"], console, args.samples, args.hours,
+                           args.spans)
         p, lat = r["pipeline"], r.get("latency_s", {})
         offered = "flat out" if r["rate"] is None else f"{r['rate']:,.0f} readings/s offered"
         show(f"pipeline on {r['cpus']} cores (scale {r['scale']}, {', '.join(r['feeds'])}, {r['readings_per_message']} readings/message, "
