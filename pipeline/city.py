@@ -12,10 +12,11 @@ belongs to a *site* (station, gauge, zone or road): the ``station`` field of its
 
 from __future__ import annotations
 
+
 import math
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from models.river import RiverNetwork, RiverSpec
@@ -169,6 +170,17 @@ class City:
                 seen.add(basin)
                 basin = mouth[0]
             self.basins[river_id] = basin
+
+    @cached_property
+    def basin_sites(self) -> dict[str, tuple[list[Source], list[Station]]]:
+        """Each basin's pollution sources and river stations (treated-water stations are off the river)."""
+        sites: dict[str, tuple[list[Source], list[Station]]] = {basin: ([], []) for basin in set(self.basins.values())}
+        for source in self.sources.values():
+            sites[self.basins[source.river]][0].append(source)
+        for station in self.stations.values():
+            if not station.treated:
+                sites[self.basins[station.river]][1].append(station)
+        return sites
 
     def station_basin(self, station_id: str) -> str:
         """The basin of a station (its own id when the station is unknown: it is alone)."""

@@ -69,10 +69,12 @@ def incident_scope(city: City, first_station: str) -> Scope:
     stations downstream of any of them."""
     cfg = load_toml("tracing")["fit"]
     point = city.stations[first_station].point
-    travel = {s.id: city.network.travel_time_s(s.point, point) for s in city.sources.values()}
-    candidates = [Candidate(s.id, s.type, s.point, s.name, s.subtype) for s in city.sources.values()
+    # a plume never leaves its basin: only its sources and stations can be involved
+    basin_sources, basin_stations = city.basin_sites.get(city.station_basin(first_station), ([], []))
+    travel = {s.id: city.network.travel_time_s(s.point, point) for s in basin_sources}
+    candidates = [Candidate(s.id, s.type, s.point, s.name, s.subtype) for s in basin_sources
                   if travel[s.id] is not None and travel[s.id] <= cfg["max_travel_h"] * 3600]
-    stations = [sid for sid, st in city.stations.items() if not st.treated and any(city.network.path(c.point, st.point) for c in candidates)]
+    stations = [st.id for st in basin_stations if any(city.network.path(c.point, st.point) for c in candidates)]
     # long enough to see a plume from the furthest candidate pass every station upstream of the first
     lookback_s = max((travel[c.id] for c in candidates), default=0.0) + 6 * 3600
     return Scope(candidates, stations, lookback_s)
