@@ -92,7 +92,7 @@ async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Excep
 
 def register_agents() -> faust.App:
     """Import the agent modules (they register on ``app``) and return the app."""
-    from agents import camera, crowd, deadman, delivery, rain, sink, tracing, warnings, water  # noqa: F401
+    from agents import camera, crowd, deadman, delivery, health, rain, sink, tracing, warnings, water  # noqa: F401
 
     return app
 

@@ -20,6 +20,7 @@ import signal
 import time
 from dataclasses import dataclass
 
+import orjson
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
 
@@ -63,6 +64,9 @@ class Bridge:
             dedup_window=settings.bridge.dedup_window,
         )
         self.stats = BridgeStats()
+        self.mqtt_connected = False
+        self.kafka_started = False
+        self.unacknowledged = 0  # MQTT messages taken in and not yet acknowledged (Kafka does not have them yet)
         self._stop = asyncio.Event()
         self._failed: BaseException | None = None
         self._partition_counts: dict[str, int] = {}
@@ -82,6 +86,7 @@ class Bridge:
         except Exception:
             await producer.stop()
             raise
+        self.kafka_started = True
         client = self._mqtt_client(loop, inbox)
         mqtt_settings = self.settings.mqtt
         client.connect_async(mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s)
@@ -119,6 +124,16 @@ class Bridge:
             log.warning("dead letter from %s: %s", topic, reason[:300])
         else:
             self._unlogged += 1
+
+    def health(self) -> tuple[bool, str]:
+        """(ready, why): ready while connected to MQTT and Kafka with nothing failed."""
+        if self._failed is not None:
+            return False, f"Kafka did not accept a record: {self._failed}"
+        if not self.kafka_started:
+            return False, "connecting to Kafka"
+        if not self.mqtt_connected:
+            return False, "not connected to MQTT"
+        return True, "ok"
 
     def _report(self) -> None:
         log.info("bridge %s received=%d forwarded=%d dead_lettered=%d", self.settings.bridge.instance, *vars(self.stats).values())
@@ -168,6 +183,7 @@ class Bridge:
         for (topic, partition), readings in batches.items():
             for chunk in _chunks(readings, self.settings.bridge.max_record_bytes):
                 sends.append(await producer.send(topic, encode_batch(chunk), partition=partition))
+        self.unacknowledged += len(items)
         delivered = asyncio.gather(*sends)
         delivered.add_done_callback(lambda fut: self._on_delivered(fut, client, items))
 
@@ -177,6 +193,7 @@ class Bridge:
         return self._partition_counts[topic]
 
     def _on_delivered(self, fut: asyncio.Future, client: mqtt.Client, items: list[Inbound]) -> None:
+        self.unacknowledged -= len(items)
         if fut.cancelled() or fut.exception() is not None:
             self._failed = fut.exception() or asyncio.CancelledError()
             log.error("Kafka send failed for a pass of %d messages: %s", len(items), self._failed)
@@ -195,6 +212,7 @@ class Bridge:
             if reason_code.is_failure:
                 log.error("MQTT connect refused: %s", reason_code)
                 return
+            self.mqtt_connected = True
             client.subscribe(mqtt_subscription(mqtt_settings.topic_root, bridge.share_group), qos=mqtt_settings.qos)
             log.info("connected to MQTT %s:%d", mqtt_settings.host, mqtt_settings.port)
 
@@ -207,7 +225,11 @@ class Bridge:
                 return
             loop.call_soon_threadsafe(inbox.put_nowait, Inbound(msg.topic, msg.payload, msg.mid, msg.qos))
 
+        def on_disconnect(client, userdata, flags, reason_code, properties):
+            self.mqtt_connected = False
+
         client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
         return client
@@ -262,8 +284,12 @@ def run_bridge(settings: Settings, max_backoff_s: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         delay_s = 1.0
+        state = {"bridge": None, "trouble": "starting"}  # what the health endpoint reports
+        if settings.bridge.health_port:
+            await serve_health(settings, state)
         while not stopping.is_set():
             bridge = Bridge(settings)
+            state.update(bridge=bridge, trouble="")
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda b=bridge: (stopping.set(), b.stop()))
             started = time.monotonic()
@@ -276,12 +302,39 @@ def run_bridge(settings: Settings, max_backoff_s: float = 30.0) -> None:
                 delay_s = 1.0 if time.monotonic() - started > 60 else min(delay_s * 2, max_backoff_s)
                 log.error("bridge %s: %s (%s); starting again in %.0f s", settings.bridge.instance, error,
                           error.__cause__ or type(error).__name__, delay_s)
+                state["trouble"] = f"{error} ({error.__cause__ or type(error).__name__}); starting again in {delay_s:.0f} s"
                 try:
                     await asyncio.wait_for(stopping.wait(), delay_s)
                 except TimeoutError:
                     pass
 
     asyncio.run(main())
+
+
+async def serve_health(settings: Settings, state: dict) -> asyncio.Server:
+    """``GET /health`` on 127.0.0.1:``bridge.health_port``: 200 and ``"ready": true`` while the bridge
+    forwards (connected to MQTT and Kafka), 503 with the reason while it cannot; with its counts and
+    the messages taken in that Kafka does not have yet (``unacknowledged``: the bridge's lag)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            bridge: Bridge | None = state["bridge"]
+            ready, reason = (False, state["trouble"]) if state["trouble"] or bridge is None else bridge.health()
+            body = {"ready": ready, "reason": reason, "instance": settings.bridge.instance, "pid": os.getpid()}
+            if bridge is not None:
+                body |= vars(bridge.stats) | {"unacknowledged": bridge.unacknowledged}
+            status = "404 Not Found" if not request.startswith(b"GET /health") else "200 OK" if ready else "503 Service Unavailable"
+            payload = orjson.dumps(body)
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + payload)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", settings.bridge.health_port)
 
 
 def supervise_bridges(settings: Settings, instances: int, restart_after_s: float = 1.0) -> None:
@@ -296,6 +349,8 @@ def supervise_bridges(settings: Settings, instances: int, restart_after_s: float
 
     def start(name: str) -> subprocess.Popen:
         env = {**os.environ, "YUFLOW_BRIDGE__INSTANCE": name}
+        if settings.bridge.health_port:  # one port each: health_port, +1, ...
+            env["YUFLOW_BRIDGE__HEALTH_PORT"] = str(settings.bridge.health_port + names.index(name))
         return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "bridge"], env=env)
 
     def stop(*_) -> None:

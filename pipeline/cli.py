@@ -455,7 +455,8 @@ def demo(
     """Start everything, publish a short feed with a DO sag and a malformed payload, show the result."""
     from pipeline.demo import run_demo
 
-    raise typer.Exit(run_demo(load_settings(), console, keep=keep, timeout_s=timeout_s))
+    # the demo lets clients in without a login (mosquitto_sub/pub as the README shows them); nothing else does
+    raise typer.Exit(run_demo(load_settings(mqtt={"anonymous": True}), console, keep=keep, timeout_s=timeout_s))
 
 
 def main() -> None:

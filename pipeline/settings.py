@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ CONFIG_DIR = Path(os.environ.get("YUFLOW_CONFIG_DIR", Path(__file__).resolve().p
 DEFAULT_FILE = CONFIG_DIR / "default.toml"
 USER_FILE_NAME = "yuflow.toml"
 SECRETS_DIR_ENV = "YUFLOW_SECRETS_DIR"
+GENERATED_MQTT_USER = "yuflow"  # the services' login on the embedded broker when none is configured
 # every secret setting, as (section, key): from the environment or the secrets directory, never a TOML file
 SECRETS: tuple[tuple[str, str], ...] = (
     ("mqtt", "password"), ("influx", "password"), ("influx", "token"), ("delivery", "webhook_token"), ("web", "operator_token"),
@@ -44,8 +46,11 @@ class MqttSettings(BaseModel):
     embedded: bool = True
     host: str = "127.0.0.1"
     port: int = 1883
+    # The services' login. On the embedded broker, left empty, it is GENERATED_MQTT_USER with a password
+    # generated once into <data_dir>/secrets/mqtt__password (mode 0600): clients always log in there.
     username: str = ""
     password: SecretStr = SecretStr("")
+    anonymous: bool = False  # embedded broker: let clients in without a login as well (`yuflow demo` only)
     qos: Literal[0, 1, 2] = 1
     topic_root: str = "yuflow"
     client_id_prefix: str = "yuflow"
@@ -59,8 +64,9 @@ class MqttSettings(BaseModel):
     # Embedded broker only. Sensors log in with their sensor id as user name and the password given for
     # it in sensor_passwords_file ("sensor_id:password" lines, plain text; hashed into the broker's own
     # password file at start). With acl, a sensor may publish only to <root>/+/+/<its id>; the services
-    # user (username) reads <root>/# and writes <root>/status/#. Both need username and password set.
-    acl: bool = False
+    # user reads <root>/# and writes <root>/status/# (and, while no sensor has a login of its own, the
+    # readings: the simulator publishes for the sensors).
+    acl: bool = True
     sensor_passwords_file: str = ""
 
 
@@ -111,6 +117,7 @@ class BridgeSettings(BaseModel):
     dedup_window: int = 100_000
     share_group: str = Field("yuflow-bridges", pattern=r"^[A-Za-z0-9_.-]*$")  # bridges of a group split the feed ("": no sharing)
     instance: str = Field("1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")  # names the bridge's MQTT session: keep it across restarts
+    health_port: int = Field(0, ge=0, le=65535)  # GET /health on loopback (0: none; --instances N: this port, +1, ...)
 
 
 class WorkerSettings(BaseModel):
@@ -219,7 +226,38 @@ def load_settings(**overrides: Any) -> Settings:
     for path in (user_config_file(), DEFAULT_FILE):
         if path is not None:
             warn_secrets_in_file(path)
-    return Settings(**overrides)
+    return with_embedded_login(Settings(**overrides))
+
+
+def with_embedded_login(settings: Settings) -> Settings:
+    """The embedded broker never runs without logins (an anonymous client could take a session
+    over): without a configured password, the services log in as GENERATED_MQTT_USER with a password
+    generated once into the data directory, which every process of this data directory reads."""
+    mqtt = settings.mqtt
+    if not mqtt.embedded or mqtt.password.get_secret_value():
+        return settings
+    password = generated_secret(settings.data_path / "secrets" / "mqtt__password")
+    login = {"username": mqtt.username or GENERATED_MQTT_USER, "password": SecretStr(password)}
+    return settings.model_copy(update={"mqtt": mqtt.model_copy(update=login)})
+
+
+def generated_secret(path: Path) -> str:
+    """The secret in ``path``; created (mode 0600, 32 random characters) when there is none yet. Two
+    processes starting together get the same one: the file appears whole or not at all (a link)."""
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(24) + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # another process was first: use its secret
+    finally:
+        draft.unlink()
+    return path.read_text(encoding="utf-8").strip()
 
 
 def secrets_in_file(path: Path) -> list[str]:

@@ -1,11 +1,13 @@
 """Embedded MQTT broker: Debian's mosquitto 2.x, persistent sessions; optionally passwords, an ACL and TLS.
 
-Default (the demo): one plain listener on loopback, anonymous clients allowed. With ``mqtt.username``
-set, clients must log in: the services user (bridge, simulator, demo) and, from
-``mqtt.sensor_passwords_file``, one user per sensor named by its sensor id. Passwords go into a file
+One plain listener on loopback; clients must log in: the services user (bridge, simulator, demo;
+``mqtt.username``, or a login generated into the data directory, see ``with_embedded_login``) and,
+from ``mqtt.sensor_passwords_file``, one user per sensor named by its sensor id. ``mqtt.anonymous``
+(``yuflow demo`` only) lets clients in without a login as well. Passwords go into a file
 that ``mosquitto_passwd -U`` hashes in place, so they never appear on a command line. ``mqtt.acl``
 writes an ACL file: a sensor may publish only to its own topic ``<root>/+/+/<sensor_id>``, the
-services user reads ``<root>/#`` and writes ``<root>/status/#``. ``mqtt.tls`` makes the listener speak
+services user reads ``<root>/#`` and writes ``<root>/status/#`` (and the readings, while no sensor
+has a login of its own). ``mqtt.tls`` makes the listener speak
 TLS with ``tls_cert_file``/``tls_key_file`` (and ``tls_ca_file`` for the chain).
 """
 
@@ -69,7 +71,7 @@ class MqttService(Service):
         password_file, acl_file = self.dir / "passwd", self.dir / "acl"
         password_file.unlink(missing_ok=True)
         acl_file.unlink(missing_ok=True)
-        if mqtt.username:
+        if mqtt.username:  # always, from load_settings
             users = [(mqtt.username, mqtt.password.get_secret_value()), *sensor_credentials(mqtt)]
             _write_private(password_file, "".join(f"{user}:{password}\n" for user, password in users))
             # hash in place so no password appears on a command line or stays in plain text
@@ -78,14 +80,12 @@ class MqttService(Service):
                 check=True,
                 capture_output=True,
             )
-            lines += ["allow_anonymous false", f"password_file {password_file}"]
+            lines += [f"allow_anonymous {str(mqtt.anonymous).lower()}", f"password_file {password_file}"]
             if mqtt.acl:
                 _write_private(acl_file, acl_text(mqtt))
                 lines.append(f"acl_file {acl_file}")
-        elif mqtt.acl or mqtt.sensor_passwords_file:
-            raise ServiceError("mqtt: acl and sensor_passwords_file need the services' own login: set mqtt.username and mqtt.password")
         else:
-            lines.append("allow_anonymous true")
+            raise ServiceError("mqtt: the embedded broker needs the services' login (mqtt.username and mqtt.password)")
         (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
 
 
@@ -135,13 +135,17 @@ def sensor_credentials(mqtt: MqttSettings) -> list[tuple[str, str]]:
 
 def acl_text(mqtt: MqttSettings) -> str:
     """Mosquitto ACL: each sensor (user name = sensor id) publishes to its own topic only; the services
-    user reads every topic under the root and writes the status topics. Anything else is denied."""
+    user reads every topic under the root and writes the status topics, and the readings too while
+    no sensor logs in itself (the simulator publishes for them). Anything else is denied."""
     root = mqtt.topic_root
+    anonymous = ["# clients without a login (mqtt.anonymous: the demo)", f"topic readwrite {root}/#", ""] if mqtt.anonymous else []
+    services_write = f"{root}/status/#" if mqtt.sensor_passwords_file else f"{root}/#"
     return "\n".join([
         "# written by Yuflow (pipeline/services/mqtt.py); regenerated at each start",
+        *anonymous,
         f"user {mqtt.username}",
         f"topic read {root}/#",
-        f"topic write {root}/status/#",
+        f"topic write {services_write}",
         "",
         "# every other user is a sensor logged in with its sensor id: <root>/<district>/<kind>/<sensor_id>",
         f"pattern write {root}/+/+/%u",

@@ -1,9 +1,10 @@
-"""Security defaults on the session's real services (issue #20): a client that connects with the
-bridge's guessable ids takes nothing over; one message of many bad samples is one dead letter."""
+"""Security defaults on the session's real services (issue #20): an anonymous client that connects
+with the bridge's guessable ids is refused and takes nothing over; one message of many bad samples is one dead letter."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -21,11 +22,12 @@ pytestmark = pytest.mark.integration
 
 def test_a_client_with_the_bridges_guessable_ids_takes_nothing_over(stack):
     settings = stack.settings
-    rogues, stolen = [], []
+    rogues, stolen, answers = [], [], []
     for client_id in (f"{settings.mqtt.client_id_prefix}-bridge", f"{settings.mqtt.client_id_prefix}-bridge-1"):
         rogue = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311)
         rogue.on_message = lambda c, u, m: stolen.append(m.payload)
-        rogue.connect(settings.mqtt.host, settings.mqtt.port)
+        rogue.on_connect = lambda c, u, flags, reason, props: answers.append(reason)
+        rogue.connect(settings.mqtt.host, settings.mqtt.port)  # anonymous: the default broker wants a login
         rogue.loop_start()
         rogues.append(rogue)
     time.sleep(1)
@@ -41,6 +43,7 @@ def test_a_client_with_the_bridges_guessable_ids_takes_nothing_over(stack):
 
         got = asyncio.run(consume_all(settings, READINGS[Kind.water], 60, lambda records: arrived(records) >= want))
         assert arrived(got) == want, f"{len(want - arrived(got))} of {len(want)} readings lost"
+        assert answers and all(reason.is_failure for reason in answers), answers  # refused at the door
         assert stolen == []  # the rogues got no session with the bridge's subscription
         assert stack.bridge.alive()
     finally:
@@ -144,3 +147,47 @@ def test_the_bridge_outlives_the_kafka_broker_and_forwards_what_came_meanwhile_o
         got = asyncio.run(consume_all(settings, READINGS[Kind.water], 90, lambda records: arrived(records) >= want))
         assert arrived(got) == want, f"{len(want - arrived(got))} of {len(want)} readings lost"
         assert bridge.alive()
+
+
+def test_the_worker_follows_a_kafka_broker_that_comes_back_empty(tmp_path):
+    """kill -9 of the embedded Kafka broker (Tansu, memory only) while readings flow through a running
+    bridge and worker, then its restart: without restarting either, every reading published after
+    the broker is back reaches InfluxDB. (The worker used to crash with ConsistencyError on its table
+    changelogs, or keep its old read offsets and skip every new record.)"""
+    import os
+    import signal
+
+    from pipeline import services
+    from pipeline.city import default_city
+    from pipeline.influx import influxql
+    from pipeline.processes import Background, wait_until
+    from pipeline.services.kafka import KafkaService
+    from sensors_sim.publisher import publish_timed
+    from tests.integration.conftest import own_services
+
+    def messages(station, start: datetime, n: int, every_s: float) -> list[tuple[int, str, bytes]]:
+        sent = [Reading(sensor_id=f"wq-{station.id}", kind=Kind.water, station=station.id, district=station.district,
+                        ts=start + timedelta(minutes=i), values={"do": Quantity(value=8.0, unit="mg/L")}) for i in range(n)]
+        return [(int(i * every_s * 1000), topic, payload) for i, (topic, payload) in enumerate(reading_messages(sent, settings.mqtt.topic_root))]
+
+    def stored(station) -> int:
+        rows = influxql(settings.influx, f"SELECT count(\"do\") FROM readings WHERE station = '{station.id}'")
+        return sum(row[1] for series in rows for row in series["values"])
+
+    rivers = [st for st in default_city().stations.values() if not st.treated]
+    flowing, later = rivers[:8], rivers[8]
+    processes: list[Background] = []
+    with own_services(tmp_path, processes=processes) as settings:
+        day = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(days=5)
+        load = sorted((m for st in flowing for m in messages(st, day, 1000, 0.02)), key=lambda m: m[0])  # 400/s for 20 s
+        sender = threading.Thread(target=publish_timed, args=(load, settings.mqtt), kwargs={"speed": 1.0, "timeout_s": 90}, daemon=True)
+        sender.start()
+        wait_until(lambda: stored(flowing[0]) > 100, 90, what="readings flowing into InfluxDB")
+        os.kill(KafkaService(settings).our_pid(), signal.SIGKILL)  # mid-stream
+        time.sleep(15)  # the worker loses its group coordinator, the bridge its producer
+        services.up(settings)  # back, empty
+        sender.join(120)
+        after = [(topic, payload) for _, topic, payload in messages(later, day, 300, 0)]
+        assert publish(after, settings.mqtt) == len(after)
+        wait_until(lambda: stored(later) == len(after), 180, interval_s=2, what="the readings published after the restart in InfluxDB")
+        assert all(p.alive() for p in processes), [p.log_tail(20) for p in processes if not p.alive()]

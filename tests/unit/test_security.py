@@ -142,12 +142,30 @@ def test_the_embedded_broker_gets_hashed_passwords_and_the_acl(tmp_path):
     assert "certfile" not in config
 
 
-def test_the_default_broker_stays_anonymous_and_plain(tmp_path):
-    service = prepared(load_settings(data_dir=tmp_path))
+def test_the_default_broker_takes_only_the_services_generated_login(tmp_path):
+    settings = load_settings(data_dir=tmp_path)
+    secret = tmp_path / "secrets" / "mqtt__password"
+    password = settings.mqtt.password.get_secret_value()
+    assert settings.mqtt.username == "yuflow" and len(password) >= 24 and secret.read_text().strip() == password
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and stat.S_IMODE(secret.parent.stat().st_mode) == 0o700
+    assert load_settings(data_dir=tmp_path).mqtt.password == settings.mqtt.password  # every process of the data dir
+    assert load_settings(data_dir=tmp_path / "other").mqtt.password != settings.mqtt.password
+    service = prepared(settings)
     config = (service.dir / "mosquitto.conf").read_text()
-    assert "allow_anonymous true" in config
-    assert not any(word in config for word in ("password_file", "acl_file", "certfile"))
-    assert not (service.dir / "passwd").exists() and not (service.dir / "acl").exists()
+    assert "allow_anonymous false" in config and "password_file" in config and "acl_file" in config and "certfile" not in config
+    assert password not in config + (service.dir / "passwd").read_text()
+    rules = [line for line in (service.dir / "acl").read_text().splitlines() if line and not line.startswith("#")]
+    # no sensor logs in itself: the services (the simulator) publish the readings for them
+    assert rules == ["user yuflow", "topic read yuflow/#", "topic write yuflow/#", "pattern write yuflow/+/+/%u"]
+
+
+def test_only_the_demo_lets_clients_in_without_a_login(tmp_path):
+    service = prepared(load_settings(data_dir=tmp_path, mqtt={"anonymous": True}))
+    assert "allow_anonymous true" in (service.dir / "mosquitto.conf").read_text()
+    rules = [line for line in (service.dir / "acl").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[:2] == ["topic readwrite yuflow/#", "user yuflow"]
+    external = load_settings(data_dir=tmp_path / "ext", mqtt={"embedded": False})
+    assert external.mqtt.username == "" and not (tmp_path / "ext").exists()  # an external broker's logins are its own
 
 
 def test_tls_listener_options(tmp_path):
@@ -162,11 +180,6 @@ def test_tls_listener_options(tmp_path):
     assert service.address == "mqtts://127.0.0.1:8883"
     with pytest.raises(ServiceError, match="tls_cert_file and tls_key_file"):
         prepared(load_settings(data_dir=tmp_path / "d2", mqtt={"tls": True}))
-
-
-def test_acl_or_sensor_passwords_need_the_services_login(tmp_path):
-    with pytest.raises(ServiceError, match="set mqtt.username"):
-        prepared(load_settings(data_dir=tmp_path, mqtt={"acl": True}))
 
 
 @pytest.mark.parametrize("line, problem", [

@@ -1,0 +1,161 @@
+"""The worker's health: ``GET /health`` on its web port (``worker.web_port``), and following a Kafka
+broker that came back without its data.
+
+``/health`` answers 200 with ``{"ready": true, ...}`` while the worker makes progress, and 503 with
+the reason while it cannot: Kafka does not answer, the group is rebalancing, or records wait and
+none has been read for ``STALL_S``. Either way the body has the consumer lag (records not yet read)
+per topic, for a load balancer, systemd's watchdog script or a person with curl.
+
+A broker that keeps its data in memory (the embedded Tansu) comes back from a crash empty: its
+partitions start again at offset 0, below what this worker has read (and Tansu then even numbers
+a producer's retried batches out of order: 0..22, then 3, 4, 5). Faust skips every record below its
+read offset, so it would skip the new records until the log had grown past the old offset, and its
+table recovery would refuse changelogs shorter than what it had applied (ConsistencyError). The
+check below notices a partition whose log now ends before what was read (or before where the
+consumer fetches), and reads it again from its start, skipping nothing, until its log has grown
+past the old offset. Some records are then read twice: the agents take a reading once per sensor
+and time, and InfluxDB keeps one point per series and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from faust.transport.consumer import Consumer
+
+from agents.app import app
+
+log = logging.getLogger("yuflow.health")
+CHECK_INTERVAL_S = 2.0
+STALL_S = 60.0  # records waiting and none read for this long: not ready
+
+
+@dataclass
+class Health:
+    ready: bool = False
+    reason: str = "starting"
+    lag_records: dict[str, int] = field(default_factory=dict)  # topic -> records not yet read
+    partitions: int = 0
+    checked_at: float = 0.0  # unix s
+
+
+class ReadOffsets(defaultdict):
+    """Faust's read offsets (it skips a record below its partition's), except that a partition being
+    read again after its log was lost (``rereading``: partition -> the old read offset) skips none."""
+
+    def __init__(self):
+        super().__init__(lambda: None)
+        self.rereading: dict = {}
+
+    def __getitem__(self, tp):
+        return None if tp in self.rereading else super().__getitem__(tp)
+
+
+def _consumer_with_read_offsets() -> None:
+    init = Consumer.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._read_offset = ReadOffsets()  # before the consumer starts: its fetch loop binds the lookup once
+
+    Consumer.__init__ = __init__
+
+
+_consumer_with_read_offsets()
+HEALTH = Health()
+_last_progress = {"read": -1, "at": time.monotonic()}
+
+
+def lost_partitions(read_offsets: Mapping, positions: Mapping, highwaters: Mapping) -> list:
+    """Partitions whose log now ends at or before the last offset this worker read, or before where
+    its consumer fetches next: the broker lost them (and a broker that answers a fetch beyond the end
+    with nothing, as Tansu does, would keep the consumer waiting there).
+
+    >>> lost_partitions({"a": 41, "b": 41, "c": None}, {"a": 42, "b": 42, "c": 90}, {"a": 42, "b": 3, "c": 28})
+    ['b', 'c']
+    """
+    lost = []
+    for tp, highwater in highwaters.items():
+        read, position = read_offsets.get(tp), positions.get(tp)
+        if highwater is not None and ((read is not None and highwater <= read) or (position is not None and position > highwater)):
+            lost.append(tp)
+    return lost
+
+
+def lag_by_topic(read_offsets: Mapping, highwaters: Mapping) -> dict[str, int]:
+    """Records not yet read per topic (a partition never read from counts from its start).
+
+    >>> from collections import namedtuple
+    >>> TP = namedtuple("TP", "topic partition")
+    >>> lag_by_topic({TP("r", 0): 9, TP("r", 1): None}, {TP("r", 0): 12, TP("r", 1): 4})
+    {'r': 6}
+    """
+    lag: dict[str, int] = {}
+    for tp, highwater in highwaters.items():
+        if highwater is not None:
+            read = read_offsets.get(tp)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - (read + 1 if read is not None else 0))
+    return lag
+
+
+async def read_from_the_start(lost: list, read: Mapping) -> None:
+    """Read ``lost`` partitions again from offset 0, skipping nothing until their logs have grown past
+    what this worker had read, and forget what it committed of them (and what its tables applied from
+    their changelogs)."""
+    consumer = app.consumer
+    for tp in lost:
+        consumer._read_offset.rereading[tp] = read.get(tp) or 0
+        await consumer.seek(tp, 0)
+        consumer._committed_offset[tp] = None
+        for pending in (consumer._acked, consumer._acked_index, consumer._gap):
+            pending.pop(tp, None)
+    recovery = app.tables.recovery
+    for offsets in (recovery.active_offsets, recovery.standby_offsets):
+        for tp in list(offsets):
+            offsets[tp] = -1  # the changelogs were lost with the rest: a recovery reads them from their start
+
+
+@app.timer(interval=CHECK_INTERVAL_S)
+async def check_health() -> None:
+    consumer = app.consumer
+    sources = {tp for tp in consumer.assignment() if not tp.topic.endswith("-changelog")}
+    health = Health(partitions=len(sources), checked_at=time.time())
+    try:
+        highwaters = await asyncio.wait_for(consumer.highwaters(*sources), timeout=10) if sources else {}
+    except Exception as error:  # noqa: BLE001 - any failure to reach Kafka makes the worker not ready
+        health.reason = f"Kafka does not answer: {type(error).__name__}: {error}"[:300]
+    else:
+        rereading = consumer._read_offset.rereading
+        for tp in [tp for tp, old in rereading.items() if (highwaters.get(tp) or 0) > old + 1]:
+            del rereading[tp]  # grown past the old offsets: numbered in order again
+        read = {tp: consumer._read_offset.get(tp) for tp in sources}
+        positions = {tp: await consumer.position(tp) for tp in sources if tp not in rereading}
+        if lost := lost_partitions({tp: read[tp] for tp in positions}, positions, highwaters):
+            log.warning("Kafka's log of %d partition(s) ends before what this worker read (the broker lost its data): "
+                        "reading them again from their start, e.g. %s", len(lost), sorted(map(str, lost))[:3])
+            await read_from_the_start(lost, read)
+            read = {tp: consumer._read_offset.get(tp) for tp in sources}
+        health.lag_records = lag_by_topic(read, highwaters)
+        total_read = sum(offset or 0 for offset in read.values())
+        if total_read != _last_progress["read"] or not any(health.lag_records.values()):
+            _last_progress.update(read=total_read, at=time.monotonic())
+        stalled_s = time.monotonic() - _last_progress["at"]
+        if app.rebalancing:
+            health.reason = "the consumer group is rebalancing"
+        elif stalled_s > STALL_S:
+            health.reason = f"no record read for {stalled_s:.0f} s while {sum(health.lag_records.values())} wait"
+        else:
+            health.ready, health.reason = True, "ok"
+    if health.ready != HEALTH.ready:
+        (log.info if health.ready else log.warning)("worker %s: %s", "ready" if health.ready else "not ready", health.reason)
+    HEALTH.__dict__.update(health.__dict__)
+
+
+@app.page("/health")
+async def health_page(web, request):
+    return web.json(asdict(HEALTH), status=200 if HEALTH.ready else 503)
