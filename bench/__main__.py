@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=40, help="pipeline: reading -> warning latency probes")
     parser.add_argument("--feeds", nargs="*", default=None, help="pipeline: water rain crowd (default water); city: all")
     parser.add_argument("--speedup", type=float, default=1.0, help="city: every sensor this many times its real cadence")
-    parser.add_argument("--workers", type=int, default=1, help="city: Faust workers in the group")
+    parser.add_argument("--workers", type=int, default=1, help="city: Faust workers in the group (0: none, to measure the bridges alone)")
     parser.add_argument("--bridges", type=int, default=1, help="city: bridges splitting the MQTT feed")
     parser.add_argument("--no-restore", action="store_true", help="city: skip the worker kill and restore at the end")
     parser.add_argument("--samples", type=int, default=1, help="pipeline: samples per MQTT message (a sensor's JSON array)")
@@ -82,7 +82,8 @@ def main() -> None:
         show(f"city at scale {r['scale']} on {r['cpus']} cores: {r['sensors']:,} sensors ({r['stations']:,} water stations, {r['gauges']:,} gauges), "
              f"{r['speedup']:g}x real cadence, {r['workers']} worker(s), {r['bridges']} bridge(s)", [
             ("messages/s, readings/s published (one sample per message)", f"{r['messages_per_s']:,} / {r['readings_per_s']:,}"),
-            ("InfluxDB points/s (steady)", f"{r['influx_points_per_s_steady']:,}"),
+            ("messages/s forwarded to Kafka by the bridge(s) (steady)", f"{r['forwarded_messages_per_s_steady']:,}"),
+            ("InfluxDB points/s (steady; one per message)", f"{r['influx_points_per_s_steady']:,}"),
             ("agents' consumer lag, records: steady first / last / max", " / ".join(f"{v:,}" for v in r["lag_first_last_max_steady"])),
             ("reading -> warning latency p50 / p95 / p99 (s)", f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})"),
             ("after kill -9 of a worker: caught up again in (s)", f"{restore.get('caught_up_s', '-')}"),

@@ -193,6 +193,7 @@ def city_bench(scale: int, feeds: list[str], speedup: float, duration_s: float, 
         client.disconnect()
         steady = samples[len(samples) // 3:]
         result |= {"duration_s": round(elapsed), "messages_per_s": round(sent_msgs / elapsed, 1), "readings_per_s": round(sent_readings / elapsed, 1),
+                   "forwarded_messages_per_s_steady": round((steady[-1]["forwarded"] - steady[0]["forwarded"]) / (steady[-1]["t_s"] - steady[0]["t_s"]), 1),
                    "influx_points_per_s_steady": round((steady[-1]["points"] - steady[0]["points"]) / (steady[-1]["t_s"] - steady[0]["t_s"]), 1),
                    "lag_records": [s["lag"] for s in samples], "lag_first_last_max_steady": [steady[0]["lag"], steady[-1]["lag"], max(s["lag"] for s in steady)],
                    "latency_s": _percentiles(latencies)}
