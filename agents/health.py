@@ -11,9 +11,8 @@ partitions start again at offset 0, below what this worker has read (and Tansu t
 a producer's retried batches out of order: 0..22, then 3, 4, 5). Faust skips every record below its
 read offset, so it would skip the new records until the log had grown past the old offset, and its
 table recovery would refuse changelogs shorter than what it had applied (ConsistencyError). The
-check below notices a partition whose log now ends before what was read (or before where the
-consumer fetches), and reads it again from its start, skipping nothing, until its log has grown
-past the old offset. Some records are then read twice: the agents take a reading once per sensor
+check below notices a partition whose log is shorter than it was, and reads it again from its
+start, skipping nothing, until its log has grown past the old offset. Some records are then read twice: the agents take a reading once per sensor
 and time, and InfluxDB keeps one point per series and time.
 """
 
@@ -69,22 +68,19 @@ def _consumer_with_read_offsets() -> None:
 _consumer_with_read_offsets()
 HEALTH = Health()
 _last_progress = {"read": -1, "at": time.monotonic()}
+_highest_seen: dict = {}  # partition -> the furthest end of its log seen
+_old_offsets_from: dict = {}  # partition read again -> the lowest offset of its lost log this worker had reached
 
 
-def lost_partitions(read_offsets: Mapping, positions: Mapping, highwaters: Mapping) -> list:
-    """Partitions whose log now ends at or before the last offset this worker read, or before where
-    its consumer fetches next: the broker lost them (and a broker that answers a fetch beyond the end
-    with nothing, as Tansu does, would keep the consumer waiting there).
+def lost_partitions(highwaters: Mapping, highest_seen: Mapping) -> list:
+    """Partitions whose log now ends before it once did: the broker lost them. (A log never gets
+    shorter otherwise. Its end is compared with itself, not with what was read: Tansu reports the end
+    as the last batch's first offset + 1, which can be below the last offset read.)
 
-    >>> lost_partitions({"a": 41, "b": 41, "c": None}, {"a": 42, "b": 42, "c": 90}, {"a": 42, "b": 3, "c": 28})
+    >>> lost_partitions({"a": 42, "b": 3, "c": 0, "d": 7}, {"a": 40, "b": 41, "c": 28})
     ['b', 'c']
     """
-    lost = []
-    for tp, highwater in highwaters.items():
-        read, position = read_offsets.get(tp), positions.get(tp)
-        if highwater is not None and ((read is not None and highwater <= read) or (position is not None and position > highwater)):
-            lost.append(tp)
-    return lost
+    return [tp for tp, highwater in highwaters.items() if highwater is not None and highwater < highest_seen.get(tp, 0)]
 
 
 def lag_by_topic(read_offsets: Mapping, highwaters: Mapping) -> dict[str, int]:
@@ -103,13 +99,17 @@ def lag_by_topic(read_offsets: Mapping, highwaters: Mapping) -> dict[str, int]:
     return lag
 
 
-async def read_from_the_start(lost: list, read: Mapping) -> None:
+async def read_from_the_start(lost: list) -> None:
     """Read ``lost`` partitions again from offset 0, skipping nothing until their logs have grown past
-    what this worker had read, and forget what it committed of them (and what its tables applied from
+    their old ends, and forget what this worker committed of them (and what its tables applied from
     their changelogs)."""
     consumer = app.consumer
     for tp in lost:
-        consumer._read_offset.rereading[tp] = read.get(tp) or 0
+        old = [consumer._read_offset.get(tp), consumer._committed_offset.get(tp), _highest_seen[tp]]
+        consumer._read_offset.rereading[tp] = max(offset or 0 for offset in old)
+        # a commit of an old offset may reach the new broker (one sent before the loss): a consumer put
+        # back there by a rebalance is beyond the new log's end
+        _old_offsets_from[tp] = min(offset for offset in old if offset)
         await consumer.seek(tp, 0)
         consumer._committed_offset[tp] = None
         for pending in (consumer._acked, consumer._acked_index, consumer._gap):
@@ -134,12 +134,24 @@ async def check_health() -> None:
         for tp in [tp for tp, old in rereading.items() if (highwaters.get(tp) or 0) > old + 1]:
             del rereading[tp]  # grown past the old offsets: numbered in order again
         read = {tp: consumer._read_offset.get(tp) for tp in sources}
-        positions = {tp: await consumer.position(tp) for tp in sources if tp not in rereading}
-        if lost := lost_partitions({tp: read[tp] for tp in positions}, positions, highwaters):
-            log.warning("Kafka's log of %d partition(s) ends before what this worker read (the broker lost its data): "
-                        "reading them again from their start, e.g. %s", len(lost), sorted(map(str, lost))[:3])
-            await read_from_the_start(lost, read)
-            read = {tp: consumer._read_offset.get(tp) for tp in sources}
+        try:
+            if lost := lost_partitions(highwaters, _highest_seen):
+                log.warning("Kafka's log of %d partition(s) is shorter than it was (the broker lost its data): "
+                            "reading them again from their start, e.g. %s", len(lost), sorted(map(str, lost))[:3])
+                await read_from_the_start(lost)
+                read = {tp: consumer._read_offset.get(tp) for tp in sources}
+            for tp in list(rereading):
+                # a rebalance may have put the consumer back at an old offset (committed before the loss was
+                # seen), beyond the new log's end, where a fetch returns nothing: back to the start
+                position = await consumer.position(tp) if tp in sources else None
+                if position is not None and position > (highwaters.get(tp) or 0) and position >= _old_offsets_from.get(tp, 0):
+                    log.warning("%s: the consumer was put back at offset %d of the lost log; reading from 0", tp, position)
+                    await consumer.seek(tp, 0)
+        except Exception as error:  # noqa: BLE001 - e.g. a partition taken away by a rebalance meanwhile: next check
+            log.warning("could not read the lost partitions again yet: %s: %s", type(error).__name__, error)
+            lost = []
+        for tp, highwater in highwaters.items():
+            _highest_seen[tp] = highwater if tp in lost else max(_highest_seen.get(tp, 0), highwater or 0)
         health.lag_records = lag_by_topic(read, highwaters)
         total_read = sum(offset or 0 for offset in read.values())
         if total_read != _last_progress["read"] or not any(health.lag_records.values()):

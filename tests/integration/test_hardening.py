@@ -4,6 +4,9 @@ with the bridge's guessable ids is refused and takes nothing over; one message o
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.error
+import urllib.request
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -174,6 +177,15 @@ def test_the_worker_follows_a_kafka_broker_that_comes_back_empty(tmp_path):
         rows = influxql(settings.influx, f"SELECT count(\"do\") FROM readings WHERE station = '{station.id}'")
         return sum(row[1] for series in rows for row in series["values"])
 
+    def worker_health() -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{settings.worker.web_port}/health", timeout=5) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+        except OSError:
+            return 0, {}
+
     rivers = [st for st in default_city().stations.values() if not st.treated]
     flowing, later = rivers[:8], rivers[8]
     processes: list[Background] = []
@@ -182,8 +194,10 @@ def test_the_worker_follows_a_kafka_broker_that_comes_back_empty(tmp_path):
         load = sorted((m for st in flowing for m in messages(st, day, 1000, 0.02)), key=lambda m: m[0])  # 400/s for 20 s
         sender = threading.Thread(target=publish_timed, args=(load, settings.mqtt), kwargs={"speed": 1.0, "timeout_s": 90}, daemon=True)
         sender.start()
-        wait_until(lambda: stored(flowing[0]) > 100, 90, what="readings flowing into InfluxDB")
+        wait_until(lambda: stored(flowing[0]) > 200, 90, what="readings flowing into InfluxDB")
+        wait_until(lambda: worker_health()[0] == 200, 30, what="the worker's health check seeing them")
         os.kill(KafkaService(settings).our_pid(), signal.SIGKILL)  # mid-stream
+        wait_until(lambda: worker_health()[0] == 503, 30, what="the worker saying it is not ready")
         time.sleep(15)  # the worker loses its group coordinator, the bridge its producer
         services.up(settings)  # back, empty
         sender.join(120)
@@ -191,3 +205,5 @@ def test_the_worker_follows_a_kafka_broker_that_comes_back_empty(tmp_path):
         assert publish(after, settings.mqtt) == len(after)
         wait_until(lambda: stored(later) == len(after), 180, interval_s=2, what="the readings published after the restart in InfluxDB")
         assert all(p.alive() for p in processes), [p.log_tail(20) for p in processes if not p.alive()]
+        status, body = wait_until(lambda: (h := worker_health())[0] == 200 and h, 30, what="the worker ready again")
+        assert body["ready"] and body["reason"] == "ok"
