@@ -86,7 +86,9 @@ def main() -> None:
             ("InfluxDB points/s (steady; one per message)", f"{r['influx_points_per_s_steady']:,}"),
             ("agents' consumer lag, records: steady first / last / max", " / ".join(f"{v:,}" for v in r["lag_first_last_max_steady"])),
             ("reading -> warning latency p50 / p95 / p99 (s)", f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})"),
-            ("after kill -9 of a worker: caught up again in (s)", f"{restore.get('caught_up_s', '-')}"),
+            ("after kill -9 of a worker: caught up again in (s)",
+             "-" if not restore else f"{restore['caught_up_s']}" if restore["caught_up_s"] else
+             f"not within 180 s (lag {restore['lag_before']:,} -> {restore['lag_history'][-1][1]:,} records)"),
             *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in r["processes"].items()),
         ])
         args.json.write_text(json.dumps({"city": r}, indent=2))
