@@ -302,6 +302,11 @@ def trace(
         -(release.objective - objective_min) / (2 * s2) + signature_weight * sig + np.log(priors.get(lead, {}).get(c.type, 0.05))
         for c, release, _, sig, _ in fits
     ])
+    # a candidate whose fit is not a number (a degenerate window) is no suspect, rather than a NaN posterior for all
+    finite = np.isfinite(log_post)
+    if not finite.any():
+        return []
+    log_post = np.where(finite, log_post, -np.inf)
     post = np.exp(log_post - log_post.max())
     post /= post.sum()
     signal_rms = np.sqrt(sum(yy.values()) / max(n_total, 1))
