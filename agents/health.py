@@ -12,8 +12,9 @@ a producer's retried batches out of order: 0..22, then 3, 4, 5). Faust skips eve
 read offset, so it would skip the new records until the log had grown past the old offset, and its
 table recovery would refuse changelogs shorter than what it had applied (ConsistencyError). The
 check below notices a partition whose log is shorter than it was, and reads it again from its
-start, skipping nothing, until its log has grown past the old offset. Some records are then read twice: the agents take a reading once per sensor
-and time, and InfluxDB keeps one point per series and time.
+start, skipping nothing, until its log has grown past the old offset. Some records are then read
+twice: the agents take a reading once per sensor and time, and InfluxDB keeps one point per series
+and time.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ async def check_health() -> None:
         rereading = consumer._read_offset.rereading
         for tp in [tp for tp, old in rereading.items() if (highwaters.get(tp) or 0) > old + 1]:
             del rereading[tp]  # grown past the old offsets: numbered in order again
+            _old_offsets_from.pop(tp, None)
         read = {tp: consumer._read_offset.get(tp) for tp in sources}
         try:
             if lost := lost_partitions(highwaters, _highest_seen):

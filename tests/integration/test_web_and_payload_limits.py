@@ -15,6 +15,7 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
+from bench.pipeline import rss_mb
 from pipeline.processes import wait_until
 from tests.integration.conftest import free_port
 
@@ -55,11 +56,6 @@ def test_a_forged_cross_site_post_to_the_running_page_is_refused_and_records_not
     finally:
         server.terminate()
         server.wait(10)
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
 def test_large_mqtt_payloads_are_refused_before_they_cost_the_bridge_memory(stack):
