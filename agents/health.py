@@ -163,11 +163,25 @@ async def check_health() -> None:
             health.reason = "the consumer group is rebalancing"
         elif stalled_s > STALL_S:
             health.reason = f"no record read for {stalled_s:.0f} s while {sum(health.lag_records.values())} wait"
+            if HEALTH.ready:  # once per stall: what each waiting partition looks like, for whoever reads the log
+                log.warning("stalled partitions: %s", await _stall_report(sources, highwaters))
         else:
             health.ready, health.reason = True, "ok"
     if health.ready != HEALTH.ready:
         (log.info if health.ready else log.warning)("worker %s: %s", "ready" if health.ready else "not ready", health.reason)
     HEALTH.__dict__.update(health.__dict__)
+
+
+async def _stall_report(sources: set, highwaters: Mapping) -> str:
+    consumer, recovery = app.consumer, app.tables.recovery
+    rows = []
+    for tp in sorted(sources, key=str):
+        read, highwater = dict.get(consumer._read_offset, tp), highwaters.get(tp)
+        if tp in consumer._read_offset.rereading or (highwater or 0) > (read or -1) + 1:
+            rows.append(f"{tp.topic}[{tp.partition}] position={await consumer.position(tp)} end={highwater} read={read} "
+                        f"committed={consumer._committed_offset.get(tp)} rereading={consumer._read_offset.rereading.get(tp)} "
+                        f"paused={tp in consumer._paused_partitions}")
+    return f"in_recovery={recovery.in_recovery} recovery_remaining={recovery.active_remaining_total()}; " + "; ".join(rows)
 
 
 @app.page("/health")

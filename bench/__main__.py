@@ -56,7 +56,7 @@ def show(title: str, rows: list[tuple[str, str]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", nargs="?", default="pipeline", choices=["pipeline", "city", "generation"])
+    parser.add_argument("what", nargs="?", default="pipeline", choices=["pipeline", "city", "bridges", "generation"])
     parser.add_argument("--scale", type=int, default=None, help="city clones (pipeline: 20, generation: 1)")
     parser.add_argument("--rate", type=float, default=None, help="pipeline: readings/s to offer (default: flat out)")
     parser.add_argument("--duration", type=float, default=60.0, help="pipeline: seconds of load")
@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1, help="pipeline: samples per MQTT message (a sensor's JSON array)")
     parser.add_argument("--hours", type=float, default=24.0 * 7, help="pipeline: hours of quiet_week to simulate for the load")
     parser.add_argument("--spans", type=int, default=1, help="pipeline: the simulated span sent this many times, each later")
+    parser.add_argument("--messages", type=int, default=200_000, help="bridges: the backlog each count of bridges drains")
+    parser.add_argument("--counts", type=int, nargs="*", default=[1, 2], help="bridges: how many bridges, one run each")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scenarios", nargs="*", default=["quiet_week", "puhe_do_sag", "jiefangbei_spring_festival", "random"])
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
@@ -92,6 +94,20 @@ def main() -> None:
             *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in r["processes"].items()),
         ])
         args.json.write_text(json.dumps({"city": r}, indent=2))
+        console.print(f"results in {args.json}")
+        return
+    if args.what == "bridges":
+        from bench.bridges import bridges_bench
+
+        r = bridges_bench(args.scale or 500, args.feeds or ["water", "rain", "crowd", "camera"], args.messages, args.counts, console)
+        for run in r["runs"]:
+            show(f"{run['bridges']} bridge(s) draining {run['messages']:,} queued messages (scale {r['scale']}, {r['cpus']} cores)", [
+                ("drained in (s)", f"{run['drain_s']}"),
+                ("messages/s (x the first count)", f"{run['messages_per_s']:,} ({run['vs_first']})" if run["messages_per_s"] else "did not finish in 600 s"),
+                ("messages taken in per bridge", ", ".join(f"{n:,}" for n in run["received_per_bridge"])),
+                *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in run["processes"].items()),
+            ])
+        args.json.write_text(json.dumps({"bridges": r}, indent=2))
         console.print(f"results in {args.json}")
         return
     if args.what == "pipeline":
