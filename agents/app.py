@@ -14,8 +14,23 @@ import faust
 
 from pipeline.schemas import DeadLetter, Kind
 from pipeline.settings import load_settings
-from pipeline.topics import (ACTION_RESULTS, ACTIONS, ALERTS, SILENCES, SUPPRESSED, CROWD_CAMERA, DEADLETTER, DELIVERIES, LIFECYCLE, RAIN_DISTRICTS, RAIN_TILES, READINGS, TRACING, WARNINGS,
-                             WATER_TRACE)
+from pipeline.topics import (
+    ACTION_RESULTS,
+    ACTIONS,
+    ALERTS,
+    CROWD_CAMERA,
+    DEADLETTER,
+    DELIVERIES,
+    LIFECYCLE,
+    RAIN_DISTRICTS,
+    RAIN_TILES,
+    READINGS,
+    SILENCES,
+    SUPPRESSED,
+    TRACING,
+    WARNINGS,
+    WATER_TRACE,
+)
 
 SETTINGS = load_settings()
 log = logging.getLogger("yuflow.agents")
@@ -83,7 +98,9 @@ deliveries_topic = _topic(DELIVERIES)
 water_trace_topic = _topic(WATER_TRACE)
 
 
-async def dead_letter(stage: str, source: faust.TopicT, raw: bytes, error: Exception, code: str = "agent_error") -> None:
+async def dead_letter(
+    stage: str, source: faust.TopicT, raw: bytes, error: Exception, code: str = "agent_error"
+) -> None:
     """Record a message an agent could not process, with why, instead of crashing the agent
     (``code``: agent_error, a failure, logged with its traceback; or a finding such as no_trace)."""
     if code == "agent_error":

@@ -13,6 +13,7 @@ from agents.app import app, crowd_camera_topic, dead_letter, rain_districts_topi
 from pipeline.city import counter_sensor_id, default_city
 from pipeline.schemas import CameraDetection, Kind, RainDistrictRecord, WaterTraceRecord, encode_batch, parse_batch
 
+
 def route(detection: CameraDetection) -> tuple[object, bytes] | None:
     """The topic and key a detection is forwarded to, or None when no agent needs it live."""
     if detection.detection == "crowd":
@@ -38,7 +39,11 @@ async def camera(stream):
         for detection, target in targets:
             if target is not None:
                 topic, key = target
-                value = (WaterTraceRecord(sightings=[detection]).to_json() if topic is water_trace_topic
-                         else RainDistrictRecord(flooding=[detection]).to_json() if topic is rain_districts_topic
-                         else encode_batch([detection.to_json()]))
+                value = (
+                    WaterTraceRecord(sightings=[detection]).to_json()
+                    if topic is water_trace_topic
+                    else RainDistrictRecord(flooding=[detection]).to_json()
+                    if topic is rain_districts_topic
+                    else encode_batch([detection.to_json()])
+                )
                 await topic.send(key=key, value=value)

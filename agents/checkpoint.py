@@ -24,8 +24,15 @@ T = TypeVar("T")
 
 
 class CheckpointedTable(Generic[T]):
-    def __init__(self, app: faust.App, table: faust.Table, load: Callable[..., T], dump: Callable[[str, T], object],
-                 every_s: float, on_forget: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        app: faust.App,
+        table: faust.Table,
+        load: Callable[..., T],
+        dump: Callable[[str, T], object],
+        every_s: float,
+        on_forget: Callable[[], None] | None = None,
+    ):
         """``load(key, checkpoint or None, *args)`` makes a live state, ``dump(key, live)`` its checkpoint."""
         self.table, self.load, self.dump, self.every_s, self.on_forget = table, load, dump, every_s, on_forget
         self._live: dict[str, T] = {}

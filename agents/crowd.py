@@ -18,8 +18,16 @@ zones_table = app.Table("crowd_zones", default=None, partitions=SETTINGS.kafka.p
 WATCH = CrowdWatch(default_city())
 
 
-@app.agent(app.topic(readings_topics[Kind.crowd].get_topic_name(), crowd_camera_topic.get_topic_name(),
-                     key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw"))
+@app.agent(
+    app.topic(
+        readings_topics[Kind.crowd].get_topic_name(),
+        crowd_camera_topic.get_topic_name(),
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
+    )
+)
 async def crowd(stream):
     async for raw in stream:
         try:

@@ -35,14 +35,34 @@ def offline_alert(sensor_id: str, silent_s: float, now_s: float, resolved: bool 
     if sensor is None:
         return None
     limit_s = SETTINGS.deadman.silence_s()[sensor.kind.value]
-    what = (f"{sensor_id} at {CITY.site_name(sensor.site)} reports again" if resolved else
-            f"{sensor_id} at {CITY.site_name(sensor.site)} has sent nothing for {silent_s / 60:.0f} min (limit {limit_s / 60:.0f} min): "
-            f"check its power, link and the station")
-    return Alert(alert_id=f"offline:{sensor_id}:{int(now_s)}", category=category_of(sensor), rule="sensor_offline", sensor_id=sensor_id,
-                 station=sensor.site, district=sensor.district, township=sensor.township, ts=utc_at(now_s), parameter="offline",
-                 value=round(silent_s / 60, 1), unit="min", limit=round(limit_s / 60, 1), severity=0.0, tier=Tier.blue, message=what,
-                 resolved=resolved, area=f"offline.{sensor.site}",
-                 checklist=[] if resolved else [f"派员检查 {CITY.site_name(sensor.site)} 的设备供电与通信 (check the sensor's power and link)"])
+    what = (
+        f"{sensor_id} at {CITY.site_name(sensor.site)} reports again"
+        if resolved
+        else f"{sensor_id} at {CITY.site_name(sensor.site)} has sent nothing for {silent_s / 60:.0f} min (limit {limit_s / 60:.0f} min): "
+        f"check its power, link and the station"
+    )
+    return Alert(
+        alert_id=f"offline:{sensor_id}:{int(now_s)}",
+        category=category_of(sensor),
+        rule="sensor_offline",
+        sensor_id=sensor_id,
+        station=sensor.site,
+        district=sensor.district,
+        township=sensor.township,
+        ts=utc_at(now_s),
+        parameter="offline",
+        value=round(silent_s / 60, 1),
+        unit="min",
+        limit=round(limit_s / 60, 1),
+        severity=0.0,
+        tier=Tier.blue,
+        message=what,
+        resolved=resolved,
+        area=f"offline.{sensor.site}",
+        checklist=[]
+        if resolved
+        else [f"派员检查 {CITY.site_name(sensor.site)} 的设备供电与通信 (check the sensor's power and link)"],
+    )
 
 
 async def send(alert: Alert | None) -> None:

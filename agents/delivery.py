@@ -18,7 +18,9 @@ _topics: dict[str, object] = {}
 
 async def produce(topic: str, key: bytes, value: bytes) -> None:
     if topic not in _topics:
-        _topics[topic] = app.topic(topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+        _topics[topic] = app.topic(
+            topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw"
+        )
     await _topics[topic].send(key=key, value=value)
 
 
@@ -49,8 +51,16 @@ async def deliver_warnings(stream):
             await deliveries_topic.send(key=warning.incident_id.encode(), value=record.to_json())
         if made and not done:
             first = min(made, key=lambda r: r.delivered_at)
-            event = LifecycleEvent(incident_id=warning.incident_id, stage=Stage.delivered, ts=first.delivered_at, actor=first.department,
-                                   note=(f"{warning.tier.value.upper()} warning: {len(made)} deliveries, the first "
-                                         f"{humane_duration(first.since_reading_s) if first.since_reading_s >= 60 else f'{first.since_reading_s:.2f} s'} "
-                                         f"after the reading"), warning_id=warning.warning_id)
+            event = LifecycleEvent(
+                incident_id=warning.incident_id,
+                stage=Stage.delivered,
+                ts=first.delivered_at,
+                actor=first.department,
+                note=(
+                    f"{warning.tier.value.upper()} warning: {len(made)} deliveries, the first "
+                    f"{humane_duration(first.since_reading_s) if first.since_reading_s >= 60 else f'{first.since_reading_s:.2f} s'} "
+                    f"after the reading"
+                ),
+                warning_id=warning.warning_id,
+            )
             await lifecycle_topic.send(key=incident_key_of(warning.incident_id).encode(), value=event.to_json())

@@ -138,16 +138,26 @@ async def check_health() -> None:
         read = {tp: consumer._read_offset.get(tp) for tp in sources}
         try:
             if lost := lost_partitions(highwaters, _highest_seen):
-                log.warning("Kafka's log of %d partition(s) is shorter than it was (the broker lost its data): "
-                            "reading them again from their start, e.g. %s", len(lost), sorted(map(str, lost))[:3])
+                log.warning(
+                    "Kafka's log of %d partition(s) is shorter than it was (the broker lost its data): "
+                    "reading them again from their start, e.g. %s",
+                    len(lost),
+                    sorted(map(str, lost))[:3],
+                )
                 await read_from_the_start(lost)
                 read = {tp: consumer._read_offset.get(tp) for tp in sources}
             for tp in list(rereading):
                 # a rebalance may have put the consumer back at an old offset (committed before the loss was
                 # seen), beyond the new log's end, where a fetch returns nothing: back to the start
                 position = await consumer.position(tp) if tp in sources else None
-                if position is not None and position > (highwaters.get(tp) or 0) and position >= _old_offsets_from.get(tp, 0):
-                    log.warning("%s: the consumer was put back at offset %d of the lost log; reading from 0", tp, position)
+                if (
+                    position is not None
+                    and position > (highwaters.get(tp) or 0)
+                    and position >= _old_offsets_from.get(tp, 0)
+                ):
+                    log.warning(
+                        "%s: the consumer was put back at offset %d of the lost log; reading from 0", tp, position
+                    )
                     await consumer.seek(tp, 0)
         except Exception as error:  # noqa: BLE001 - e.g. a partition taken away by a rebalance meanwhile: next check
             log.warning("could not read the lost partitions again yet: %s: %s", type(error).__name__, error)
@@ -168,7 +178,9 @@ async def check_health() -> None:
         else:
             health.ready, health.reason = True, "ok"
     if health.ready != HEALTH.ready:
-        (log.info if health.ready else log.warning)("worker %s: %s", "ready" if health.ready else "not ready", health.reason)
+        (log.info if health.ready else log.warning)(
+            "worker %s: %s", "ready" if health.ready else "not ready", health.reason
+        )
     HEALTH.__dict__.update(health.__dict__)
 
 
@@ -178,10 +190,14 @@ async def _stall_report(sources: set, highwaters: Mapping) -> str:
     for tp in sorted(sources, key=str):
         read, highwater = dict.get(consumer._read_offset, tp), highwaters.get(tp)
         if tp in consumer._read_offset.rereading or (highwater or 0) > (read or -1) + 1:
-            rows.append(f"{tp.topic}[{tp.partition}] position={await consumer.position(tp)} end={highwater} read={read} "
-                        f"committed={consumer._committed_offset.get(tp)} rereading={consumer._read_offset.rereading.get(tp)} "
-                        f"paused={tp in consumer._paused_partitions}")
-    return f"in_recovery={recovery.in_recovery} recovery_remaining={recovery.active_remaining_total()}; " + "; ".join(rows)
+            rows.append(
+                f"{tp.topic}[{tp.partition}] position={await consumer.position(tp)} end={highwater} read={read} "
+                f"committed={consumer._committed_offset.get(tp)} rereading={consumer._read_offset.rereading.get(tp)} "
+                f"paused={tp in consumer._paused_partitions}"
+            )
+    return f"in_recovery={recovery.in_recovery} recovery_remaining={recovery.active_remaining_total()}; " + "; ".join(
+        rows
+    )
 
 
 @app.page("/health")

@@ -13,7 +13,7 @@ live objects are rebuilt from the tables when first needed after a start or a re
 
 from __future__ import annotations
 
-from agents.app import app, SETTINGS, alerts_topic, dead_letter, rain_districts_topic, rain_tiles_topic, readings_topics
+from agents.app import SETTINGS, alerts_topic, app, dead_letter, rain_districts_topic, rain_tiles_topic, readings_topics
 from pipeline.city import default_city
 from pipeline.rain_watch import DistrictWarnings, RainRules, TileWatch, rain_tiles
 from pipeline.schemas import Kind, RainDistrictRecord, encode_batch, parse_batch
@@ -98,7 +98,9 @@ async def rain_tile(stream):
             if watch.step_end_s != step_before:
                 tile_table[tile_id] = watch.state()
             for status in statuses:
-                await rain_districts_topic.send(key=status.district.encode(), value=RainDistrictRecord(status=status).to_json())
+                await rain_districts_topic.send(
+                    key=status.district.encode(), value=RainDistrictRecord(status=status).to_json()
+                )
 
 
 @app.agent(rain_districts_topic)

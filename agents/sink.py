@@ -7,10 +7,29 @@ so offsets are not committed past unwritten data.
 
 from __future__ import annotations
 
-from agents.app import (SETTINGS, alerts_topic, app, deadletter_topic, deliveries_topic, lifecycle_topic, readings_topics, silences_topic,
-                        suppressed_topic, warnings_topic)
-from pipeline.influx import (InfluxWriter, alert_line, deadletter_line, delivery_line, lifecycle_line, reading_lines_json, silence_line,
-                             suppressed_line, warning_line)
+from agents.app import (
+    SETTINGS,
+    alerts_topic,
+    app,
+    deadletter_topic,
+    deliveries_topic,
+    lifecycle_topic,
+    readings_topics,
+    silences_topic,
+    suppressed_topic,
+    warnings_topic,
+)
+from pipeline.influx import (
+    InfluxWriter,
+    alert_line,
+    deadletter_line,
+    delivery_line,
+    lifecycle_line,
+    reading_lines_json,
+    silence_line,
+    suppressed_line,
+    warning_line,
+)
 from pipeline.schemas import Alert, DeadLetter, Delivery, LifecycleEvent, Silence, Stage, SuppressedAlert, Warning
 
 BATCH = SETTINGS.influx.batch_size
@@ -29,7 +48,9 @@ async def _sink(stream, to_line) -> None:
         await writer.write([text for raw in batch if (text := to_line(raw)) is not None])
 
 
-@app.agent(app.topic(*(t.get_topic_name() for t in readings_topics.values()), value_serializer="raw", key_serializer="raw"))
+@app.agent(
+    app.topic(*(t.get_topic_name() for t in readings_topics.values()), value_serializer="raw", key_serializer="raw")
+)
 async def sink_readings(stream):
     async for batch in stream.take(BATCH, within=WITHIN_S):
         await writer.write([text for raw in batch for text in reading_lines_json(raw)])
@@ -73,5 +94,3 @@ async def sink_deliveries(stream):
 @app.agent(deadletter_topic, name="sink_deadletter")
 async def sink_deadletter(stream):
     await _sink(stream, lambda raw: deadletter_line(DeadLetter.model_validate_json(raw)))
-
-

@@ -32,8 +32,17 @@ from pipeline.city import default_city, load_toml
 from pipeline.influx import influx_time, influxql
 from pipeline.schemas import Alert, WaterTraceRecord
 from pipeline.topics import reading_partition
-from pipeline.water_tracing import (BASELINE_S, POLLUTANTS, STEP_S, History, NoTrace, Pending, TraceStream, joined,
-                                    tracing_result)
+from pipeline.water_tracing import (
+    BASELINE_S,
+    POLLUTANTS,
+    STEP_S,
+    History,
+    NoTrace,
+    Pending,
+    TraceStream,
+    joined,
+    tracing_result,
+)
 
 CITY = default_city()
 STREAM = TraceStream(CITY, [m * 60 for m in load_toml("tracing")["agent"]["looks_min"]])
@@ -50,8 +59,11 @@ class PendingTable(faust.Table):
         return reading_partition(CITY.basins.get(river, river), self.partitions)
 
 
-pending_table = app.tables.add(PendingTable(app, name="tracing_pending", default=None, beacon=app.tables.beacon,
-                                            partitions=SETTINGS.kafka.partitions))
+pending_table = app.tables.add(
+    PendingTable(
+        app, name="tracing_pending", default=None, beacon=app.tables.beacon, partitions=SETTINGS.kafka.partitions
+    )
+)
 _restored = False
 
 
@@ -72,20 +84,26 @@ def restore_pending() -> None:
     _restored = True
     for key, value in list(pending_table.items()):
         if key not in STREAM.pending:
-            STREAM.pending[key] = Pending(Alert.model_validate_json(value["alert"]), value["until_s"], tuple(value["later_s"]))
+            STREAM.pending[key] = Pending(
+                Alert.model_validate_json(value["alert"]), value["until_s"], tuple(value["later_s"])
+            )
             log.info("tracing %s: restored, waiting for its window", key)
 
 
 def earlier_from_influx(stations: list[str], since_s: float, until_s: float) -> dict[str, History]:
     """The stations' readings before this worker's stream began (after a restart), from InfluxDB."""
     fields = ", ".join(f'"{p}"' for p in POLLUTANTS)
-    query = (f"SELECT {fields} FROM readings WHERE kind = 'water' AND station =~ /^({'|'.join(stations)})$/ "
-             f"AND time >= '{influx_time(since_s)}' AND time < '{influx_time(until_s)}' GROUP BY station")
+    query = (
+        f"SELECT {fields} FROM readings WHERE kind = 'water' AND station =~ /^({'|'.join(stations)})$/ "
+        f"AND time >= '{influx_time(since_s)}' AND time < '{influx_time(until_s)}' GROUP BY station"
+    )
     out = {}
     for series in influxql(SETTINGS.influx, query, timeout_s=30):
         rows = np.array([[np.nan if v is None else v for v in row] for row in series["values"]], dtype=float)
         columns = series["columns"]
-        out[series["tags"]["station"]] = History(rows[:, 0] / 1000, {c: rows[:, i] for i, c in enumerate(columns) if c != "time"})
+        out[series["tags"]["station"]] = History(
+            rows[:, 0] / 1000, {c: rows[:, i] for i, c in enumerate(columns) if c != "time"}
+        )
     return out
 
 
@@ -111,8 +129,12 @@ async def _trace_and_publish(p: Pending) -> None:
             earlier = await asyncio.to_thread(earlier_from_influx, scope.stations, since_s, STREAM.started_s)
             histories = {s: h for s in scope.stations if (h := joined(earlier.get(s), histories.get(s))) is not None}
         except Exception as error:  # InfluxDB down: trace on what the stream holds
-            log.warning("tracing %s: the history before %s could not be read from InfluxDB (%s); tracing on the stream's",
-                        alert.incident_key, influx_time(STREAM.started_s), error)
+            log.warning(
+                "tracing %s: the history before %s could not be read from InfluxDB (%s); tracing on the stream's",
+                alert.incident_key,
+                influx_time(STREAM.started_s),
+                error,
+            )
     sightings = STREAM.camera_sightings(scope.stations, detected_s - 6 * 3600, detected_s)
     log.info("tracing %s from %s", alert.incident_key, alert.station)
     try:
@@ -148,8 +170,12 @@ async def trace_water(stream):
         restore_pending()
         for alert in asked:
             keep(alert.incident_key)
-            log.info("tracing %s from %s: looks at %s min after the detection", alert.incident_key, alert.station,
-                     ", ".join(f"{s / 60:g}" for s in STREAM.looks_s))
+            log.info(
+                "tracing %s from %s: looks at %s min after the detection",
+                alert.incident_key,
+                alert.station,
+                ", ".join(f"{s / 60:g}" for s in STREAM.looks_s),
+            )
         start_ready()
 
 

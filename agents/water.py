@@ -38,13 +38,13 @@ PERSISTENCE_READINGS = SETTINGS.water.persistence_readings
 def station_limits(city: City, gb3838: Mapping, default_class: str) -> dict[str, dict[str, Limit]]:
     """Limits per station id, by the station's target class."""
     return {
-        station.id: class_limits(gb3838, station.target_class or default_class)
-        for station in city.stations.values()
+        station.id: class_limits(gb3838, station.target_class or default_class) for station in city.stations.values()
     }
 
 
-def limit_alert(reading: Reading, parameter: str, limit: Limit, severity: float | None, change: Change,
-                persistence: int, city: City) -> Alert:
+def limit_alert(
+    reading: Reading, parameter: str, limit: Limit, severity: float | None, change: Change, persistence: int, city: City
+) -> Alert:
     """The alert of a change of the limit rule for one parameter of ``reading``."""
     station = city.stations[reading.station]
     quantity = reading.values[parameter]
@@ -60,9 +60,20 @@ def limit_alert(reading: Reading, parameter: str, limit: Limit, severity: float 
         message = f"{station.name}: {label} back within the class {station.target_class} limit"
     return Alert(
         alert_id=f"{reading.sensor_id}:{parameter}:{int(reading.ts.timestamp() * 1000)}",
-        category=Category.water, rule="gb3838_exceedance", sensor_id=reading.sensor_id, station=reading.station,
-        district=reading.district, township=station.township, area=station.river, ts=reading.ts, parameter=parameter,
-        value=quantity.value, unit=quantity.unit, limit=limit.bound, severity=severity or 0.0, message=message,
+        category=Category.water,
+        rule="gb3838_exceedance",
+        sensor_id=reading.sensor_id,
+        station=reading.station,
+        district=reading.district,
+        township=station.township,
+        area=station.river,
+        ts=reading.ts,
+        parameter=parameter,
+        value=quantity.value,
+        unit=quantity.unit,
+        limit=limit.bound,
+        severity=severity or 0.0,
+        message=message,
         resolved=change is Change.cleared,
     )
 
@@ -77,11 +88,23 @@ def screen_alert(reading: Reading, parameter: str, z: float, evidence: float, mo
     along = f", with {', '.join(others)} off too" if others else ""
     return Alert(
         alert_id=f"{reading.sensor_id}:{parameter}:{int(reading.ts.timestamp() * 1000)}:statistical",
-        category=Category.water, rule="statistical", sensor_id=reading.sensor_id, station=reading.station,
-        district=reading.district, township=station.township, area=station.river, ts=reading.ts, parameter=parameter,
-        value=quantity.value, unit=quantity.unit, limit=limits[parameter].bound if parameter in limits else 0.0, severity=0.1,
-        message=(f"{station.name}: {water_label(parameter)} {quantity.value:.3g} {quantity.unit} is {abs(z):.1f} sd from "
-                 f"normal for this hour{along} (evidence {evidence:.0f}; early warning: no limit crossed yet)"),
+        category=Category.water,
+        rule="statistical",
+        sensor_id=reading.sensor_id,
+        station=reading.station,
+        district=reading.district,
+        township=station.township,
+        area=station.river,
+        ts=reading.ts,
+        parameter=parameter,
+        value=quantity.value,
+        unit=quantity.unit,
+        limit=limits[parameter].bound if parameter in limits else 0.0,
+        severity=0.1,
+        message=(
+            f"{station.name}: {water_label(parameter)} {quantity.value:.3g} {quantity.unit} is {abs(z):.1f} sd from "
+            f"normal for this hour{along} (evidence {evidence:.0f}; early warning: no limit crossed yet)"
+        ),
     )
 
 
@@ -196,7 +219,9 @@ def load_row(key: str, checkpoint: Mapping | None, reading: dict) -> int:
 
 
 def dump_row(key: str, row: int) -> dict:
-    persistence = {COLUMNS[j]: [s.bad_run, s.good_run, s.active, s.reported_severity] for j, s in LIMIT_RULE.states(row).items()}
+    persistence = {
+        COLUMNS[j]: [s.bad_run, s.good_run, s.active, s.reported_severity] for j, s in LIMIT_RULE.states(row).items()
+    }
     return {"persistence": persistence, "screen": SCREEN.state(key)}
 
 
@@ -211,9 +236,14 @@ class SensorStateTable(faust.Table):
         return reading_partition(key, self.partitions)
 
 
-state_table = app.tables.add(SensorStateTable(app, name="water_state", default=None, beacon=app.tables.beacon,
-                                              partitions=SETTINGS.kafka.partitions))
-rows = CheckpointedTable(app, state_table, load_row, dump_row, every_s=SETTINGS.water.checkpoint_s, on_forget=SCREEN.forget)
+state_table = app.tables.add(
+    SensorStateTable(
+        app, name="water_state", default=None, beacon=app.tables.beacon, partitions=SETTINGS.kafka.partitions
+    )
+)
+rows = CheckpointedTable(
+    app, state_table, load_row, dump_row, every_s=SETTINGS.water.checkpoint_s, on_forget=SCREEN.forget
+)
 
 
 def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
@@ -233,15 +263,28 @@ def screen_batch(batch: WaterBatch, city: City) -> tuple[list[Alert], set[str]]:
         top = int(verdicts.top[n])
         if verdicts.change[n] == RAISED and top >= 0 and COLUMNS[top] in reading.values:
             moved = [COLUMNS[j] for j in np.flatnonzero(verdicts.outlier[n])]
-            alerts.append(screen_alert(reading, COLUMNS[top], float(verdicts.z[n, top]), float(verdicts.evidence[n]), moved, city))
+            alerts.append(
+                screen_alert(reading, COLUMNS[top], float(verdicts.z[n, top]), float(verdicts.evidence[n]), moved, city)
+            )
         for parameter in reading.values:
             code = limit_change[n, COLUMN[parameter]]
             if code:
                 limit = LIMITS[reading.station][parameter]
-                alerts.append(limit_alert(reading, parameter, limit, limit.severity(reading.values[parameter].value),
-                                          CODES[int(code)], PERSISTENCE_READINGS, city))
+                alerts.append(
+                    limit_alert(
+                        reading,
+                        parameter,
+                        limit,
+                        limit.severity(reading.values[parameter].value),
+                        CODES[int(code)],
+                        PERSISTENCE_READINGS,
+                        city,
+                    )
+                )
         alerted.add(reading.sensor_id)
-    alerted.update(key for key, change in zip(batch.keys, verdicts.change) if change)  # the screen cleared: no alert, but a state to keep
+    alerted.update(
+        key for key, change in zip(batch.keys, verdicts.change) if change
+    )  # the screen cleared: no alert, but a state to keep
     return alerts, alerted
 
 
@@ -253,11 +296,18 @@ def trace_record(batch: WaterBatch, alerts: list[Alert]) -> WaterTraceRecord:
     columns = batch.values[:, TRACED_COLUMNS]
     values = {p: np.where(np.isnan(columns[:, j]), None, columns[:, j]).tolist() for j, p in enumerate(POLLUTANTS)}
     # built, not validated: the values come from validated readings, and validating every number costs
-    return WaterTraceRecord.model_construct(stations=[r["station"] for r in batch.readings], ts_s=batch.ts_s.tolist(), values=values,
-                                            alerts=alerts, sightings=[])
+    return WaterTraceRecord.model_construct(
+        stations=[r["station"] for r in batch.readings],
+        ts_s=batch.ts_s.tolist(),
+        values=values,
+        alerts=alerts,
+        sightings=[],
+    )
 
 
-def screen_records(records: list[bytes]) -> tuple[list[str], list[Alert], set[str], list[tuple[bytes, Exception]], WaterTraceRecord | None]:
+def screen_records(
+    records: list[bytes],
+) -> tuple[list[str], list[Alert], set[str], list[tuple[bytes, Exception]], WaterTraceRecord | None]:
     """Batch records through the bank as one batch: (sensor ids, alerts, the sensors that raised or
     cleared one, what could not be read with why, what tracing needs of them)."""
     batch, bad = decode_batch(records, CITY)

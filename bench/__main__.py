@@ -37,9 +37,15 @@ def generation(scenarios: list[str], scale: int, repeats: int) -> list[dict]:
                 simulated = time.perf_counter()
                 save(recording, Path(tmp) / f"{name}.parquet")
                 done = time.perf_counter()
-                run = {"scenario": name, "scale": scale, "readings": recording.readings, "messages": recording.messages,
-                       "simulate_s": round(simulated - started, 3), "write_s": round(done - simulated, 3),
-                       "readings_per_s": round(recording.readings / (done - started))}
+                run = {
+                    "scenario": name,
+                    "scale": scale,
+                    "readings": recording.readings,
+                    "messages": recording.messages,
+                    "simulate_s": round(simulated - started, 3),
+                    "write_s": round(done - simulated, 3),
+                    "readings_per_s": round(recording.readings / (done - started)),
+                }
                 best = run if best is None or run["readings_per_s"] > best["readings_per_s"] else best
             results.append(best)
     return results
@@ -61,79 +67,172 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="pipeline: readings/s to offer (default: flat out)")
     parser.add_argument("--duration", type=float, default=60.0, help="pipeline: seconds of load")
     parser.add_argument("--probes", type=int, default=40, help="pipeline: reading -> warning latency probes")
-    parser.add_argument("--feeds", nargs="*", default=None, help="pipeline: water rain crowd (default water); city: all")
-    parser.add_argument("--speedup", type=float, default=1.0, help="city: every sensor this many times its real cadence")
-    parser.add_argument("--workers", type=int, default=1, help="city: Faust workers in the group (0: none, to measure the bridges alone)")
+    parser.add_argument(
+        "--feeds", nargs="*", default=None, help="pipeline: water rain crowd (default water); city: all"
+    )
+    parser.add_argument(
+        "--speedup", type=float, default=1.0, help="city: every sensor this many times its real cadence"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="city: Faust workers in the group (0: none, to measure the bridges alone)",
+    )
     parser.add_argument("--bridges", type=int, default=1, help="city: bridges splitting the MQTT feed")
     parser.add_argument("--no-restore", action="store_true", help="city: skip the worker kill and restore at the end")
-    parser.add_argument("--samples", type=int, default=1, help="pipeline: samples per MQTT message (a sensor's JSON array)")
-    parser.add_argument("--hours", type=float, default=24.0 * 7, help="pipeline: hours of quiet_week to simulate for the load")
-    parser.add_argument("--spans", type=int, default=1, help="pipeline: the simulated span sent this many times, each later")
-    parser.add_argument("--messages", type=int, default=200_000, help="bridges: the backlog each count of bridges drains")
+    parser.add_argument(
+        "--samples", type=int, default=1, help="pipeline: samples per MQTT message (a sensor's JSON array)"
+    )
+    parser.add_argument(
+        "--hours", type=float, default=24.0 * 7, help="pipeline: hours of quiet_week to simulate for the load"
+    )
+    parser.add_argument(
+        "--spans", type=int, default=1, help="pipeline: the simulated span sent this many times, each later"
+    )
+    parser.add_argument(
+        "--messages", type=int, default=200_000, help="bridges: the backlog each count of bridges drains"
+    )
     parser.add_argument("--counts", type=int, nargs="*", default=[1, 2], help="bridges: how many bridges, one run each")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--scenarios", nargs="*", default=["quiet_week", "puhe_do_sag", "jiefangbei_spring_festival", "random"])
+    parser.add_argument(
+        "--scenarios", nargs="*", default=["quiet_week", "puhe_do_sag", "jiefangbei_spring_festival", "random"]
+    )
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     args = parser.parse_args()
     if args.what == "city":
         from bench.city import city_bench
 
-        r = city_bench(args.scale or 500, args.feeds or ["water", "rain", "crowd", "camera"], args.speedup, args.duration, args.workers,
-                       args.bridges, args.probes, console, restore=not args.no_restore)
+        r = city_bench(
+            args.scale or 500,
+            args.feeds or ["water", "rain", "crowd", "camera"],
+            args.speedup,
+            args.duration,
+            args.workers,
+            args.bridges,
+            args.probes,
+            console,
+            restore=not args.no_restore,
+        )
         lat, restore = r["latency_s"], r.get("restore", {})
-        show(f"city at scale {r['scale']} on {r['cpus']} cores: {r['sensors']:,} sensors ({r['stations']:,} water stations, {r['gauges']:,} gauges), "
-             f"{r['speedup']:g}x real cadence, {r['workers']} worker(s), {r['bridges']} bridge(s)", [
-            ("messages/s, readings/s published (one sample per message)", f"{r['messages_per_s']:,} / {r['readings_per_s']:,}"),
-            ("messages/s forwarded to Kafka by the bridge(s) (steady)", f"{r['forwarded_messages_per_s_steady']:,}"),
-            ("InfluxDB points/s (steady; one per message)", f"{r['influx_points_per_s_steady']:,}"),
-            ("agents' consumer lag, records: steady first / last / max", " / ".join(f"{v:,}" for v in r["lag_first_last_max_steady"])),
-            ("reading -> warning latency p50 / p95 / p99 (s)", f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})"),
-            ("after kill -9 of a worker: caught up again in (s)",
-             "-" if not restore else f"{restore['caught_up_s']}" if restore["caught_up_s"] else
-             f"not within 180 s (lag {restore['lag_before']:,} -> {restore['lag_history'][-1][1]:,} records)"),
-            *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in r["processes"].items()),
-        ])
+        show(
+            f"city at scale {r['scale']} on {r['cpus']} cores: {r['sensors']:,} sensors ({r['stations']:,} water stations, {r['gauges']:,} gauges), "
+            f"{r['speedup']:g}x real cadence, {r['workers']} worker(s), {r['bridges']} bridge(s)",
+            [
+                (
+                    "messages/s, readings/s published (one sample per message)",
+                    f"{r['messages_per_s']:,} / {r['readings_per_s']:,}",
+                ),
+                (
+                    "messages/s forwarded to Kafka by the bridge(s) (steady)",
+                    f"{r['forwarded_messages_per_s_steady']:,}",
+                ),
+                ("InfluxDB points/s (steady; one per message)", f"{r['influx_points_per_s_steady']:,}"),
+                (
+                    "agents' consumer lag, records: steady first / last / max",
+                    " / ".join(f"{v:,}" for v in r["lag_first_last_max_steady"]),
+                ),
+                (
+                    "reading -> warning latency p50 / p95 / p99 (s)",
+                    f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})",
+                ),
+                (
+                    "after kill -9 of a worker: caught up again in (s)",
+                    "-"
+                    if not restore
+                    else f"{restore['caught_up_s']}"
+                    if restore["caught_up_s"]
+                    else f"not within 180 s (lag {restore['lag_before']:,} -> {restore['lag_history'][-1][1]:,} records)",
+                ),
+                *(
+                    (f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}")
+                    for name, v in r["processes"].items()
+                ),
+            ],
+        )
         args.json.write_text(json.dumps({"city": r}, indent=2))
         console.print(f"results in {args.json}")
         return
     if args.what == "bridges":
         from bench.bridges import bridges_bench
 
-        r = bridges_bench(args.scale or 500, args.feeds or ["water", "rain", "crowd", "camera"], args.messages, args.counts, console)
+        r = bridges_bench(
+            args.scale or 500, args.feeds or ["water", "rain", "crowd", "camera"], args.messages, args.counts, console
+        )
         for run in r["runs"]:
-            show(f"{run['bridges']} bridge(s) draining {run['messages']:,} queued messages (scale {r['scale']}, {r['cpus']} cores)", [
-                ("drained in (s)", f"{run['drain_s']}"),
-                ("messages/s (x the first count)", f"{run['messages_per_s']:,} ({run['vs_first']})" if run["messages_per_s"] else "did not finish in 600 s"),
-                ("messages taken in per bridge", ", ".join(f"{n:,}" for n in run["received_per_bridge"])),
-                *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in run["processes"].items()),
-            ])
+            show(
+                f"{run['bridges']} bridge(s) draining {run['messages']:,} queued messages (scale {r['scale']}, {r['cpus']} cores)",
+                [
+                    ("drained in (s)", f"{run['drain_s']}"),
+                    (
+                        "messages/s (x the first count)",
+                        f"{run['messages_per_s']:,} ({run['vs_first']})"
+                        if run["messages_per_s"]
+                        else "did not finish in 600 s",
+                    ),
+                    ("messages taken in per bridge", ", ".join(f"{n:,}" for n in run["received_per_bridge"])),
+                    *(
+                        (f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}")
+                        for name, v in run["processes"].items()
+                    ),
+                ],
+            )
         args.json.write_text(json.dumps({"bridges": r}, indent=2))
         console.print(f"results in {args.json}")
         return
     if args.what == "pipeline":
         from bench.pipeline import pipeline_bench
 
-        r = pipeline_bench(args.scale or 20, args.rate, args.duration, args.probes, args.feeds or ["water"], console, args.samples, args.hours,
-                           args.spans)
+        r = pipeline_bench(
+            args.scale or 20,
+            args.rate,
+            args.duration,
+            args.probes,
+            args.feeds or ["water"],
+            console,
+            args.samples,
+            args.hours,
+            args.spans,
+        )
         p, lat = r["pipeline"], r.get("latency_s", {})
         offered = "flat out" if r["rate"] is None else f"{r['rate']:,.0f} readings/s offered"
-        show(f"pipeline on {r['cpus']} cores (scale {r['scale']}, {', '.join(r['feeds'])}, {r['readings_per_message']} readings/message, "
-             f"{offered}, {r['samples_per_message']} sample(s)/message)", [
-            ("baseline mosquitto pub/sub, readings/s", f"{r['baseline_mqtt']['readings_per_s']:,}"),
-            ("baseline Kafka produce, readings/s", f"{r['baseline_kafka']['produce_readings_per_s']:,}"),
-            ("baseline Kafka consume, readings/s", f"{r['baseline_kafka']['consume_readings_per_s']:,}"),
-            ("baseline InfluxDB writes, readings/s", f"{r['baseline_influx']['readings_per_s']:,}"),
-            ("published over MQTT, readings/s", f"{p['published_readings_per_s']:,}"),
-            ("sustained into InfluxDB while loaded (after the first third), readings/s", f"{p['sustained_readings_per_s'] or 0:,}"),
-            ("end to end (first reading to all in InfluxDB), readings/s", f"{p['end_to_end_readings_per_s']:,}"),
-            ("readings published / in InfluxDB / dead-lettered (the simulator's duplicates)",
-             f"{p['readings_published']:,} / {p['readings_in_influx']:,} / {p['readings_dead_lettered']:,}"),
-            ("end to end / Kafka produce, consume baselines", f"{r['ratio_to_kafka_produce']:.0%}, {r['ratio_to_kafka_consume']:.0%}"),
-            ("backlog (published - in InfluxDB - dead-lettered), readings, steady first / last", str(p["backlog_first_last"])),
-            ("agents' consumer lag, records, steady first / last", str(p["record_lag_first_last"])),
-            ("reading -> warning latency p50 / p95 / p99 (s)", f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})"),
-            *((f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}") for name, v in r["processes"].items()),
-        ])
+        show(
+            f"pipeline on {r['cpus']} cores (scale {r['scale']}, {', '.join(r['feeds'])}, {r['readings_per_message']} readings/message, "
+            f"{offered}, {r['samples_per_message']} sample(s)/message)",
+            [
+                ("baseline mosquitto pub/sub, readings/s", f"{r['baseline_mqtt']['readings_per_s']:,}"),
+                ("baseline Kafka produce, readings/s", f"{r['baseline_kafka']['produce_readings_per_s']:,}"),
+                ("baseline Kafka consume, readings/s", f"{r['baseline_kafka']['consume_readings_per_s']:,}"),
+                ("baseline InfluxDB writes, readings/s", f"{r['baseline_influx']['readings_per_s']:,}"),
+                ("published over MQTT, readings/s", f"{p['published_readings_per_s']:,}"),
+                (
+                    "sustained into InfluxDB while loaded (after the first third), readings/s",
+                    f"{p['sustained_readings_per_s'] or 0:,}",
+                ),
+                ("end to end (first reading to all in InfluxDB), readings/s", f"{p['end_to_end_readings_per_s']:,}"),
+                (
+                    "readings published / in InfluxDB / dead-lettered (the simulator's duplicates)",
+                    f"{p['readings_published']:,} / {p['readings_in_influx']:,} / {p['readings_dead_lettered']:,}",
+                ),
+                (
+                    "end to end / Kafka produce, consume baselines",
+                    f"{r['ratio_to_kafka_produce']:.0%}, {r['ratio_to_kafka_consume']:.0%}",
+                ),
+                (
+                    "backlog (published - in InfluxDB - dead-lettered), readings, steady first / last",
+                    str(p["backlog_first_last"]),
+                ),
+                ("agents' consumer lag, records, steady first / last", str(p["record_lag_first_last"])),
+                (
+                    "reading -> warning latency p50 / p95 / p99 (s)",
+                    f"{lat.get('p50')} / {lat.get('p95')} / {lat.get('p99')} (n={lat.get('n', 0)})",
+                ),
+                *(
+                    (f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}")
+                    for name, v in r["processes"].items()
+                ),
+            ],
+        )
         args.json.write_text(json.dumps({"pipeline": r}, indent=2))
         console.print(f"results in {args.json}")
         return

@@ -65,8 +65,12 @@ def _forget_sessions(settings, instances: list[str]) -> None:
     from pipeline.mqtt import make_client
 
     for instance in instances:
-        client = make_client(settings.mqtt, bridge_client_id(settings.model_copy(update={"bridge": settings.bridge.model_copy(
-            update={"instance": instance})})))  # a clean session replaces the old one
+        client = make_client(
+            settings.mqtt,
+            bridge_client_id(
+                settings.model_copy(update={"bridge": settings.bridge.model_copy(update={"instance": instance})})
+            ),
+        )  # a clean session replaces the old one
         client.connect(settings.mqtt.host, settings.mqtt.port)
         client.disconnect()
 
@@ -79,9 +83,19 @@ def drain(settings, load: CityLoad, count: int, messages: int, service_pids: dic
     ports = [free_port() for _ in range(count)]
 
     def start() -> list[Background]:
-        return [Background(f"bridge-{count}-{k}", ["bridge"], settings,
-                           env={"YUFLOW_BRIDGE__INSTANCE": f"{group}-{k}", "YUFLOW_BRIDGE__SHARE_GROUP": group,
-                                "YUFLOW_BRIDGE__HEALTH_PORT": str(port)}) for k, port in enumerate(ports, 1)]
+        return [
+            Background(
+                f"bridge-{count}-{k}",
+                ["bridge"],
+                settings,
+                env={
+                    "YUFLOW_BRIDGE__INSTANCE": f"{group}-{k}",
+                    "YUFLOW_BRIDGE__SHARE_GROUP": group,
+                    "YUFLOW_BRIDGE__HEALTH_PORT": str(port),
+                },
+            )
+            for k, port in enumerate(ports, 1)
+        ]
 
     bridges = start()  # subscribe once, so the broker keeps their sessions (and queues to them) while away
     bridge_online(settings, None, timeout_s=60, instances=count)
@@ -111,9 +125,14 @@ def drain(settings, load: CityLoad, count: int, messages: int, service_pids: dic
         bridge.stop()
     _forget_sessions(settings, [f"{group}-{k}" for k in range(1, count + 1)])
     seconds = (done_s - first_s) if done_s and first_s else None
-    result = {"bridges": count, "messages": messages, "drain_s": round(seconds, 2) if seconds else None,
-              "messages_per_s": round(messages / seconds, 1) if seconds else None,
-              "received_per_bridge": [c.get("received", 0) for c in counts], "processes": processes}
+    result = {
+        "bridges": count,
+        "messages": messages,
+        "drain_s": round(seconds, 2) if seconds else None,
+        "messages_per_s": round(messages / seconds, 1) if seconds else None,
+        "received_per_bridge": [c.get("received", 0) for c in counts],
+        "processes": processes,
+    }
     console.print(result)
     return result
 
@@ -124,9 +143,15 @@ def bridges_bench(scale: int, feeds: list[str], messages: int, counts: list[int]
     from pipeline.settings import load_settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="yuflow-bridges-bench-"))
-    os.environ.update({"YUFLOW_DATA_DIR": str(data_dir), "YUFLOW_MQTT__PORT": str(free_port()),
-                       "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
-                       "YUFLOW_CITY__SCALE": str(scale)})
+    os.environ.update(
+        {
+            "YUFLOW_DATA_DIR": str(data_dir),
+            "YUFLOW_MQTT__PORT": str(free_port()),
+            "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
+            "YUFLOW_CITY__SCALE": str(scale),
+        }
+    )
     settings = load_settings()
     with console.status("building the load (one simulated day of the default city)..."):
         load = CityLoad(load_city(scale=scale), load_city(), feeds, 1.0, 0.0, set())

@@ -29,7 +29,15 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.pipeline import ProcessMeter, _offsets, bridge_counts, free_port, latency_probes, points_written, probe_stations
+from bench.pipeline import (
+    ProcessMeter,
+    _offsets,
+    bridge_counts,
+    free_port,
+    latency_probes,
+    points_written,
+    probe_stations,
+)
 
 DAY_S = 86400.0
 
@@ -37,19 +45,28 @@ DAY_S = 86400.0
 class CityLoad:
     """Who sends what next: a pointer into its base sensor's day and a next-send time per sensor."""
 
-    def __init__(self, city, base_city, feeds: list[str], speedup: float, start_s: float, skip: set[str], seed: int = 7):
+    def __init__(
+        self, city, base_city, feeds: list[str], speedup: float, start_s: float, skip: set[str], seed: int = 7
+    ):
         from sensors_sim.scenario import load_scenario, simulate
 
         recording = simulate(load_scenario("quiet_week", city=base_city, duration_h=24.0), base_city)
         frame = recording.frame[~recording.frame["malformed"] & recording.frame["kind"].isin(feeds)]
         frame = frame.drop_duplicates(["sensor_id", "ts_ms", "parameter"])
         t0_ms = int(frame["ts_ms"].min())
-        self.base: dict[str, tuple[np.ndarray, list[dict]]] = {}  # base sensor -> (offsets in the day, s; payload parts)
+        self.base: dict[
+            str, tuple[np.ndarray, list[dict]]
+        ] = {}  # base sensor -> (offsets in the day, s; payload parts)
         for sensor_id, rows in frame.groupby("sensor_id", observed=True, sort=False):
             times, parts = [], []
             for ts_ms, sample in rows.groupby("ts_ms", sort=True):
                 first = sample.iloc[0]
-                part = {"values": {p: {"value": float(v), "unit": u} for p, v, u in zip(sample["parameter"], sample["value"], sample["unit"])}}
+                part = {
+                    "values": {
+                        p: {"value": float(v), "unit": u}
+                        for p, v, u in zip(sample["parameter"], sample["value"], sample["unit"])
+                    }
+                }
                 if first["detection"]:
                     part |= {"detection": first["detection"], "confidence": float(first["confidence"])}
                 times.append((ts_ms - t0_ms) / 1000)
@@ -71,7 +88,9 @@ class CityLoad:
         rng = np.random.default_rng(seed)
         self.speedup = speedup
         self.phase_s = rng.uniform(0, DAY_S, len(self.sensors))  # where in the base day each sensor starts
-        self.k = np.array([int(np.searchsorted(self.base[b][0], p)) for (_, _, b), p in zip(self.sensors, self.phase_s)])
+        self.k = np.array(
+            [int(np.searchsorted(self.base[b][0], p)) for (_, _, b), p in zip(self.sensors, self.phase_s)]
+        )
         self.laps = np.zeros(len(self.sensors), int)
         self.start_s = start_s
         self.next_at = np.array([self._when(i) for i in range(len(self.sensors))])
@@ -112,12 +131,23 @@ def _grid_size(city) -> tuple[int, int]:
 def _lag(settings) -> tuple[int, int]:
     from pipeline.topics import READINGS
 
-    records, committed = asyncio.run(_offsets(settings.kafka.bootstrap, list(READINGS.values()), settings.worker.app_id))
+    records, committed = asyncio.run(
+        _offsets(settings.kafka.bootstrap, list(READINGS.values()), settings.worker.app_id)
+    )
     return records, records - committed
 
 
-def city_bench(scale: int, feeds: list[str], speedup: float, duration_s: float, workers: int, bridges: int, probes: int,
-               console, restore: bool = True) -> dict:
+def city_bench(
+    scale: int,
+    feeds: list[str],
+    speedup: float,
+    duration_s: float,
+    workers: int,
+    bridges: int,
+    probes: int,
+    console,
+    restore: bool = True,
+) -> dict:
     from pipeline import services
     from pipeline.city import load_city
     from pipeline.demo import bridge_online
@@ -126,28 +156,56 @@ def city_bench(scale: int, feeds: list[str], speedup: float, duration_s: float, 
     from pipeline.settings import load_settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="yuflow-city-bench-"))
-    os.environ.update({"YUFLOW_DATA_DIR": str(data_dir), "YUFLOW_MQTT__PORT": str(free_port()),
-                       "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
-                       "YUFLOW_WORKER__WEB_PORT": str(free_port()), "YUFLOW_CITY__SCALE": str(scale)})
+    os.environ.update(
+        {
+            "YUFLOW_DATA_DIR": str(data_dir),
+            "YUFLOW_MQTT__PORT": str(free_port()),
+            "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
+            "YUFLOW_WORKER__WEB_PORT": str(free_port()),
+            "YUFLOW_CITY__SCALE": str(scale),
+        }
+    )
     settings = load_settings()
     city = load_city(scale=scale)
     skip = {f"wq-{st.id}" for st in probe_stations(city, probes)}  # the probes' stations send only the probes
     with console.status("building the load (one simulated day of the default city)..."):
         load = CityLoad(city, load_city(), feeds, speedup, 0.0, skip)
     per_day_msgs, per_day_readings = load.per_day()
-    result = {"scale": scale, "feeds": feeds, "speedup": speedup, "workers": workers, "bridges": bridges, "cpus": os.cpu_count(),
-              "sensors": len(load.sensors), "stations": len(city.stations), "gauges": len(city.gauges),
-              "offered_messages_per_s": round(per_day_msgs / DAY_S * speedup, 1),
-              "offered_readings_per_s": round(per_day_readings / DAY_S * speedup, 1)}
-    console.print(f"load: {len(load.sensors):,} sensors at scale {scale} ({len(city.stations):,} water stations, {len(city.gauges):,} gauges), "
-                  f"{result['offered_messages_per_s']:,} messages/s, {result['offered_readings_per_s']:,} readings/s at {speedup:g}x")
+    result = {
+        "scale": scale,
+        "feeds": feeds,
+        "speedup": speedup,
+        "workers": workers,
+        "bridges": bridges,
+        "cpus": os.cpu_count(),
+        "sensors": len(load.sensors),
+        "stations": len(city.stations),
+        "gauges": len(city.gauges),
+        "offered_messages_per_s": round(per_day_msgs / DAY_S * speedup, 1),
+        "offered_readings_per_s": round(per_day_readings / DAY_S * speedup, 1),
+    }
+    console.print(
+        f"load: {len(load.sensors):,} sensors at scale {scale} ({len(city.stations):,} water stations, {len(city.gauges):,} gauges), "
+        f"{result['offered_messages_per_s']:,} messages/s, {result['offered_readings_per_s']:,} readings/s at {speedup:g}x"
+    )
     processes: list[Background] = []
     try:
         with console.status("starting services, workers and bridges..."):
             services.up(settings)
-            processes += [Background(f"worker-{k}", ["worker", "--log-level", "warn"], settings,
-                                     env={"YUFLOW_WORKER__WEB_PORT": str(free_port())}) for k in range(1, workers + 1)]
-            processes += [Background(f"bridge-{k}", ["bridge", "--instance", f"bench-{k}"], settings) for k in range(1, bridges + 1)]
+            processes += [
+                Background(
+                    f"worker-{k}",
+                    ["worker", "--log-level", "warn"],
+                    settings,
+                    env={"YUFLOW_WORKER__WEB_PORT": str(free_port())},
+                )
+                for k in range(1, workers + 1)
+            ]
+            processes += [
+                Background(f"bridge-{k}", ["bridge", "--instance", f"bench-{k}"], settings)
+                for k in range(1, bridges + 1)
+            ]
             bridge_online(settings, None, timeout_s=120, instances=bridges)
             time.sleep(20 + 10 * workers)  # the workers join their group and start their agents
             dead = [p.name for p in processes if not p.alive()]
@@ -181,8 +239,17 @@ def city_bench(scale: int, feeds: list[str], speedup: float, duration_s: float, 
                 meter.sample()
                 records, lag = _lag(settings)
                 forwarded = sum(bridge_counts(p.log_file)[0] for p in processes if p.name.startswith("bridge"))
-                samples.append({"t_s": round(now - started, 1), "messages": sent_msgs, "readings": sent_readings,
-                                "forwarded": forwarded, "records": records, "lag": lag, "points": points_written(settings) - points_before})
+                samples.append(
+                    {
+                        "t_s": round(now - started, 1),
+                        "messages": sent_msgs,
+                        "readings": sent_readings,
+                        "forwarded": forwarded,
+                        "records": records,
+                        "lag": lag,
+                        "points": points_written(settings) - points_before,
+                    }
+                )
                 console.print(" ".join(f"{k}={v:,}" for k, v in samples[-1].items()))
                 next_sample += 10
             time.sleep(0.02)
@@ -191,12 +258,21 @@ def city_bench(scale: int, feeds: list[str], speedup: float, duration_s: float, 
         result["processes"] = meter.result()
         client.loop_stop()
         client.disconnect()
-        steady = samples[len(samples) // 3:]
-        result |= {"duration_s": round(elapsed), "messages_per_s": round(sent_msgs / elapsed, 1), "readings_per_s": round(sent_readings / elapsed, 1),
-                   "forwarded_messages_per_s_steady": round((steady[-1]["forwarded"] - steady[0]["forwarded"]) / (steady[-1]["t_s"] - steady[0]["t_s"]), 1),
-                   "influx_points_per_s_steady": round((steady[-1]["points"] - steady[0]["points"]) / (steady[-1]["t_s"] - steady[0]["t_s"]), 1),
-                   "lag_records": [s["lag"] for s in samples], "lag_first_last_max_steady": [steady[0]["lag"], steady[-1]["lag"], max(s["lag"] for s in steady)],
-                   "latency_s": _percentiles(latencies)}
+        steady = samples[len(samples) // 3 :]
+        result |= {
+            "duration_s": round(elapsed),
+            "messages_per_s": round(sent_msgs / elapsed, 1),
+            "readings_per_s": round(sent_readings / elapsed, 1),
+            "forwarded_messages_per_s_steady": round(
+                (steady[-1]["forwarded"] - steady[0]["forwarded"]) / (steady[-1]["t_s"] - steady[0]["t_s"]), 1
+            ),
+            "influx_points_per_s_steady": round(
+                (steady[-1]["points"] - steady[0]["points"]) / (steady[-1]["t_s"] - steady[0]["t_s"]), 1
+            ),
+            "lag_records": [s["lag"] for s in samples],
+            "lag_first_last_max_steady": [steady[0]["lag"], steady[-1]["lag"], max(s["lag"] for s in steady)],
+            "latency_s": _percentiles(latencies),
+        }
         if restore:
             result["restore"] = _restore(settings, processes, load, console)
     finally:
@@ -209,7 +285,11 @@ def city_bench(scale: int, feeds: list[str], speedup: float, duration_s: float, 
 def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"n": 0}
-    return {"n": len(values), **{f"p{q}": round(float(np.percentile(values, q)), 3) for q in (50, 95, 99)}, "max": round(max(values), 3)}
+    return {
+        "n": len(values),
+        **{f"p{q}": round(float(np.percentile(values, q)), 3) for q in (50, 95, 99)},
+        "max": round(max(values), 3),
+    }
 
 
 def _restore(settings, processes, load: CityLoad, console) -> dict:
@@ -223,6 +303,7 @@ def _restore(settings, processes, load: CityLoad, console) -> dict:
     client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()
     try:
+
         def pump(seconds: float) -> None:
             until = time.time() + seconds
             while (now := time.time()) < until:
@@ -235,8 +316,14 @@ def _restore(settings, processes, load: CityLoad, console) -> dict:
         victim = processes[0]
         victim.kill()
         killed = time.time()
-        processes.append(Background("worker-restarted", ["worker", "--log-level", "info"], settings,
-                                    env={"YUFLOW_WORKER__WEB_PORT": str(free_port())}))
+        processes.append(
+            Background(
+                "worker-restarted",
+                ["worker", "--log-level", "info"],
+                settings,
+                env={"YUFLOW_WORKER__WEB_PORT": str(free_port())},
+            )
+        )
         history = []
         while time.time() - killed < 180:
             pump(5)
@@ -247,8 +334,12 @@ def _restore(settings, processes, load: CityLoad, console) -> dict:
                 break
         log = processes[-1].log_file.read_text(errors="replace")
         caught_up = history[-1][1] <= max(2 * before, 100)
-        return {"lag_before": before, "caught_up_s": history[-1][0] if caught_up else None, "lag_history": history,
-                "recovery_logged": "Recovery complete" in log or "recovery complete" in log.lower()}
+        return {
+            "lag_before": before,
+            "caught_up_s": history[-1][0] if caught_up else None,
+            "lag_history": history,
+            "recovery_logged": "Recovery complete" in log or "recovery complete" in log.lower(),
+        }
     finally:
         client.loop_stop()
         client.disconnect()

@@ -68,12 +68,19 @@ class ProcessMeter:
 
     def result(self) -> dict[str, dict]:
         wall = time.monotonic() - self.t0
-        return {name: {"cpu_percent": round(100 * (cpu_s(pid) - self.started[name]) / wall, 1),
-                       "peak_rss_mb": round(self.peak_rss.get(name, rss_mb(pid)), 1)} for name, pid in self.pids.items()}
+        return {
+            name: {
+                "cpu_percent": round(100 * (cpu_s(pid) - self.started[name]) / wall, 1),
+                "peak_rss_mb": round(self.peak_rss.get(name, rss_mb(pid)), 1),
+            }
+            for name, pid in self.pids.items()
+        }
 
 
 # --- load -----------------------------------------------------------------------------------------
-def recorded_messages(scale: int, hours: float, end_s: float, feeds: list[str], repeats: int = 1) -> tuple[list[tuple[int, str, bytes]], float]:
+def recorded_messages(
+    scale: int, hours: float, end_s: float, feeds: list[str], repeats: int = 1
+) -> tuple[list[tuple[int, str, bytes]], float]:
     """quiet_week's messages of ``feeds`` at ``scale``, stamped to end at ``end_s``, ``repeats`` times
     one after another (each repeat moved ``hours`` later, so none repeats a timestamp); and the
     readings (parameter values) per message. Repeats keep the simulator's memory to one span."""
@@ -145,8 +152,14 @@ async def _kafka_baseline(bootstrap: str, payloads: list[bytes], partitions: int
     await asyncio.gather(*futures)
     produced_s = time.perf_counter() - started
     await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=100, max_partition_fetch_bytes=1 << 22)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=1 << 22,
+    )
     await consumer.start()
     got = 0
     started = time.perf_counter()
@@ -156,7 +169,11 @@ async def _kafka_baseline(bootstrap: str, payloads: list[bytes], partitions: int
             got += len(records)
     consumed_s = time.perf_counter() - started
     await consumer.stop()
-    return {"records": len(payloads), "produce_per_s": round(len(payloads) / produced_s), "consume_per_s": round(got / consumed_s)}
+    return {
+        "records": len(payloads),
+        "produce_per_s": round(len(payloads) / produced_s),
+        "consume_per_s": round(got / consumed_s),
+    }
 
 
 def influx_baseline(settings, lines: list[str], batch: int) -> dict:
@@ -169,7 +186,7 @@ def influx_baseline(settings, lines: list[str], batch: int) -> dict:
     influxql(settings.influx, "CREATE DATABASE bench")
     started = time.perf_counter()
     for i in range(0, len(lines), batch):
-        request = urllib.request.Request(url, data="\n".join(lines[i:i + batch]).encode(), method="POST")
+        request = urllib.request.Request(url, data="\n".join(lines[i : i + batch]).encode(), method="POST")
         urllib.request.urlopen(request, timeout=60).read()
     elapsed = time.perf_counter() - started
     return {"points": len(lines), "points_per_s": round(len(lines) / elapsed)}
@@ -183,7 +200,11 @@ async def _offsets(bootstrap: str, topics: list[str], group: str) -> tuple[int, 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))]
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))
+        ]
         ends = await consumer.end_offsets(parts)
         committed = 0
         for tp in parts:
@@ -243,8 +264,17 @@ def log_progress(sample: dict) -> None:
     print(" ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in sample.items()), flush=True)
 
 
-def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: float, readings_per_sample: float, rate: float | None,
-          duration_s: float, meter: ProcessMeter, bridge_log: Path, progress) -> dict:
+def drive(
+    settings,
+    messages: list[tuple[int, str, bytes]],
+    readings_per_msg: float,
+    readings_per_sample: float,
+    rate: float | None,
+    duration_s: float,
+    meter: ProcessMeter,
+    bridge_log: Path,
+    progress,
+) -> dict:
     """Publish over MQTT (flat out, or at ``rate`` readings/s) for ``duration_s``; sample every 10 s:
     readings published, forwarded by the bridge, in InfluxDB; records the agents have committed."""
     from pipeline.mqtt import make_client
@@ -258,7 +288,9 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
     sent = 0
     samples = []
     msg_rate = None if rate is None else rate / readings_per_msg
-    readings_before = np.concatenate([[0], np.cumsum([payload.count(b'"value"') for _, _, payload in messages])])  # exact counts
+    readings_before = np.concatenate(
+        [[0], np.cumsum([payload.count(b'"value"') for _, _, payload in messages])]
+    )  # exact counts
     started = time.monotonic()
 
     points_before = points_written(settings)
@@ -268,11 +300,26 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
         records, committed = asyncio.run(_offsets(settings.kafka.bootstrap, topics, group))
         meter.sample()
         published = int(readings_before[sent])
-        stored = readings_in_influx(settings) if exact else round((points_written(settings) - points_before) * readings_per_sample)
+        stored = (
+            readings_in_influx(settings)
+            if exact
+            else round((points_written(settings) - points_before) * readings_per_sample)
+        )
         forwarded, dead = (round(n * readings_per_sample) for n in bridge_counts(bridge_log))
-        samples.append({"t_s": round(time.monotonic() - started, 1), "published": published, "forwarded": forwarded,
-                        "dead_lettered": dead, "records": records, "records_committed": committed, "record_lag": records - committed,
-                        "in_influx": stored, "exact": exact, "backlog": published - stored - dead})
+        samples.append(
+            {
+                "t_s": round(time.monotonic() - started, 1),
+                "published": published,
+                "forwarded": forwarded,
+                "dead_lettered": dead,
+                "records": records,
+                "records_committed": committed,
+                "record_lag": records - committed,
+                "in_influx": stored,
+                "exact": exact,
+                "backlog": published - stored - dead,
+            }
+        )
         progress(samples[-1])
         log_progress(samples[-1])
 
@@ -312,17 +359,26 @@ def drive(settings, messages: list[tuple[int, str, bytes]], readings_per_msg: fl
             break
     drained_s = next(s["t_s"] for s in samples if s["exact"] and s["in_influx"] == samples[-1]["in_influx"])
     loaded = [s for s in samples if s["t_s"] <= publish_s]
-    steady = loaded[len(loaded) // 3:]  # the first third is the pipeline filling up
-    sustained = ((steady[-1]["in_influx"] - steady[0]["in_influx"]) / (steady[-1]["t_s"] - steady[0]["t_s"])
-                 if len(steady) >= 2 else None)
-    return {"messages_published": sent, "publish_s": round(publish_s, 1), "to_drained_s": drained_s,
-            "published_readings_per_s": round(published / publish_s),
-            "sustained_readings_per_s": None if sustained is None else round(sustained),
-            "end_to_end_readings_per_s": round(samples[-1]["in_influx"] / drained_s),
-            "readings_in_influx": samples[-1]["in_influx"], "readings_dead_lettered": samples[-1]["dead_lettered"],
-            "readings_published": published, "samples": samples,
-            "backlog_first_last": [steady[0]["backlog"], steady[-1]["backlog"]] if steady else None,
-            "record_lag_first_last": [steady[0]["record_lag"], steady[-1]["record_lag"]] if steady else None}
+    steady = loaded[len(loaded) // 3 :]  # the first third is the pipeline filling up
+    sustained = (
+        (steady[-1]["in_influx"] - steady[0]["in_influx"]) / (steady[-1]["t_s"] - steady[0]["t_s"])
+        if len(steady) >= 2
+        else None
+    )
+    return {
+        "messages_published": sent,
+        "publish_s": round(publish_s, 1),
+        "to_drained_s": drained_s,
+        "published_readings_per_s": round(published / publish_s),
+        "sustained_readings_per_s": None if sustained is None else round(sustained),
+        "end_to_end_readings_per_s": round(samples[-1]["in_influx"] / drained_s),
+        "readings_in_influx": samples[-1]["in_influx"],
+        "readings_dead_lettered": samples[-1]["dead_lettered"],
+        "readings_published": published,
+        "samples": samples,
+        "backlog_first_last": [steady[0]["backlog"], steady[-1]["backlog"]] if steady else None,
+        "record_lag_first_last": [steady[0]["record_lag"], steady[-1]["record_lag"]] if steady else None,
+    }
 
 
 def probe_stations(city, count: int) -> list:
@@ -344,15 +400,24 @@ def latency_probes(settings, count: int, spacing_s: float) -> list[float]:
     since = datetime.now(UTC)
     for st in stations:
         for _ in range(3):
-            reading = Reading(sensor_id=f"wq-{st.id}", kind=Kind.water, station=st.id, district=st.district, ts=datetime.now(UTC),
-                              values={"do": Quantity(value=1.0, unit="mg/L")})
+            reading = Reading(
+                sensor_id=f"wq-{st.id}",
+                kind=Kind.water,
+                station=st.id,
+                district=st.district,
+                ts=datetime.now(UTC),
+                values={"do": Quantity(value=1.0, unit="mg/L")},
+            )
             publish(reading_messages([reading], settings.mqtt.topic_root), settings.mqtt)
             time.sleep(spacing_s)
     deadline = time.monotonic() + 60
     values: list[float] = []
     while time.monotonic() < deadline:
-        series = influxql(settings.influx, f"SELECT \"time_to_warn_s\" FROM warnings WHERE time >= '{since.isoformat().replace('+00:00', 'Z')}' "
-                                           f"AND station =~ /^({'|'.join(st.id for st in stations)})$/")
+        series = influxql(
+            settings.influx,
+            f"SELECT \"time_to_warn_s\" FROM warnings WHERE time >= '{since.isoformat().replace('+00:00', 'Z')}' "
+            f"AND station =~ /^({'|'.join(st.id for st in stations)})$/",
+        )
         values = [row[1] for s in series for row in s["values"]]
         if len(values) >= len(stations):
             break
@@ -360,8 +425,17 @@ def latency_probes(settings, count: int, spacing_s: float) -> list[float]:
     return values
 
 
-def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: int, feeds: list[str], console,
-                   samples: int = 1, hours: float = 24.0 * 7, repeats: int = 1) -> dict:
+def pipeline_bench(
+    scale: int,
+    rate: float | None,
+    duration_s: float,
+    probes: int,
+    feeds: list[str],
+    console,
+    samples: int = 1,
+    hours: float = 24.0 * 7,
+    repeats: int = 1,
+) -> dict:
     from rich.live import Live
 
     from pipeline import services
@@ -372,13 +446,27 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
     from pipeline.settings import load_settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="yuflow-bench-"))
-    env = {"YUFLOW_DATA_DIR": str(data_dir), "YUFLOW_MQTT__PORT": str(free_port()), "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
-           "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}", "YUFLOW_WORKER__WEB_PORT": str(free_port()),
-           "YUFLOW_CITY__SCALE": str(scale), "YUFLOW_BRIDGE__MAX_FUTURE_S": "600"}
+    env = {
+        "YUFLOW_DATA_DIR": str(data_dir),
+        "YUFLOW_MQTT__PORT": str(free_port()),
+        "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
+        "YUFLOW_WORKER__WEB_PORT": str(free_port()),
+        "YUFLOW_CITY__SCALE": str(scale),
+        "YUFLOW_BRIDGE__MAX_FUTURE_S": "600",
+    }
     os.environ.update(env)
     settings = load_settings()
-    result: dict = {"scale": scale, "rate": rate, "duration_s": duration_s, "feeds": feeds, "cpus": os.cpu_count(),
-                    "samples_per_message": samples, "hours": hours, "repeats": repeats}
+    result: dict = {
+        "scale": scale,
+        "rate": rate,
+        "duration_s": duration_s,
+        "feeds": feeds,
+        "cpus": os.cpu_count(),
+        "samples_per_message": samples,
+        "hours": hours,
+        "repeats": repeats,
+    }
     background: list = []
     with console.status("simulating the load..."):
         one_each, per_sample = recorded_messages(scale, hours, time.time() - 60, feeds, repeats)
@@ -389,7 +477,9 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
         messages = samples_per_message(one_each, samples)
         per_msg = per_sample * len(one_each) / len(messages)
     result["readings_per_message"] = round(per_msg, 2)
-    console.print(f"load: {len(messages):,} messages of {samples} sample(s), {per_msg:.1f} readings each (quiet_week {hours:g} h x {repeats}, scale {scale})")
+    console.print(
+        f"load: {len(messages):,} messages of {samples} sample(s), {per_msg:.1f} readings each (quiet_week {hours:g} h x {repeats}, scale {scale})"
+    )
     try:
         with console.status("starting services..."):
             services.up(settings)
@@ -398,16 +488,22 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
             result["baseline_mqtt"] = mqtt_baseline(settings, [(t, p) for _, t, p in messages[:n]])
             result["baseline_mqtt"]["readings_per_s"] = round(result["baseline_mqtt"]["messages_per_s"] * per_msg)
         with console.status("baseline: Kafka alone..."):
-            result["baseline_kafka"] = asyncio.run(_kafka_baseline(settings.kafka.bootstrap, [p for _, _, p in messages[:n]],
-                                                                   settings.kafka.partitions))
+            result["baseline_kafka"] = asyncio.run(
+                _kafka_baseline(settings.kafka.bootstrap, [p for _, _, p in messages[:n]], settings.kafka.partitions)
+            )
             for k in ("produce_per_s", "consume_per_s"):
-                result["baseline_kafka"][k.replace("_per_s", "_readings_per_s")] = round(result["baseline_kafka"][k] * per_msg)
+                result["baseline_kafka"][k.replace("_per_s", "_readings_per_s")] = round(
+                    result["baseline_kafka"][k] * per_msg
+                )
         with console.status("baseline: InfluxDB alone..."):
             lines = [reading_line(parse_reading(p)) for _, _, p in one_each[:100_000]]
             result["baseline_influx"] = influx_baseline(settings, lines, settings.influx.batch_size)
             result["baseline_influx"]["readings_per_s"] = round(result["baseline_influx"]["points_per_s"] * per_sample)
         with console.status("starting the worker and the bridge..."):
-            background = [Background("worker", ["worker", "--log-level", "warn"], settings), Background("bridge", ["bridge"], settings)]
+            background = [
+                Background("worker", ["worker", "--log-level", "warn"], settings),
+                Background("bridge", ["bridge"], settings),
+            ]
             bridge_online(settings, background[1].pid, timeout_s=90)
             time.sleep(15)  # the worker joins its group and starts its agents (it logs nothing at warning level)
             if not background[0].alive():
@@ -423,19 +519,43 @@ def pipeline_bench(scale: int, rate: float | None, duration_s: float, probes: in
             prober = threading.Timer(10.0, lambda: latencies.extend(latency_probes(settings, probes, 0.2)))
             prober.start()
         with Live(console=console, refresh_per_second=2) as live:
-            run = drive(settings, messages, per_msg, per_sample, rate, duration_s, meter, background[1].log_file,
-                        lambda s: live.update(f"t={s['t_s']:>6.1f}s readings published {s['published']:,} forwarded {s['forwarded']:,} "
-                                              f"in InfluxDB {s['in_influx']:,} (backlog {s['backlog']:,}); records committed "
-                                              f"{s['records_committed']:,} (lag {s['record_lag']:,})"))
+            run = drive(
+                settings,
+                messages,
+                per_msg,
+                per_sample,
+                rate,
+                duration_s,
+                meter,
+                background[1].log_file,
+                lambda s: live.update(
+                    f"t={s['t_s']:>6.1f}s readings published {s['published']:,} forwarded {s['forwarded']:,} "
+                    f"in InfluxDB {s['in_influx']:,} (backlog {s['backlog']:,}); records committed "
+                    f"{s['records_committed']:,} (lag {s['record_lag']:,})"
+                ),
+            )
         result["pipeline"] = run
         result["processes"] = meter.result()
         if probes:
             prober.join()
             lat = latencies
-            result["latency_s"] = ({"n": len(lat), "p50": round(float(np.percentile(lat, 50)), 3), "p95": round(float(np.percentile(lat, 95)), 3),
-                                    "p99": round(float(np.percentile(lat, 99)), 3), "max": round(max(lat), 3)} if lat else {"n": 0})
-        result["ratio_to_kafka_consume"] = round(run["end_to_end_readings_per_s"] / result["baseline_kafka"]["consume_readings_per_s"], 3)
-        result["ratio_to_kafka_produce"] = round(run["end_to_end_readings_per_s"] / result["baseline_kafka"]["produce_readings_per_s"], 3)
+            result["latency_s"] = (
+                {
+                    "n": len(lat),
+                    "p50": round(float(np.percentile(lat, 50)), 3),
+                    "p95": round(float(np.percentile(lat, 95)), 3),
+                    "p99": round(float(np.percentile(lat, 99)), 3),
+                    "max": round(max(lat), 3),
+                }
+                if lat
+                else {"n": 0}
+            )
+        result["ratio_to_kafka_consume"] = round(
+            run["end_to_end_readings_per_s"] / result["baseline_kafka"]["consume_readings_per_s"], 3
+        )
+        result["ratio_to_kafka_produce"] = round(
+            run["end_to_end_readings_per_s"] / result["baseline_kafka"]["produce_readings_per_s"], 3
+        )
     finally:
         for process in reversed(background):
             process.stop()

@@ -13,8 +13,8 @@ from models.transport import dispersion_sigma_s, plume_mg_l
 @dataclass(frozen=True)
 class Arrival:
     target_id: str
-    arrival_s: float       # plume front (release start + travel time)
-    arrival_low_s: float   # interval from the velocity uncertainty
+    arrival_s: float  # plume front (release start + travel time)
+    arrival_low_s: float  # interval from the velocity uncertainty
     arrival_high_s: float
     peak_s: float
     peak_mg_l: float

@@ -35,7 +35,9 @@ def levels_many(density: np.ndarray, bounds: Mapping[str, float]) -> np.ndarray:
     return np.array(list(LEVELS))[np.searchsorted(edges, np.asarray(density, dtype=float), side="right")]
 
 
-def tier_for_level(level: str, tiers: Mapping[str, str], order: Sequence[str] = ("blue", "yellow", "orange", "red")) -> str | None:
+def tier_for_level(
+    level: str, tiers: Mapping[str, str], order: Sequence[str] = ("blue", "yellow", "orange", "red")
+) -> str | None:
     """The highest tier whose starting level ``level`` has reached, or None.
 
     >>> tier_for_level("E", {"yellow": "D", "orange": "E", "red": "F"}), tier_for_level("C", {"yellow": "D"})
@@ -113,7 +115,9 @@ class ZoneForecaster:
         return cls(**state)
 
 
-def officers_needed(persons: float, area_m2: float, congestion_density: float, persons_per_officer: float, minimum: int = 2) -> int:
+def officers_needed(
+    persons: float, area_m2: float, congestion_density: float, persons_per_officer: float, minimum: int = 2
+) -> int:
     """Police to deploy: one per ``persons_per_officer`` above the congestion density (at least ``minimum``).
 
     >>> officers_needed(40000, 30000, 1.08, 150)
@@ -123,8 +127,12 @@ def officers_needed(persons: float, area_m2: float, congestion_density: float, p
     return max(minimum, math.ceil(excess / persons_per_officer))
 
 
-def dispersal_plan(tier: str, templates: Mapping[str, Sequence[str]], facts: Mapping[str, object],
-                   order: Sequence[str] = ("blue", "yellow", "orange", "red")) -> list[str]:
+def dispersal_plan(
+    tier: str,
+    templates: Mapping[str, Sequence[str]],
+    facts: Mapping[str, object],
+    order: Sequence[str] = ("blue", "yellow", "orange", "red"),
+) -> list[str]:
     """The plan's steps for ``tier``: the templates of every tier up to it, filled with ``facts``.
 
     >>> plan = dispersal_plan("orange", {"yellow": ["police to {entrances}"], "orange": ["limit {metro}"]},

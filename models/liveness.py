@@ -24,7 +24,7 @@ class LivenessWatch:
     (False, [('wq-a', 8197.0)])
     """
 
-    silence_s: Mapping[str, float]                               # per kind: how long a sensor may be quiet
+    silence_s: Mapping[str, float]  # per kind: how long a sensor may be quiet
     last_seen_s: dict[str, float] = field(default_factory=dict)  # wall-clock time of each sensor's last live reading
     kind_of: dict[str, str] = field(default_factory=dict)
     offline: set[str] = field(default_factory=set)
@@ -43,8 +43,11 @@ class LivenessWatch:
 
     def due(self, now_s: float) -> list[tuple[str, float]]:
         """Sensors silent beyond their limit and not reported yet, with how long (s); now reported."""
-        found = [(s, now_s - seen) for s, seen in self.last_seen_s.items()
-                 if s not in self.offline and now_s - seen > self.silence_s[self.kind_of[s]]]
+        found = [
+            (s, now_s - seen)
+            for s, seen in self.last_seen_s.items()
+            if s not in self.offline and now_s - seen > self.silence_s[self.kind_of[s]]
+        ]
         self.offline.update(s for s, _ in found)
         return found
 

@@ -95,8 +95,12 @@ class PersistenceArrays:
             self.reported[row, j], self.seen[row, j] = s.reported_severity, True
 
     def states(self, row: int) -> dict[int, PersistenceState]:
-        return {int(j): PersistenceState(int(self.bad[row, j]), int(self.good[row, j]), bool(self.active[row, j]),
-                                         float(self.reported[row, j])) for j in np.flatnonzero(self.seen[row])}
+        return {
+            int(j): PersistenceState(
+                int(self.bad[row, j]), int(self.good[row, j]), bool(self.active[row, j]), float(self.reported[row, j])
+            )
+            for j in np.flatnonzero(self.seen[row])
+        }
 
     def step(self, rows: np.ndarray, severity: np.ndarray, checked: np.ndarray) -> np.ndarray:
         """One reading per row (rows unique): ``severity`` (n, columns) NaN within the limit,

@@ -103,18 +103,23 @@ class GaugeAccumulator:
     def totals_mm(self, now_s: float) -> dict[float, float]:
         """Accumulation per window (h -> mm) up to ``now_s``, rounded to 0.001 mm."""
         recent = np.nan_to_num(self.recent_mm(now_s, self.horizon_h))
-        return {w: round(float(recent[-self._slots(w):].sum()), 3) for w in self.windows_h}
+        return {w: round(float(recent[-self._slots(w) :].sum()), 3) for w in self.windows_h}
 
     def coverage(self, now_s: float) -> dict[float, float]:
         """Fraction of each window's intervals reported (h -> 0..1, 3 decimals)."""
         seen = ~np.isnan(self.recent_mm(now_s, self.horizon_h))
-        return {w: round(float(seen[-self._slots(w):].mean()), 3) for w in self.windows_h}
+        return {w: round(float(seen[-self._slots(w) :].mean()), 3) for w in self.windows_h}
 
     def state(self) -> dict:
         """Plain JSON-able data; ``from_state`` restores it."""
         recent = self.recent_mm(self.newest_slot * self.step_s, self.horizon_h) if self.newest_slot is not None else []
-        return {"step_s": self.step_s, "horizon_h": self.horizon_h, "windows_h": list(self.windows_h),
-                "newest_slot": self.newest_slot, "mm": [None if np.isnan(v) else float(v) for v in recent]}
+        return {
+            "step_s": self.step_s,
+            "horizon_h": self.horizon_h,
+            "windows_h": list(self.windows_h),
+            "newest_slot": self.newest_slot,
+            "mm": [None if np.isnan(v) else float(v) for v in recent],
+        }
 
     @classmethod
     def from_state(cls, state: Mapping) -> GaugeAccumulator:
@@ -157,29 +162,36 @@ def rolling_sum_mm(mm: np.ndarray, window_slots: int) -> tuple[np.ndarray, np.nd
 # --- tiers ---------------------------------------------------------------------------------------
 class Reached(NamedTuple):
     tier: str | None  # the highest tier reached; None: none
-    mm: float         # that tier's accumulation (none reached: the one closest to its threshold)
+    mm: float  # that tier's accumulation (none reached: the one closest to its threshold)
     window_h: float
 
 
 class Forecast(NamedTuple):
-    tier: str         # the highest tier the nowcast brings within its window (above the one reached now)
-    lead_s: float     # when its window first holds the threshold, s after now
-    mm: float         # the window's accumulation then, mm (observed + forecast)
+    tier: str  # the highest tier the nowcast brings within its window (above the one reached now)
+    lead_s: float  # when its window first holds the threshold, s after now
+    mm: float  # the window's accumulation then, mm (observed + forecast)
     window_h: float
 
 
 class FieldTiers(NamedTuple):
     """Tiers of G gauges at once (``tiers_many``); ranks index ``tiers``, -1: none."""
-    reached: np.ndarray      # (G,) rank of the highest tier reached now
-    reached_mm: np.ndarray   # (G,) its accumulation (none reached: that of the tier closest to its threshold)
-    reached_i: np.ndarray    # (G,) the tier whose window ``reached_mm`` is (for ``window_h``)
-    forecast: np.ndarray     # (G,) rank of the highest tier above ``reached`` forecast within the leads
-    lead_s: np.ndarray       # (G,) when its window first holds the threshold, s after now (NaN: none)
+
+    reached: np.ndarray  # (G,) rank of the highest tier reached now
+    reached_mm: np.ndarray  # (G,) its accumulation (none reached: that of the tier closest to its threshold)
+    reached_i: np.ndarray  # (G,) the tier whose window ``reached_mm`` is (for ``window_h``)
+    forecast: np.ndarray  # (G,) rank of the highest tier above ``reached`` forecast within the leads
+    lead_s: np.ndarray  # (G,) when its window first holds the threshold, s after now (NaN: none)
     forecast_mm: np.ndarray  # (G,) the window's accumulation then, mm
 
 
-def tiers_many(recent_mm: np.ndarray, forecast_mm: np.ndarray | None, leads_s: np.ndarray | None, step_s: float,
-               tiers: Sequence[Mapping], within_window: bool = False) -> FieldTiers:
+def tiers_many(
+    recent_mm: np.ndarray,
+    forecast_mm: np.ndarray | None,
+    leads_s: np.ndarray | None,
+    step_s: float,
+    tiers: Sequence[Mapping],
+    within_window: bool = False,
+) -> FieldTiers:
     """Tiers reached and forecast for G gauges from their recent slots and their nowcast.
 
     ``recent_mm`` (G, M) are the last M slot amounts up to now, oldest first, NaN where missing
@@ -199,21 +211,23 @@ def tiers_many(recent_mm: np.ndarray, forecast_mm: np.ndarray | None, leads_s: n
     slots = [max(1, int(round(rule["window_h"] * 3600 / step_s))) for rule in tiers]
     if recent.shape[1] < max(slots):
         raise ValueError(f"recent_mm must hold the longest window ({max(slots)} slots), got {recent.shape[1]}")
-    observed_last = np.concatenate([np.zeros((g_count, 1)), np.cumsum(recent[:, ::-1], axis=1)], axis=1)  # [:, k]: last k slots
-    window_now = np.round(np.stack([observed_last[:, m] for m in slots], axis=1), 3)                     # (G, T)
+    observed_last = np.concatenate(
+        [np.zeros((g_count, 1)), np.cumsum(recent[:, ::-1], axis=1)], axis=1
+    )  # [:, k]: last k slots
+    window_now = np.round(np.stack([observed_last[:, m] for m in slots], axis=1), 3)  # (G, T)
     limit = np.array([rule["mm"] for rule in tiers])
     hit_now = window_now >= limit - ALIGN_TOL
     reached = np.where(hit_now.any(axis=1), len(tiers) - 1 - np.argmax(hit_now[:, ::-1], axis=1), -1)
-    ratio = window_now / limit + np.arange(len(tiers)) * 1e-9          # ties: the more severe tier
+    ratio = window_now / limit + np.arange(len(tiers)) * 1e-9  # ties: the more severe tier
     reached_i = np.where(reached >= 0, reached, np.argmax(ratio, axis=1))
     reached_mm = window_now[np.arange(g_count), reached_i]
     forecast, lead_s, fc_mm = np.full(g_count, -1), np.full(g_count, np.nan), np.full(g_count, np.nan)
     if forecast_mm is not None and leads_s is not None and len(leads_s):
         fc = np.atleast_2d(np.asarray(forecast_mm, dtype=float))
-        j = np.rint(np.asarray(leads_s, dtype=float) / step_s).astype(np.int64)             # leads in slots
+        j = np.rint(np.asarray(leads_s, dtype=float) / step_s).astype(np.int64)  # leads in slots
         every = np.arange(int(j.max()) + 1)
         if np.array_equal(j, every[1:]):
-            cum = np.concatenate([np.zeros((g_count, 1)), fc], axis=1)                        # F at every slot
+            cum = np.concatenate([np.zeros((g_count, 1)), fc], axis=1)  # F at every slot
         else:
             cum = np.stack([np.interp(every, np.r_[0, j], np.r_[0.0, row]) for row in fc])
         for i in range(len(tiers) - 1, -1, -1):
@@ -221,7 +235,7 @@ def tiers_many(recent_mm: np.ndarray, forecast_mm: np.ndarray | None, leads_s: n
             if not todo.any():
                 continue
             m = slots[i]
-            window = observed_last[:, np.clip(m - j, 0, m)] + cum[:, j] - cum[:, np.clip(j - m, 0, None)]   # (G, L)
+            window = observed_last[:, np.clip(m - j, 0, m)] + cum[:, j] - cum[:, np.clip(j - m, 0, None)]  # (G, L)
             hit = window >= limit[i] - ALIGN_TOL
             if within_window:
                 hit &= (j <= m)[None, :]
@@ -253,8 +267,9 @@ def tier_reached(acc: GaugeAccumulator, now_s: float, tiers: Sequence[Mapping]) 
     return Reached(tiers[i]["tier"] if out.reached[0] >= 0 else None, float(out.reached_mm[0]), tiers[i]["window_h"])
 
 
-def tier_forecast(acc: GaugeAccumulator, now_s: float, forecast_mm: np.ndarray, leads_s: np.ndarray,
-                  tiers: Sequence[Mapping]) -> Forecast | None:
+def tier_forecast(
+    acc: GaugeAccumulator, now_s: float, forecast_mm: np.ndarray, leads_s: np.ndarray, tiers: Sequence[Mapping]
+) -> Forecast | None:
     """The highest tier above the one reached now that observed + forecast rain reaches within ``leads_s``.
 
     One gauge's ``tiers_many``; None: no tier above the one reached.
@@ -346,19 +361,49 @@ class StormNowcaster:
     True
     """
 
-    def __init__(self, x_km: np.ndarray, y_km: np.ndarray, step_s: float = 300.0, track_h: float = 1.0, min_fixes: int = 3,
-                 wet_mm_h: float = 5.0, min_peak_mm_h: float = 10.0, trend_h: float = 0.5, max_growth: float = 2.0,
-                 residual_h: float = 0.5, members: int = 24, speed_sd: float = 0.15, angle_sd_deg: float = 10.0,
-                 intensity_sd: float = 0.25, suspect_mm_h: float = 25.0, suspect_ratio: float = 3.0, decay_h: float = 1e9,
-                 life_h: float = 3.0, life_fixes: int = 6, seed: int = 0):
+    def __init__(
+        self,
+        x_km: np.ndarray,
+        y_km: np.ndarray,
+        step_s: float = 300.0,
+        track_h: float = 1.0,
+        min_fixes: int = 3,
+        wet_mm_h: float = 5.0,
+        min_peak_mm_h: float = 10.0,
+        trend_h: float = 0.5,
+        max_growth: float = 2.0,
+        residual_h: float = 0.5,
+        members: int = 24,
+        speed_sd: float = 0.15,
+        angle_sd_deg: float = 10.0,
+        intensity_sd: float = 0.25,
+        suspect_mm_h: float = 25.0,
+        suspect_ratio: float = 3.0,
+        decay_h: float = 1e9,
+        life_h: float = 3.0,
+        life_fixes: int = 6,
+        seed: int = 0,
+    ):
         self.x_km, self.y_km = np.asarray(x_km, dtype=float), np.asarray(y_km, dtype=float)
         if self.x_km.shape != self.y_km.shape or self.x_km.ndim != 1 or self.x_km.size < 2:
-            raise ValueError(f"x_km and y_km must be 1-D of the same length >= 2, got {self.x_km.shape} and {self.y_km.shape}")
+            raise ValueError(
+                f"x_km and y_km must be 1-D of the same length >= 2, got {self.x_km.shape} and {self.y_km.shape}"
+            )
         self.step_s, self.track_h, self.min_fixes = float(step_s), float(track_h), int(min_fixes)
         self.wet_mm_h, self.min_peak_mm_h = wet_mm_h, min_peak_mm_h
         self.trend_h, self.max_growth, self.residual_h = trend_h, max_growth, residual_h
-        self.members, self.speed_sd, self.angle_sd_deg, self.intensity_sd = int(members), speed_sd, angle_sd_deg, intensity_sd
-        self.suspect_mm_h, self.suspect_ratio, self.decay_h, self.seed = suspect_mm_h, suspect_ratio, float(decay_h), seed
+        self.members, self.speed_sd, self.angle_sd_deg, self.intensity_sd = (
+            int(members),
+            speed_sd,
+            angle_sd_deg,
+            intensity_sd,
+        )
+        self.suspect_mm_h, self.suspect_ratio, self.decay_h, self.seed = (
+            suspect_mm_h,
+            suspect_ratio,
+            float(decay_h),
+            seed,
+        )
         self.life_h, self.life_fixes = float(life_h), int(life_fixes)
         d = np.hypot(self.x_km[:, None] - self.x_km[None, :], self.y_km[:, None] - self.y_km[None, :])
         spacing = float(np.median(np.where(d > 0, d, np.inf).min(axis=1)))
@@ -369,19 +414,44 @@ class StormNowcaster:
         self._angle = np.r_[0.0, np.deg2rad(angle_sd_deg) * rng.standard_normal(self.members - 1)]
         self._gain = np.r_[1.0, np.exp(intensity_sd * rng.standard_normal(self.members - 1))]
         self.t_s: float | None = None
-        self.tracks: list[dict] = []                # {"id", "t", "x", "y", "peak", "r"}: fixes over the last track_h
-        self.residual = np.zeros(self.x_km.size)     # mm/h the cells do not explain
+        self.tracks: list[dict] = []  # {"id", "t", "x", "y", "peak", "r"}: fixes over the last track_h
+        self.residual = np.zeros(self.x_km.size)  # mm/h the cells do not explain
         self.suspect = np.zeros(self.x_km.size, dtype=bool)
         self._next_id = 0
 
-    _PARAMS = ("step_s", "track_h", "min_fixes", "wet_mm_h", "min_peak_mm_h", "trend_h", "max_growth", "residual_h",
-               "members", "speed_sd", "angle_sd_deg", "intensity_sd", "suspect_mm_h", "suspect_ratio", "decay_h", "life_h", "life_fixes", "seed")
+    _PARAMS = (
+        "step_s",
+        "track_h",
+        "min_fixes",
+        "wet_mm_h",
+        "min_peak_mm_h",
+        "trend_h",
+        "max_growth",
+        "residual_h",
+        "members",
+        "speed_sd",
+        "angle_sd_deg",
+        "intensity_sd",
+        "suspect_mm_h",
+        "suspect_ratio",
+        "decay_h",
+        "life_h",
+        "life_fixes",
+        "seed",
+    )
 
     def state(self) -> dict:
         """Plain JSON-able data; ``from_state`` restores it (the ensemble is redrawn from ``seed``)."""
-        return {"x_km": self.x_km.tolist(), "y_km": self.y_km.tolist(), "params": {k: getattr(self, k) for k in self._PARAMS},
-                "t_s": self.t_s, "tracks": self.tracks, "residual": self.residual.tolist(),
-                "suspect": self.suspect.tolist(), "next_id": self._next_id}
+        return {
+            "x_km": self.x_km.tolist(),
+            "y_km": self.y_km.tolist(),
+            "params": {k: getattr(self, k) for k in self._PARAMS},
+            "t_s": self.t_s,
+            "tracks": self.tracks,
+            "residual": self.residual.tolist(),
+            "suspect": self.suspect.tolist(),
+            "next_id": self._next_id,
+        }
 
     @classmethod
     def from_state(cls, state: Mapping) -> StormNowcaster:
@@ -402,8 +472,10 @@ class StormNowcaster:
         rates = np.where(self.suspect, np.nan, rates)
         cells, background = self._fit_cells(rates)
         self._associate(t_s, cells)
-        explained = background + sum((c[0] * np.exp(-((self.x_km - c[1]) ** 2 + (self.y_km - c[2]) ** 2) / (2 * c[3] ** 2))
-                                      for c in cells), np.zeros_like(rates))
+        explained = background + sum(
+            (c[0] * np.exp(-((self.x_km - c[1]) ** 2 + (self.y_km - c[2]) ** 2) / (2 * c[3] ** 2)) for c in cells),
+            np.zeros_like(rates),
+        )
         self.residual = np.clip(np.nan_to_num(rates - explained), 0.0, None) + background
         self.t_s = float(t_s)
 
@@ -422,15 +494,29 @@ class StormNowcaster:
         for k in range(n):
             g = idx[label == k]
             w = rates[g]
-            if w.max() < self.min_peak_mm_h or g.size < 2:  # one wet gauge alone is a shower or a faulty gauge, not a cell
+            if (
+                w.max() < self.min_peak_mm_h or g.size < 2
+            ):  # one wet gauge alone is a shower or a faulty gauge, not a cell
                 continue
             cx, cy = np.average(self.x_km[g], weights=w), np.average(self.y_km[g], weights=w)
             r2 = np.average((self.x_km[g] - cx) ** 2 + (self.y_km[g] - cy) ** 2, weights=w)
-            guesses.append((float(w.max()), cx, cy, float(np.clip(np.sqrt(max(r2, 1e-6)), 0.5 * self.spacing_km, 2.0 * self.spacing_km))))
+            guesses.append(
+                (
+                    float(w.max()),
+                    cx,
+                    cy,
+                    float(np.clip(np.sqrt(max(r2, 1e-6)), 0.5 * self.spacing_km, 2.0 * self.spacing_km)),
+                )
+            )
         if not guesses:
             return [], 0.0
         x, y, obs = self.x_km[seen], self.y_km[seen], rates[seen]
-        lo_x, hi_x, lo_y, hi_y = x.min() - 3 * self.spacing_km, x.max() + 3 * self.spacing_km, y.min() - 3 * self.spacing_km, y.max() + 3 * self.spacing_km
+        lo_x, hi_x, lo_y, hi_y = (
+            x.min() - 3 * self.spacing_km,
+            x.max() + 3 * self.spacing_km,
+            y.min() - 3 * self.spacing_km,
+            y.max() + 3 * self.spacing_km,
+        )
 
         def residuals(p: np.ndarray) -> np.ndarray:
             model = np.full(obs.shape, p[-1])
@@ -440,9 +526,14 @@ class StormNowcaster:
 
         p0 = np.r_[np.ravel([(a, cx, cy, np.log(r)) for a, cx, cy, r in guesses]), 0.0]
         lo = np.r_[np.ravel([(0.0, lo_x, lo_y, np.log(0.3 * self.spacing_km))] * len(guesses)), 0.0]
-        hi = np.r_[np.ravel([(10 * max(g[0] for g in guesses), hi_x, hi_y, np.log(4 * self.spacing_km))] * len(guesses)), self.wet_mm_h]
+        hi = np.r_[
+            np.ravel([(10 * max(g[0] for g in guesses), hi_x, hi_y, np.log(4 * self.spacing_km))] * len(guesses)),
+            self.wet_mm_h,
+        ]
         fit = least_squares(residuals, np.clip(p0, lo, hi), bounds=(lo, hi), max_nfev=50 * p0.size)
-        cells = [(float(a), float(cx), float(cy), float(np.exp(log_r))) for a, cx, cy, log_r in fit.x[:-1].reshape(-1, 4)]
+        cells = [
+            (float(a), float(cx), float(cy), float(np.exp(log_r))) for a, cx, cy, log_r in fit.x[:-1].reshape(-1, 4)
+        ]
         return [c for c in cells if c[0] >= self.min_peak_mm_h], float(fit.x[-1])
 
     def _associate(self, t_s: float, cells: list[tuple[float, float, float, float]]) -> None:
@@ -481,7 +572,10 @@ class StormNowcaster:
         moving = t_h >= -self.track_h - 1e-9
         if moving.sum() < self.min_fixes:
             return None
-        vx, vy = np.polyfit(t_h[moving], np.asarray(track["x"])[moving], 1)[0], np.polyfit(t_h[moving], np.asarray(track["y"])[moving], 1)[0]
+        vx, vy = (
+            np.polyfit(t_h[moving], np.asarray(track["x"])[moving], 1)[0],
+            np.polyfit(t_h[moving], np.asarray(track["y"])[moving], 1)[0],
+        )
         log_peak = np.log(np.maximum(track["peak"], 1e-3))
         if len(t_h) >= self.life_fixes:
             curvature, slope, _ = np.polyfit(t_h, log_peak, 2)
@@ -505,11 +599,19 @@ class StormNowcaster:
         if not moving:
             return 0.0, 0.0
         w = np.array([p for p, _ in moving])
-        return float(np.average([m[0] for _, m in moving], weights=w)), float(np.average([m[1] for _, m in moving], weights=w))
+        return float(np.average([m[0] for _, m in moving], weights=w)), float(
+            np.average([m[1] for _, m in moving], weights=w)
+        )
 
     # --- forecast ----------------------------------------------------------------------------------
-    def forecast_at(self, x_km: np.ndarray, y_km: np.ndarray, leads_s: np.ndarray, residual_mm_h: np.ndarray | None = None,
-                    quantiles: Mapping[str, float] = {"p10": 0.1, "p50": 0.5, "p90": 0.9}) -> dict[str, np.ndarray]:
+    def forecast_at(
+        self,
+        x_km: np.ndarray,
+        y_km: np.ndarray,
+        leads_s: np.ndarray,
+        residual_mm_h: np.ndarray | None = None,
+        quantiles: Mapping[str, float] = {"p10": 0.1, "p50": 0.5, "p90": 0.9},
+    ) -> dict[str, np.ndarray]:
         """Cumulative rain (mm) from now to each lead at points ``(x_km, y_km)``: quantile -> (P, L).
 
         ``residual_mm_h`` (P,) is the light rain left in place at the points (default: that of the
@@ -521,7 +623,7 @@ class StormNowcaster:
             nearest = np.argmin(np.hypot(x[:, None] - self.x_km[None, :], y[:, None] - self.y_km[None, :]), axis=1)
             residual_mm_h = self.residual[nearest]
         n = max(1, int(np.ceil(leads.max(initial=0) / self.step_s)))
-        tau_h = (np.arange(n) + 0.5) * self.step_s / 3600                   # mid-points of the forecast steps
+        tau_h = (np.arange(n) + 0.5) * self.step_s / 3600  # mid-points of the forecast steps
         rate = np.zeros((self.members, x.size, n))
         rate += (np.asarray(residual_mm_h, dtype=float)[:, None] * np.exp(-tau_h / self.residual_h))[None]
         v_mean = self.velocity_kmh
@@ -533,22 +635,24 @@ class StormNowcaster:
                 trend, curvature = (0.0 if any(self._motion(tr) for tr in self.tracks) else -1.0 / self.trend_h), 0.0
             else:
                 vx, vy, trend, curvature = motion
-            if curvature < 0:   # the life cycle's parabola
+            if curvature < 0:  # the life cycle's parabola
                 growth = trend * tau_h + curvature * tau_h**2
-            else:               # youth: the recent trend, damped
+            else:  # youth: the recent trend, damped
                 growth = trend * self.trend_h * (1 - np.exp(-tau_h / self.trend_h))
             growth = np.minimum(growth, np.log(self.max_growth)) - tau_h / self.decay_h
-            peak = track["peak"][-1] * self._gain[:, None] * np.exp(growth)[None, :]         # (M, n)
+            peak = track["peak"][-1] * self._gain[:, None] * np.exp(growth)[None, :]  # (M, n)
             ux, uy = (cos * vx - sin * vy) * self._speed, (sin * vx + cos * vy) * self._speed  # (M,)
             cx = track["x"][-1] + ux[:, None] * tau_h[None, :]
             cy = track["y"][-1] + uy[:, None] * tau_h[None, :]
             d2 = (x[None, :, None] - cx[:, None, :]) ** 2 + (y[None, :, None] - cy[:, None, :]) ** 2
             rate += peak[:, None, :] * np.exp(-d2 / (2 * track["r"][-1] ** 2))
-        cum = np.concatenate([np.zeros((self.members, x.size, 1)), np.cumsum(rate, axis=2) * self.step_s / 3600], axis=2)
+        cum = np.concatenate(
+            [np.zeros((self.members, x.size, 1)), np.cumsum(rate, axis=2) * self.step_s / 3600], axis=2
+        )
         pos = np.clip(leads / self.step_s, 0, n)
         i0 = np.minimum(np.floor(pos).astype(np.int64), n - 1)
-        at = cum[..., i0] + (cum[..., i0 + 1] - cum[..., i0]) * (pos - i0)   # linear between steps
-        bands = np.quantile(at, list(quantiles.values()), axis=0)           # one partition for all quantiles
+        at = cum[..., i0] + (cum[..., i0 + 1] - cum[..., i0]) * (pos - i0)  # linear between steps
+        bands = np.quantile(at, list(quantiles.values()), axis=0)  # one partition for all quantiles
         return dict(zip(quantiles, bands))
 
     def forecast(self, leads_s: np.ndarray) -> dict[str, np.ndarray]:

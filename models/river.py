@@ -103,11 +103,16 @@ class RiverNetwork:
         segments = self.path(a, b)
         return None if segments is None else sum(km_to - km_from for _, km_from, km_to in segments)
 
-    def with_velocity_factor(self, factor: float) -> "RiverNetwork":
+    def with_velocity_factor(self, factor: float) -> RiverNetwork:
         """The same network with every velocity multiplied (today's flow differs from the nominal)."""
         from dataclasses import replace
 
-        return RiverNetwork({rid: replace(r, velocities_mps=tuple(v * factor for v in r.velocities_mps)) for rid, r in self.rivers.items()})
+        return RiverNetwork(
+            {
+                rid: replace(r, velocities_mps=tuple(v * factor for v in r.velocities_mps))
+                for rid, r in self.rivers.items()
+            }
+        )
 
     def dispersion_m2s(self, point: Point) -> float:
         return self.rivers[point[0]].dispersion_m2s

@@ -79,8 +79,14 @@ def _long_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
 
 
 def drift_mask(
-    ts_s: np.ndarray, X: np.ndarray, step_s: float, min_noise_sd: float = 1.5, k_resid: float = 4.0, min_r2: float = 0.5,
-    persistence: int = 36, coverage: float = 0.98,
+    ts_s: np.ndarray,
+    X: np.ndarray,
+    step_s: float,
+    min_noise_sd: float = 1.5,
+    k_resid: float = 4.0,
+    min_r2: float = 0.5,
+    persistence: int = 36,
+    coverage: float = 0.98,
 ) -> np.ndarray:
     """(T, D) True where one parameter's daily mean departs from what the station's other parameters say it should be.
 
@@ -134,8 +140,9 @@ def drift_mask(
     return _long_runs(flag, persistence)[slot]
 
 
-def station_findings(ts_s: np.ndarray, parameters: Sequence[str], X: np.ndarray, verdicts: Verdicts,
-                     step_s: float) -> list[Finding]:
+def station_findings(
+    ts_s: np.ndarray, parameters: Sequence[str], X: np.ndarray, verdicts: Verdicts, step_s: float
+) -> list[Finding]:
     """One station's findings from the water screen's verdicts on its series (in time order):
     its events as pollution (from raised to cleared, the parameter furthest off at the raise), its
     stuck runs, spikes and dropouts as faults, and drift (``drift_mask``, on the readings that were
@@ -165,7 +172,10 @@ def station_findings(ts_s: np.ndarray, parameters: Sequence[str], X: np.ndarray,
         if t > 0:
             findings.append(Finding(None, float(ts_s[t - 1]), float(ts_s[t]), "fault", "dropout", 1.0))
     if len(ts_s):
-        polluted = {p: [(f.start_s, f.end_s) for f in findings if f.kind == "pollution" and f.parameter == p] for p in parameters}
+        polluted = {
+            p: [(f.start_s, f.end_s) for f in findings if f.kind == "pollution" and f.parameter == p]
+            for p in parameters
+        }
         drifting = drift_mask(ts_s, np.where(stuck[:, None] | spikes, np.nan, X), step_s)
         for j, p in enumerate(parameters):
             for a, b in _runs(drifting[:, j]):

@@ -18,7 +18,6 @@ import numpy as np
 from scipy.special import ndtr
 
 from models.river import Point, RiverNetwork
-
 from models.transport import dispersion_sigma_s, plume_mg_l
 
 SIGNATURE_POLLUTANTS = ("cod", "nh3n", "oil", "total_phosphorus")
@@ -33,7 +32,9 @@ class Candidate:
     subtype: str = ""
 
 
-def emission_profile(profiles: Mapping[str, Mapping[str, float]], source_type: str, subtype: str = "") -> Mapping[str, float]:
+def emission_profile(
+    profiles: Mapping[str, Mapping[str, float]], source_type: str, subtype: str = ""
+) -> Mapping[str, float]:
     """The subtype's profile when known ("factory.food"), else the type's."""
     return profiles.get(f"{source_type}.{subtype}", profiles.get(source_type, {}))
 
@@ -53,20 +54,25 @@ class Suspect:
     source_id: str
     source_type: str
     probability: float
-    distance_km: float          # to the first station that saw it
+    distance_km: float  # to the first station that saw it
     travel_time_h: float
     release_start_s: float
     release_duration_s: float
     masses_kg: dict[str, float]
-    fit_error: float            # residual RMS / signal RMS
-    signature_match: float      # 1 = the pollutant mix is exactly the source type's profile
+    fit_error: float  # residual RMS / signal RMS
+    signature_match: float  # 1 = the pollutant mix is exactly the source type's profile
     explanation: str
     velocity_factor: float = 1.0  # fitted flow relative to the nominal
     point: Point = field(default=("", 0.0))
 
 
-def signature_loglik(observed_kg: np.ndarray, profile: np.ndarray, spread: float = 0.5, floor: float = 0.02,
-                     uncertain_kg: np.ndarray | None = None) -> float:
+def signature_loglik(
+    observed_kg: np.ndarray,
+    profile: np.ndarray,
+    spread: float = 0.5,
+    floor: float = 0.02,
+    uncertain_kg: np.ndarray | None = None,
+) -> float:
     """How well an incident's pollutant mix matches an emission profile: a log-normal likelihood of
     each pollutant's share (``spread`` = sd of the log share), so a pollutant the source does not
     emit (share ~0) counts against it as much as a missing main pollutant; ``uncertain_kg`` (each
@@ -109,9 +115,23 @@ class Geometry:
     reached: np.ndarray
 
     def subset(self, keep: np.ndarray) -> Geometry:
-        return Geometry(*(a[keep] for a in (self.t_s, self.travel_s, self.distance_km, self.dispersion_m2s, self.discharge_m3s, self.reached)))
+        return Geometry(
+            *(
+                a[keep]
+                for a in (
+                    self.t_s,
+                    self.travel_s,
+                    self.distance_km,
+                    self.dispersion_m2s,
+                    self.discharge_m3s,
+                    self.reached,
+                )
+            )
+        )
 
-    def may_see(self, t0_min_s: float, velocity_factor_max: float = 1.0, velocity_factor_min: float = 1.0) -> np.ndarray:
+    def may_see(
+        self, t0_min_s: float, velocity_factor_max: float = 1.0, velocity_factor_min: float = 1.0
+    ) -> np.ndarray:
         """Samples a release starting at ``t0_min_s`` or later could reach (within 6 sigma of the
         fastest arrival): the others are zero in every fit, so they can be left out of the arithmetic."""
         slowest = self.travel_s / velocity_factor_min
@@ -132,14 +152,26 @@ def geometry(network: RiverNetwork, source: Point, series: Sequence[StationSerie
         tau = network.travel_time_s(source, s.point)
         n = len(s.t_s)
         if tau is None:
-            columns.append((s.t_s, np.full(n, 1.0), np.full(n, 1.0), np.full(n, 1.0), np.full(n, 1.0), np.zeros(n, bool)))
+            columns.append(
+                (s.t_s, np.full(n, 1.0), np.full(n, 1.0), np.full(n, 1.0), np.full(n, 1.0), np.zeros(n, bool))
+            )
         else:
-            columns.append((s.t_s, np.full(n, tau), np.full(n, network.distance_km(source, s.point)),
-                            np.full(n, network.dispersion_m2s(s.point)), np.full(n, network.discharge_m3s(s.point)), np.ones(n, bool)))
+            columns.append(
+                (
+                    s.t_s,
+                    np.full(n, tau),
+                    np.full(n, network.distance_km(source, s.point)),
+                    np.full(n, network.dispersion_m2s(s.point)),
+                    np.full(n, network.discharge_m3s(s.point)),
+                    np.ones(n, bool),
+                )
+            )
     return Geometry(*(np.concatenate(parts) for parts in zip(*columns)))
 
 
-def _seen(geo: Geometry, y: Mapping[str, np.ndarray], t0_min_s: float, velocity_factor_max: float, velocity_factor_min: float):
+def _seen(
+    geo: Geometry, y: Mapping[str, np.ndarray], t0_min_s: float, velocity_factor_max: float, velocity_factor_min: float
+):
     """The geometry and data of the samples a release starting at ``t0_min_s`` or later may reach.
     The others add the same y² to every fit (``yy`` keeps the whole sum): stations beside the
     candidate's path and the look-back before the earliest arrival are left out of the arithmetic."""
@@ -151,7 +183,7 @@ def _seen(geo: Geometry, y: Mapping[str, np.ndarray], t0_min_s: float, velocity_
 class Release:
     """A candidate's best-fitting release; masses and their standard errors are on noise-weighted data."""
 
-    objective: float            # weighted SSE plus the flow prior's penalty
+    objective: float  # weighted SSE plus the flow prior's penalty
     start_s: float
     duration_s: float
     velocity_factor: float
@@ -159,7 +191,9 @@ class Release:
     mass_se: dict[str, float]
 
 
-def _better_release(best: Release | None, geo: Geometry, y, yy, duration_s, t0, velocity_factor=1.0, flow_penalty=0.0) -> Release:
+def _better_release(
+    best: Release | None, geo: Geometry, y, yy, duration_s, t0, velocity_factor=1.0, flow_penalty=0.0
+) -> Release:
     """Least-squares masses for each start time in ``t0``; the better of that optimum and ``best``.
     The objective is the weighted SSE plus ``flow_penalty`` × (factor - 1)², the prior on today's
     flow. A unit-mass plume (zero where the candidate is not upstream) is scaled per pollutant in
@@ -176,13 +210,27 @@ def _better_release(best: Release | None, geo: Geometry, y, yy, duration_s, t0, 
     i = int(np.argmin(sse))
     if best is None or sse[i] < best.objective:
         se = 1 / np.sqrt(gg[i]) if gg[i] > 0 else np.inf
-        return Release(float(sse[i]), float(t0[i]), float(duration_s), float(velocity_factor),
-                       {p: float(m[i]) for p, m in masses.items()}, {p: float(se) for p in masses})
+        return Release(
+            float(sse[i]),
+            float(t0[i]),
+            float(duration_s),
+            float(velocity_factor),
+            {p: float(m[i]) for p, m in masses.items()},
+            {p: float(se) for p in masses},
+        )
     return best
 
 
-def _refine(best: Release, geo: Geometry, y, yy, start_within_h: float, flow_max_min: tuple[float, float],
-            duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0), flow_penalty: float = 0.0) -> Release:
+def _refine(
+    best: Release,
+    geo: Geometry,
+    y,
+    yy,
+    start_within_h: float,
+    flow_max_min: tuple[float, float],
+    duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0),
+    flow_penalty: float = 0.0,
+) -> Release:
     """Continuous start time (within ``start_within_h`` of the grid optimum), duration and flow
     factor (between ``flow_max_min``) from the grid optimum (Nelder-Mead): plumes a few km from
     their source are sharper than any grid step, and today's flow is not the nominal one."""
@@ -193,14 +241,20 @@ def _refine(best: Release, geo: Geometry, y, yy, start_within_h: float, flow_max
     def clamp(params: np.ndarray) -> tuple[float, float, float]:  # an unseen end must not stretch a release to months
         def within(x: float, low: float, high: float) -> float:  # np.clip costs more than the plume on scalars
             return min(max(float(x), low), high)
-        return (within(params[0], *t0_bounds_h) * 3600, within(math.exp(params[1]), *duration_bounds_s),
-                within(math.exp(params[2]), flow_max_min[1], flow_max_min[0]))
+
+        return (
+            within(params[0], *t0_bounds_h) * 3600,
+            within(math.exp(params[1]), *duration_bounds_s),
+            within(math.exp(params[2]), flow_max_min[1], flow_max_min[0]),
+        )
 
     # _better_release's objective for one release, without its per-call overhead (Nelder-Mead calls
     # it ~100 times per candidate on a few hundred samples): sigma scales as flow factor^-1.5
     Y = np.array(list(y.values())).reshape(len(y), -1)
     yy_sum = sum(yy.values())
-    sigma_nominal = np.maximum(dispersion_sigma_s(geo.travel_s, geo.distance_km, 1.0) * np.sqrt(geo.dispersion_m2s), 1.0)
+    sigma_nominal = np.maximum(
+        dispersion_sigma_s(geo.travel_s, geo.distance_km, 1.0) * np.sqrt(geo.dispersion_m2s), 1.0
+    )
     flux_l_s = geo.discharge_m3s * 1000
 
     def objective(params: np.ndarray) -> float:  # start in hours, log duration, log flow factor: similar scales
@@ -216,7 +270,12 @@ def _refine(best: Release, geo: Geometry, y, yy, start_within_h: float, flow_max
     start = np.array([best.start_s / 3600, np.log(best.duration_s), np.log(best.velocity_factor)])
     simplex = [start, start + [0.1, 0, 0], start + [0, 0.3, 0], start + [0, 0, 0.1]]
     with np.errstate(over="ignore", invalid="ignore"):  # far-off simplex corners give plumes of inf; they lose
-        result = minimize(objective, start, method="Nelder-Mead", options={"xatol": 5e-3, "fatol": 1e-2, "maxiter": 90, "initial_simplex": simplex})
+        result = minimize(
+            objective,
+            start,
+            method="Nelder-Mead",
+            options={"xatol": 5e-3, "fatol": 1e-2, "maxiter": 90, "initial_simplex": simplex},
+        )
     t0, d, v = clamp(result.x)
     refined = _better_release(None, geo, y, yy, d, np.array([t0]), v, flow_penalty)
     return refined if refined.objective < best.objective else best
@@ -253,7 +312,10 @@ def trace(
     pollutants = sorted({p for s in series for p in s.excess})
     # residuals are weighed by each pollutant's noise, so 0.01 mg/L of oil counts as much as 1 mg/L of COD
     weight = {p: 1.0 / max(noise_sd.get(p, 1.0), 1e-6) if noise_sd else 1.0 for p in pollutants}
-    y = {p: weight[p] * np.concatenate([np.asarray(s.excess.get(p, np.zeros(len(s.t_s))), float) for s in series]) for p in pollutants}
+    y = {
+        p: weight[p] * np.concatenate([np.asarray(s.excess.get(p, np.zeros(len(s.t_s))), float) for s in series])
+        for p in pollutants
+    }
     yy = {p: float(v @ v) for p, v in y.items()}
     n_total = sum(len(s.t_s) for s in series) * len(pollutants)
 
@@ -284,24 +346,37 @@ def trace(
         for v in flow_factors:  # a plume that came faster or slower than the nominal flow brings it
             if v != 1.0:
                 best = grid_fit(best, geo, tau_first, v, flow_penalty)
-        best = _refine(best, *_seen(geo, y, best.start_s - refine_start_h * 3600, *refine_flow), yy, refine_start_h, refine_flow,
-                       flow_penalty=flow_penalty)
+        best = _refine(
+            best,
+            *_seen(geo, y, best.start_s - refine_start_h * 3600, *refine_flow),
+            yy,
+            refine_start_h,
+            refine_flow,
+            flow_penalty=flow_penalty,
+        )
         # a mass below two standard errors is not evidence of that pollutant, and its share of the
         # signature is uncertain by as much (residuals come in runs, hence the inflation)
         masses = {p: m / weight[p] if m > 2 * best.mass_se[p] else 0.0 for p, m in best.masses.items()}
         uncertain = {p: best.mass_se[p] * np.sqrt(residual_correlation) / weight[p] for p in pollutants}
         signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels
         profile = emission_profile(profiles, c.type, c.subtype)
-        sig = signature_loglik(np.array([masses[p] for p in signature]), np.array([profile.get(p, 0.0) for p in signature]),
-                               uncertain_kg=np.array([uncertain[p] for p in signature]))
+        sig = signature_loglik(
+            np.array([masses[p] for p in signature]),
+            np.array([profile.get(p, 0.0) for p in signature]),
+            uncertain_kg=np.array([uncertain[p] for p in signature]),
+        )
         fits.append((c, best, masses, sig, tau_first / best.velocity_factor))
 
     objective_min = min(f[1].objective for f in fits)
     lead = leading_pollutant({p: sum(f[2][p] for f in fits) for p in pollutants})
-    log_post = np.array([
-        -(release.objective - objective_min) / (2 * s2) + signature_weight * sig + np.log(priors.get(lead, {}).get(c.type, 0.05))
-        for c, release, _, sig, _ in fits
-    ])
+    log_post = np.array(
+        [
+            -(release.objective - objective_min) / (2 * s2)
+            + signature_weight * sig
+            + np.log(priors.get(lead, {}).get(c.type, 0.05))
+            for c, release, _, sig, _ in fits
+        ]
+    )
     # a candidate whose fit is not a number (a degenerate window) is no suspect, rather than a NaN posterior for all
     finite = np.isfinite(log_post)
     if not finite.any():
@@ -317,14 +392,26 @@ def trace(
         sse = release.objective - flow_penalty * (release.velocity_factor - 1) ** 2
         fit_error = float(np.sqrt(max(sse, 0) / max(n_total, 1)) / max(signal_rms, 1e-12))
         main = max(masses, key=masses.get)
-        suspects.append(Suspect(
-            source_id=c.id, source_type=c.type, probability=float(prob), distance_km=float(distance), travel_time_h=tau_h_s / 3600,
-            release_start_s=release.start_s, release_duration_s=release.duration_s, masses_kg={p: round(m, 3) for p, m in masses.items()},
-            velocity_factor=release.velocity_factor,
-            fit_error=fit_error, signature_match=match, point=c.point,
-            explanation=(f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_h_s / 3600:.1f} h upstream of {first.station_id}: "
-                         f"release of ~{masses[main]:.0f} kg {main} over {release.duration_s / 60:.0f} min fits with {fit_error:.0%} error, "
-                         f"signature match {match:.2f}"),
-        ))
+        suspects.append(
+            Suspect(
+                source_id=c.id,
+                source_type=c.type,
+                probability=float(prob),
+                distance_km=float(distance),
+                travel_time_h=tau_h_s / 3600,
+                release_start_s=release.start_s,
+                release_duration_s=release.duration_s,
+                masses_kg={p: round(m, 3) for p, m in masses.items()},
+                velocity_factor=release.velocity_factor,
+                fit_error=fit_error,
+                signature_match=match,
+                point=c.point,
+                explanation=(
+                    f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_h_s / 3600:.1f} h upstream of {first.station_id}: "
+                    f"release of ~{masses[main]:.0f} kg {main} over {release.duration_s / 60:.0f} min fits with {fit_error:.0%} error, "
+                    f"signature match {match:.2f}"
+                ),
+            )
+        )
     suspects.sort(key=lambda s: -s.probability)
     return suspects[:top_k]

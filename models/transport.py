@@ -13,7 +13,9 @@ import numpy as np
 from scipy.special import ndtr
 
 
-def dispersion_sigma_s(travel_s: float | np.ndarray, distance_km: float | np.ndarray, dispersion_m2s: float) -> np.ndarray:
+def dispersion_sigma_s(
+    travel_s: float | np.ndarray, distance_km: float | np.ndarray, dispersion_m2s: float
+) -> np.ndarray:
     """Spread (s) of a plume in time after travelling ``distance_km`` in ``travel_s``.
 
     >>> round(float(dispersion_sigma_s(3600.0, 1.8, 10.0)), 1)  # 1.8 km in 1 h: u = 0.5 m/s

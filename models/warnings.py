@@ -18,9 +18,7 @@ def tier_from_severity(severity: float, thresholds: Mapping[str, float]) -> str:
     return reached[-1] if reached else TIERS[0]
 
 
-def route(
-    category: str, tier: str, routing: Mapping[str, Mapping]
-) -> tuple[list[str], list[str]]:
+def route(category: str, tier: str, routing: Mapping[str, Mapping]) -> tuple[list[str], list[str]]:
     """Governance levels and departments that receive a warning of this category and tier.
 
     >>> routing = {"levels": {"red": ["township", "district", "city"]},
@@ -38,7 +36,9 @@ def rank(tier: str) -> int:
     return TIERS.index(tier)
 
 
-def add_member(members: Mapping[str, Mapping], member: str, tier: str, until_s: float | None, keeps_higher: bool) -> dict:
+def add_member(
+    members: Mapping[str, Mapping], member: str, tier: str, until_s: float | None, keeps_higher: bool
+) -> dict:
     """An incident's members (``station:parameter`` -> {tier, until_s}) after an alert about ``member``.
 
     ``until_s`` is when the member lapses by itself (None: when an alert clears it). An alert that
@@ -70,7 +70,9 @@ def active_tier(members: Mapping[str, Mapping], now_s: float) -> str | None:
     return max(tiers, key=rank) if tiers else None
 
 
-def tier_change(issued: str | None, active: str | None, lower_since_s: float | None, now_s: float, hold_s: float) -> tuple[str, float | None]:
+def tier_change(
+    issued: str | None, active: str | None, lower_since_s: float | None, now_s: float, hold_s: float
+) -> tuple[str, float | None]:
     """What an incident's warnings do now, with hysteresis on the way down.
 
     Returns (action, lower_since_s): ``"open"`` (first warning), ``"raise"`` (escalate at once),
@@ -127,8 +129,14 @@ def advance(stages: Mapping[str, float], stage: str, at_s: float) -> dict[str, f
     return {**stages, stage: float(at_s)}
 
 
-def overdue(stages: Mapping[str, float], last_sent_s: float, resends: int, now_s: float, resend_after_s: float,
-            escalate_after: int) -> str | None:
+def overdue(
+    stages: Mapping[str, float],
+    last_sent_s: float,
+    resends: int,
+    now_s: float,
+    resend_after_s: float,
+    escalate_after: int,
+) -> str | None:
     """What an unacknowledged warning needs now: ``"resend"``, ``"escalate"`` (resend one level up) or None.
 
     >>> overdue({"warned": 0.0}, 0.0, 0, 599.0, 600, 2), overdue({"warned": 0.0}, 0.0, 0, 600.0, 600, 2)
@@ -154,8 +162,14 @@ def levels_up(levels: Sequence[str], order: Sequence[str] = ("township", "distri
 
 
 # --- recipients ------------------------------------------------------------------------------------
-def recipients(departments: Sequence[str], levels: Sequence[str], district: str, township: str, names: Mapping[str, str],
-               roster: Mapping) -> list[str]:
+def recipients(
+    departments: Sequence[str],
+    levels: Sequence[str],
+    district: str,
+    township: str,
+    names: Mapping[str, str],
+    roster: Mapping,
+) -> list[str]:
     """Who receives a warning, department by department: the named persons of the roster for its area
     (township first, then district), then the department's duty post there, and the city's post when
     the warning reaches the city level. ``names`` maps area ids to names; ``roster`` is config/roster.toml.
@@ -168,10 +182,19 @@ def recipients(departments: Sequence[str], levels: Sequence[str], district: str,
     out: list[str] = []
     for department in departments:
         for p in roster.get("persons", []):
-            if p["department"] == department and p["district"] == district and p.get("township", township) in (township, ""):
+            if (
+                p["department"] == department
+                and p["district"] == district
+                and p.get("township", township) in (township, "")
+            ):
                 out.append(f"{p['name']} ({p['role']}, {p['phone']})")
         if post := roster.get("posts", {}).get(department):
-            out.append(post.format(district=names.get(district, district), township=names.get(township, township) if township else names.get(district, district)))
+            out.append(
+                post.format(
+                    district=names.get(district, district),
+                    township=names.get(township, township) if township else names.get(district, district),
+                )
+            )
         if "city" in levels and (post := roster.get("city_posts", {}).get(department)):
             out.append(post)
     return list(dict.fromkeys(out))

@@ -70,38 +70,40 @@ class ParameterSpec:
 class ScreenSettings:
     """The screen's settings; every time in seconds (config/water.toml ``[screen]``)."""
 
-    fast_level_s: float = 3600.0         # time constant of the fast level (the day's wander)
-    slow_level_s: float = 48 * 3600.0    # of the slow level (broad plumes far downstream)
-    scale_s: float = 3 * 86400.0         # of the EWMA of absolute residuals (it must have seen the usual wander)
-    profile_days: float = 6.0            # memory of each knot of the daily profile, in days
-    recent_s: float = 900.0              # the recent mean a parameter jumps to when its shift is accepted
-    warmup_s: float = 2 * 3600.0         # no z until a parameter has been read this long ...
-    warmup_readings: int = 6             # ... and this many times
-    max_step_s: float = 3600.0           # a gap learns at most this much time (after a dropout)
-    z_outlier: float = 3.0               # |z| of an outlier, in the parameter's direction
-    z_clip: float = 6.0                  # absolute residuals learned by the scale are clipped at this many sd
-    z_cap: float = 6.0                   # one parameter's evidence from one reading is at most this
-    window_s: float = 60.0               # the event discriminator's window (decay time of its evidence) ...
-    window_cadences: float = 1.0         # ... and at least this many of the sensor's cadences (a window shorter
-                                         # than the gap between readings forgets each before the next comes)
-    raise_evidence: float = 8.0          # raise when the evidence in the window reaches this
-    clear_s: float = 60.0                # an event clears after this long with every parameter back
-    back_fraction: float = 0.3           # a parameter is back within this fraction of its peak z in the event
-    alarm_weight: float = 0.1            # learning weight of an outlier, or of any reading during an event
-    accept_after_s: float = 1800.0       # a parameter outlying this long is its new normal
-    stuck_s: float = 1200.0              # every parameter repeating for this long is a frozen instrument
-    z_spike: float = 4.5                 # a reading this many noise sd off both neighbours, one parameter alone, is a spike
-    dropout_factor: float = 3.0          # a gap of this many cadences is a dropout
+    fast_level_s: float = 3600.0  # time constant of the fast level (the day's wander)
+    slow_level_s: float = 48 * 3600.0  # of the slow level (broad plumes far downstream)
+    scale_s: float = 3 * 86400.0  # of the EWMA of absolute residuals (it must have seen the usual wander)
+    profile_days: float = 6.0  # memory of each knot of the daily profile, in days
+    recent_s: float = 900.0  # the recent mean a parameter jumps to when its shift is accepted
+    warmup_s: float = 2 * 3600.0  # no z until a parameter has been read this long ...
+    warmup_readings: int = 6  # ... and this many times
+    max_step_s: float = 3600.0  # a gap learns at most this much time (after a dropout)
+    z_outlier: float = 3.0  # |z| of an outlier, in the parameter's direction
+    z_clip: float = 6.0  # absolute residuals learned by the scale are clipped at this many sd
+    z_cap: float = 6.0  # one parameter's evidence from one reading is at most this
+    window_s: float = 60.0  # the event discriminator's window (decay time of its evidence) ...
+    window_cadences: float = 1.0  # ... and at least this many of the sensor's cadences (a window shorter
+    # than the gap between readings forgets each before the next comes)
+    raise_evidence: float = 8.0  # raise when the evidence in the window reaches this
+    clear_s: float = 60.0  # an event clears after this long with every parameter back
+    back_fraction: float = 0.3  # a parameter is back within this fraction of its peak z in the event
+    alarm_weight: float = 0.1  # learning weight of an outlier, or of any reading during an event
+    accept_after_s: float = 1800.0  # a parameter outlying this long is its new normal
+    stuck_s: float = 1200.0  # every parameter repeating for this long is a frozen instrument
+    z_spike: float = 4.5  # a reading this many noise sd off both neighbours, one parameter alone, is a spike
+    dropout_factor: float = 3.0  # a gap of this many cadences is a dropout
     restart_after_s: float = 7 * 86400.0  # a sensor silent this long (or sent back this far) learns afresh
-    utc_offset_h: float = 0.0            # local time of the daily profile
+    utc_offset_h: float = 0.0  # local time of the daily profile
 
     def __post_init__(self):
         if not self.z_cap < self.raise_evidence:
-            raise ValueError(f"z_cap ({self.z_cap:g}) must be below raise_evidence ({self.raise_evidence:g}): "
-                             "one reading of one parameter must not raise an event alone")
+            raise ValueError(
+                f"z_cap ({self.z_cap:g}) must be below raise_evidence ({self.raise_evidence:g}): "
+                "one reading of one parameter must not raise an event alone"
+            )
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, float]) -> "ScreenSettings":
+    def from_mapping(cls, values: Mapping[str, float]) -> ScreenSettings:
         """Settings from a config table; an unknown key fails at once (a typo is not a default)."""
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -135,23 +137,44 @@ def rounds(rows: np.ndarray) -> list[np.ndarray | slice]:
 class Verdicts:
     """Per reading of a batch (n readings over P parameters)."""
 
-    change: np.ndarray     # (n,) int8: RAISED, CLEARED or 0
-    alarm: np.ndarray      # (n,) bool: the station's event state after the reading
-    evidence: np.ndarray   # (n,) float: -log10 P of the outliers in the window (unsaturated)
-    z: np.ndarray          # (n, P) signed z (NaN: not read, warming up, or stuck)
-    outlier: np.ndarray    # (n, P) bool
-    top: np.ndarray        # (n,) int: the parameter furthest from normal in its direction (-1: none)
-    fault: np.ndarray      # (n,) int8: FAULT_* of this reading (a spike: of the previous one)
+    change: np.ndarray  # (n,) int8: RAISED, CLEARED or 0
+    alarm: np.ndarray  # (n,) bool: the station's event state after the reading
+    evidence: np.ndarray  # (n,) float: -log10 P of the outliers in the window (unsaturated)
+    z: np.ndarray  # (n, P) signed z (NaN: not read, warming up, or stuck)
+    outlier: np.ndarray  # (n, P) bool
+    top: np.ndarray  # (n,) int: the parameter furthest from normal in its direction (-1: none)
+    fault: np.ndarray  # (n,) int8: FAULT_* of this reading (a spike: of the previous one)
     fault_parameter: np.ndarray  # (n,) int: the spike's parameter (-1: none)
 
-    def take(self, index: np.ndarray) -> "Verdicts":
+    def take(self, index: np.ndarray) -> Verdicts:
         """The verdicts of the readings at ``index``."""
         return Verdicts(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
-_ROW_ARRAYS = ("own", "first_ts", "last_ts", "cadence_s", "previous", "same_since", "level", "abs_dev", "n_seen",
-               "first_seen", "profile", "knot_seen_s", "recent", "out_since", "prior", "evidence", "peak", "alarm",
-               "last_outlier", "before", "step_dev", "quantum")
+_ROW_ARRAYS = (
+    "own",
+    "first_ts",
+    "last_ts",
+    "cadence_s",
+    "previous",
+    "same_since",
+    "level",
+    "abs_dev",
+    "n_seen",
+    "first_seen",
+    "profile",
+    "knot_seen_s",
+    "recent",
+    "out_since",
+    "prior",
+    "evidence",
+    "peak",
+    "alarm",
+    "last_outlier",
+    "before",
+    "step_dev",
+    "quantum",
+)
 
 
 @dataclass
@@ -165,12 +188,12 @@ class _State:
 
     def __post_init__(self):
         r, p = self.rows, self.columns
-        self.own = np.zeros((r, p), bool)           # the parameters the sensor screens
+        self.own = np.zeros((r, p), bool)  # the parameters the sensor screens
         self.first_ts = np.full(r, np.nan)
         self.last_ts = np.full(r, np.nan)
         self.cadence_s = np.full(r, np.nan)
         self.previous = np.full((r, p), np.nan)
-        self.same_since = np.full(r, np.nan)        # first reading of the current run of exact repeats
+        self.same_since = np.full(r, np.nan)  # first reading of the current run of exact repeats
         self.level = np.zeros((2, r, p))
         self.abs_dev = np.zeros((2, r, p))
         self.n_seen = np.zeros((r, p))
@@ -179,14 +202,14 @@ class _State:
         self.knot_seen_s = np.zeros((r, N_BINS, p))
         self.recent = np.full((r, p), np.nan)
         self.out_since = np.full((r, p), np.nan)
-        self.prior = np.full((r, p), np.nan)        # the fast level before the last accepted shift
+        self.prior = np.full((r, p), np.nan)  # the fast level before the last accepted shift
         self.evidence = np.zeros(r)
-        self.peak = np.zeros((r, p))                # each parameter's peak z in the current event
+        self.peak = np.zeros((r, p))  # each parameter's peak z in the current event
         self.alarm = np.zeros(r, bool)
         self.last_outlier = np.full(r, np.nan)
-        self.before = np.full((r, p), np.nan)       # the reading before the previous one
-        self.step_dev = np.zeros((r, p))            # EWMA of |change from one reading to the next|
-        self.quantum = np.zeros((r, p))             # the same over the changes that were not 0
+        self.before = np.full((r, p), np.nan)  # the reading before the previous one
+        self.step_dev = np.zeros((r, p))  # EWMA of |change from one reading to the next|
+        self.quantum = np.zeros((r, p))  # the same over the changes that were not 0
 
     def reset(self, rows: np.ndarray) -> None:
         """``rows`` as new sensors (their parameters kept)."""
@@ -197,7 +220,7 @@ class _State:
             else:
                 getattr(self, name)[rows] = getattr(fresh, name)
 
-    def grown(self, rows: int) -> "_State":
+    def grown(self, rows: int) -> _State:
         bigger = _State(rows, self.columns)
         for name in _ROW_ARRAYS:
             old, new = getattr(self, name), getattr(bigger, name)
@@ -226,8 +249,9 @@ class WaterScreen:
     [(0, 'raised'), (4, 'cleared')]
     """
 
-    def __init__(self, parameters: Sequence[ParameterSpec], settings: ScreenSettings = ScreenSettings(),
-                 capacity: int = 64):
+    def __init__(
+        self, parameters: Sequence[ParameterSpec], settings: ScreenSettings = ScreenSettings(), capacity: int = 64
+    ):
         self.specs = list(parameters)
         self.parameters = [p.name for p in self.specs]
         self.column = {p: j for j, p in enumerate(self.parameters)}
@@ -263,7 +287,7 @@ class WaterScreen:
         s = self._state
         for name in _ROW_ARRAYS[1:]:
             a = getattr(s, name)
-            yield name, (a[:, i] if name in ("level", "abs_dev") else a[i] if a.ndim > 1 else a[i: i + 1])
+            yield name, (a[:, i] if name in ("level", "abs_dev") else a[i] if a.ndim > 1 else a[i : i + 1])
 
     def state(self, key: str) -> dict:
         """The row as plain data over its own parameters (for a Faust table); ``load`` restores it."""
@@ -289,7 +313,7 @@ class WaterScreen:
         return i
 
     # --- readings ---------------------------------------------------------------------------------
-    def step_one(self, key: str, values: Mapping[str, float], ts_s: float) -> "Verdict":
+    def step_one(self, key: str, values: Mapping[str, float], ts_s: float) -> Verdict:
         """One reading ``{parameter: value}`` of sensor ``key`` at ``ts_s`` (epoch seconds)."""
         x = np.full((1, len(self.parameters)), np.nan)
         for p, v in values.items():
@@ -301,8 +325,16 @@ class WaterScreen:
         """Step ``rows`` (n,) with ``values`` (n, P; NaN = not in the reading) at ``ts_s`` (n,)."""
         rows, values, ts_s = np.asarray(rows, np.int64), np.asarray(values, float), np.asarray(ts_s, float)
         n, P = len(rows), len(self.parameters)
-        out = Verdicts(np.zeros(n, np.int8), np.zeros(n, bool), np.zeros(n), np.full((n, P), np.nan),
-                       np.zeros((n, P), bool), np.full(n, -1), np.zeros(n, np.int8), np.full(n, -1))
+        out = Verdicts(
+            np.zeros(n, np.int8),
+            np.zeros(n, bool),
+            np.zeros(n),
+            np.full((n, P), np.nan),
+            np.zeros((n, P), bool),
+            np.full(n, -1),
+            np.zeros(n, np.int8),
+            np.full(n, -1),
+        )
         if not n:
             return out
         with np.errstate(invalid="ignore", divide="ignore"):  # NaN marks what is unknown
@@ -328,14 +360,19 @@ class WaterScreen:
         dt = np.maximum(dt, 0.0)
         cadence = s.cadence_s[i]
         dropout = (np.isfinite(cadence) & (dt > c.dropout_factor * cadence)) | restart
-        s.cadence_s[i] = np.where(first | (dt <= 0), cadence,
-                                  np.where(np.isnan(cadence), dt, cadence + 0.05 * (np.minimum(dt, 2 * cadence) - cadence)))
+        s.cadence_s[i] = np.where(
+            first | (dt <= 0),
+            cadence,
+            np.where(np.isnan(cadence), dt, cadence + 0.05 * (np.minimum(dt, 2 * cadence) - cadence)),
+        )
         s.first_ts[i] = np.where(first, ts, s.first_ts[i])
         s.last_ts[i] = np.where(late, s.last_ts[i], ts)
         dt_learn = np.minimum(dt, c.max_step_s)[:, None]
         # a frozen instrument: every parameter read repeats the previous reading exactly
         same = np.all((x == s.previous[i]) | ~read, axis=1) & (read.sum(axis=1) >= 2)
-        s.same_since[i] = np.where(same, np.where(np.isnan(s.same_since[i]), s.last_ts[i] - dt, s.same_since[i]), np.nan)
+        s.same_since[i] = np.where(
+            same, np.where(np.isnan(s.same_since[i]), s.last_ts[i] - dt, s.same_since[i]), np.nan
+        )
         stuck = same & (ts - s.same_since[i] >= c.stuck_s)
         # a spike: the previous reading of one parameter stuck out from both neighbours the same way,
         # by z_spike noise sd (the noise from reading-to-reading changes: blind to cycles and levels)
@@ -343,8 +380,11 @@ class WaterScreen:
         step = np.abs(x - previous)
         noise = np.maximum(GAUSS_MAD * s.step_dev[i] / math.sqrt(2), self.resolution)
         excursion = np.abs(previous - 0.5 * (before + x))
-        hit = ((np.sign(previous - before) == np.sign(previous - x)) & (excursion > c.z_spike * math.sqrt(1.5) * noise)
-               & (np.abs(x - before) < excursion))
+        hit = (
+            (np.sign(previous - before) == np.sign(previous - x))
+            & (excursion > c.z_spike * math.sqrt(1.5) * noise)
+            & (np.abs(x - before) < excursion)
+        )
         spike = (hit.sum(axis=1) == 1) & ~s.alarm[i] & ~dropout
         spike_column = np.where(spike, np.argmax(hit, axis=1), -1)
         # the steps' noise (for spikes), and the noise of the steps that changed something: a sensor
@@ -463,8 +503,13 @@ class WaterScreen:
         for kn, wk, pk, seen_k in ((k1, w1, p1, seen1), (k2, w2, p2, seen2)):
             gained = learn * wk * dt_learn
             seen_after = seen_k + gained
-            rate_k = np.where(gained > 0, np.maximum(1.0 - np.exp(-gained * N_BINS / (c.profile_days * 86400.0)),
-                                                     gained / np.maximum(seen_after, 1e-9)), 0.0)
+            rate_k = np.where(
+                gained > 0,
+                np.maximum(
+                    1.0 - np.exp(-gained * N_BINS / (c.profile_days * 86400.0)), gained / np.maximum(seen_after, 1e-9)
+                ),
+                0.0,
+            )
             rate_k = rate_k * np.where(far | alarm[:, None], c.alarm_weight, 1.0)
             s.knot_seen_s[i, kn] = seen_after
             s.profile[i, kn] = pk + rate_k * (deviation - pk)
@@ -476,7 +521,9 @@ class WaterScreen:
         out.evidence[at] = evidence
         out.z[at] = z
         out.outlier[at] = outlier
-        out.top[at] = np.where(np.isfinite(best).any(axis=1), np.argmax(np.where(np.isfinite(top_score), top_score, best), axis=1), -1)
+        out.top[at] = np.where(
+            np.isfinite(best).any(axis=1), np.argmax(np.where(np.isfinite(top_score), top_score, best), axis=1), -1
+        )
         out.fault[at] = fault
         out.fault_parameter[at] = spike_column
 
@@ -485,19 +532,26 @@ class WaterScreen:
 class Verdict:
     """One reading's verdict (``WaterScreen.step_one``)."""
 
-    change: str | None      # "raised" | "cleared" | None
+    change: str | None  # "raised" | "cleared" | None
     alarm: bool
     evidence: float
-    z: dict[str, float]     # per parameter read and scored
-    parameter: str | None   # the parameter furthest from normal in its direction
-    fault: str | None       # stuck | spike | dropout
+    z: dict[str, float]  # per parameter read and scored
+    parameter: str | None  # the parameter furthest from normal in its direction
+    fault: str | None  # stuck | spike | dropout
     fault_parameter: str | None
 
     @classmethod
-    def of(cls, v: Verdicts, n: int, parameters: Sequence[str]) -> "Verdict":
+    def of(cls, v: Verdicts, n: int, parameters: Sequence[str]) -> Verdict:
         change = {RAISED: "raised", CLEARED: "cleared"}.get(int(v.change[n]))
         z = {p: float(v.z[n, j]) for j, p in enumerate(parameters) if np.isfinite(v.z[n, j])}
         top = int(v.top[n])
         fp = int(v.fault_parameter[n])
-        return cls(change, bool(v.alarm[n]), float(v.evidence[n]), z, parameters[top] if top >= 0 else None,
-                   FAULT_NAMES.get(int(v.fault[n])), parameters[fp] if fp >= 0 else None)
+        return cls(
+            change,
+            bool(v.alarm[n]),
+            float(v.evidence[n]),
+            z,
+            parameters[top] if top >= 0 else None,
+            FAULT_NAMES.get(int(v.fault[n])),
+            parameters[fp] if fp >= 0 else None,
+        )

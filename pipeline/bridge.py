@@ -29,7 +29,14 @@ from pipeline.mqtt import make_client
 from pipeline.processes import streaming_gc
 from pipeline.schemas import DeadLetter, encode_batch, utc_now
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, READINGS, bridge_status_topic, is_bridge_status, mqtt_subscription, reading_partition
+from pipeline.topics import (
+    DEADLETTER,
+    READINGS,
+    bridge_status_topic,
+    is_bridge_status,
+    mqtt_subscription,
+    reading_partition,
+)
 from pipeline.validation import ReadingValidator, parameter_specs
 
 log = logging.getLogger("yuflow.bridge")
@@ -39,8 +46,8 @@ LOGGED_DEAD_LETTERS = 20  # dead-letter log lines per 10 s
 
 @dataclass
 class BridgeStats:
-    received: int = 0       # MQTT messages
-    forwarded: int = 0      # readings
+    received: int = 0  # MQTT messages
+    forwarded: int = 0  # readings
     dead_lettered: int = 0  # dead letters
 
 
@@ -79,8 +86,13 @@ class Bridge:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Inbound] = asyncio.Queue()
         max_record = self.settings.bridge.max_record_bytes
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all", linger_ms=5,
-                                    max_batch_size=max_record + 1024, max_request_size=4 * max_record)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=max_record + 1024,
+            max_request_size=4 * max_record,
+        )
         try:
             await producer.start()
         except Exception:
@@ -103,8 +115,12 @@ class Bridge:
         finally:
             self._report()
             await producer.flush()
-            client.publish(bridge_status_topic(mqtt_settings.topic_root, self.settings.bridge.instance), b"offline", qos=1,
-                           retain=True).wait_for_publish(2)
+            client.publish(
+                bridge_status_topic(mqtt_settings.topic_root, self.settings.bridge.instance),
+                b"offline",
+                qos=1,
+                retain=True,
+            ).wait_for_publish(2)
             client.disconnect()
             client.loop_stop()
             await producer.stop()
@@ -136,7 +152,11 @@ class Bridge:
         return True, "ok"
 
     def _report(self) -> None:
-        log.info("bridge %s received=%d forwarded=%d dead_lettered=%d", self.settings.bridge.instance, *vars(self.stats).values())
+        log.info(
+            "bridge %s received=%d forwarded=%d dead_lettered=%d",
+            self.settings.bridge.instance,
+            *vars(self.stats).values(),
+        )
 
     async def _pass(self, inbox: asyncio.Queue[Inbound]) -> list[Inbound]:
         """What arrives within ``bridge.linger_ms`` of the first message (up to DRAIN), or until
@@ -174,7 +194,9 @@ class Bridge:
                 if isinstance(result, DeadLetter):
                     self.stats.dead_lettered += 1
                     self._log_dead_letter(item.topic, result.reason)
-                    sends.append(await producer.send(DEADLETTER, result.to_json(), key=(result.sensor_id or item.topic).encode()))
+                    sends.append(
+                        await producer.send(DEADLETTER, result.to_json(), key=(result.sensor_id or item.topic).encode())
+                    )
                     continue
                 self.stats.forwarded += 1
                 topic = READINGS[result.kind]
@@ -300,9 +322,16 @@ def run_bridge(settings: Settings, max_backoff_s: float = 30.0) -> None:
                 if stopping.is_set():
                     return
                 delay_s = 1.0 if time.monotonic() - started > 60 else min(delay_s * 2, max_backoff_s)
-                log.error("bridge %s: %s (%s); starting again in %.0f s", settings.bridge.instance, error,
-                          error.__cause__ or type(error).__name__, delay_s)
-                state["trouble"] = f"{error} ({error.__cause__ or type(error).__name__}); starting again in {delay_s:.0f} s"
+                log.error(
+                    "bridge %s: %s (%s); starting again in %.0f s",
+                    settings.bridge.instance,
+                    error,
+                    error.__cause__ or type(error).__name__,
+                    delay_s,
+                )
+                state["trouble"] = (
+                    f"{error} ({error.__cause__ or type(error).__name__}); starting again in {delay_s:.0f} s"
+                )
                 try:
                     await asyncio.wait_for(stopping.wait(), delay_s)
                 except TimeoutError:
@@ -324,10 +353,19 @@ async def serve_health(settings: Settings, state: dict) -> asyncio.Server:
             body = {"ready": ready, "reason": reason, "instance": settings.bridge.instance, "pid": os.getpid()}
             if bridge is not None:
                 body |= vars(bridge.stats) | {"unacknowledged": bridge.unacknowledged}
-            status = "404 Not Found" if not request.startswith(b"GET /health") else "200 OK" if ready else "503 Service Unavailable"
+            status = (
+                "404 Not Found"
+                if not request.startswith(b"GET /health")
+                else "200 OK"
+                if ready
+                else "503 Service Unavailable"
+            )
             payload = orjson.dumps(body)
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                         f"Connection: close\r\n\r\n".encode() + payload)
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                f"Connection: close\r\n\r\n".encode()
+                + payload
+            )
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass
@@ -365,8 +403,13 @@ def supervise_bridges(settings: Settings, instances: int, restart_after_s: float
         time.sleep(0.2)
         for name, child in list(children.items()):
             if child.poll() is not None and not stopping:
-                log.warning("bridge %s (pid %d) ended with %s; starting it again in %.0f s", name, child.pid, child.returncode,
-                            restart_after_s)
+                log.warning(
+                    "bridge %s (pid %d) ended with %s; starting it again in %.0f s",
+                    name,
+                    child.pid,
+                    child.returncode,
+                    restart_after_s,
+                )
                 time.sleep(restart_after_s)
                 if not stopping:  # (a stop signal to the whole process group ends the children first)
                     children[name] = start(name)

@@ -62,14 +62,24 @@ def cap_alert(w: Warning, city: City, earlier: Iterable[Warning] = ()) -> ET.Ele
     sub(alert, "restriction", "Government departments and responsible persons named in addresses (分级推送)")
     sub(alert, "addresses", " ".join(_ident(d) for d in w.departments))
     if earlier:
-        sub(alert, "references", " ".join(f"{SENDER},{_ident(e.warning_id)},{_time(e.issued_at, city)}" for e in earlier))
+        sub(
+            alert,
+            "references",
+            " ".join(f"{SENDER},{_ident(e.warning_id)},{_time(e.issued_at, city)}" for e in earlier),
+        )
     sub(alert, "incidents", _ident(w.incident_id))
 
     info = sub(alert, "info")
     forecast = _is_forecast(w)
-    for tag, text in (("language", "zh-CN"), ("category", CAP_CATEGORY[w.category]), ("event", f"{w.category.value} warning"),
-                      ("responseType", RESPONSE[w.tier]), ("urgency", "Expected" if forecast else "Immediate"),
-                      ("severity", SEVERITY[w.tier]), ("certainty", "Likely" if forecast else "Observed")):
+    for tag, text in (
+        ("language", "zh-CN"),
+        ("category", CAP_CATEGORY[w.category]),
+        ("event", f"{w.category.value} warning"),
+        ("responseType", RESPONSE[w.tier]),
+        ("urgency", "Expected" if forecast else "Immediate"),
+        ("severity", SEVERITY[w.tier]),
+        ("certainty", "Likely" if forecast else "Observed"),
+    ):
         sub(info, tag, text)
     sub(info, "effective", _time(w.ts, city))
     sub(info, "senderName", "数字重庆 Yuflow 预警中心")
@@ -77,20 +87,37 @@ def cap_alert(w: Warning, city: City, earlier: Iterable[Warning] = ()) -> ET.Ele
     sub(info, "description", w.message)
     if w.checklist:
         sub(info, "instruction", "\n".join(f"{i}. {step}" for i, step in enumerate(w.checklist, 1)))
-    parameters = [("tier", w.tier.value), ("tier_zh", w.tier.zh), ("levels", " ".join(w.levels)),
-                  ("departments", " ".join(w.departments)), ("station", w.station)]
+    parameters = [
+        ("tier", w.tier.value),
+        ("tier_zh", w.tier.zh),
+        ("levels", " ".join(w.levels)),
+        ("departments", " ".join(w.departments)),
+        ("station", w.station),
+    ]
     parameters += [("recipient", person) for person in w.recipients]
     parameters += [("affected", member) for member in w.affected]
-    parameters += [(f"suspect_{i}", f"{s.name} ({s.probability:.0%}, {s.distance_km:.1f} km, {s.travel_time_h:.1f} h)")
-                   for i, s in enumerate(w.suspects[:3], 1)]
-    parameters += [(f"arrival_{a.intake_id}", f"{a.name}: {_time(a.arrival, city)} ({a.hours_left:.1f} h left, "
-                    f"{_time(a.earliest, city)} - {_time(a.latest, city)}, peak {a.peak_mg_l:.3g} mg/L)") for a in w.arrivals]
+    parameters += [
+        (f"suspect_{i}", f"{s.name} ({s.probability:.0%}, {s.distance_km:.1f} km, {s.travel_time_h:.1f} h)")
+        for i, s in enumerate(w.suspects[:3], 1)
+    ]
+    parameters += [
+        (
+            f"arrival_{a.intake_id}",
+            f"{a.name}: {_time(a.arrival, city)} ({a.hours_left:.1f} h left, "
+            f"{_time(a.earliest, city)} - {_time(a.latest, city)}, peak {a.peak_mg_l:.3g} mg/L)",
+        )
+        for a in w.arrivals
+    ]
     for name, value in parameters:
         parameter = sub(info, "parameter")
         sub(parameter, "valueName", name)
         sub(parameter, "value", value)
     area = sub(info, "area")
-    place = [city.site_name(w.district)] + ([city.site_name(w.township)] if w.township else []) + [city.site_name(w.station)]
+    place = (
+        [city.site_name(w.district)]
+        + ([city.site_name(w.township)] if w.township else [])
+        + [city.site_name(w.station)]
+    )
     sub(area, "areaDesc", " / ".join(dict.fromkeys(place)))
     for name, value in (("district", w.district), ("township", w.township)):
         if value:

@@ -12,7 +12,6 @@ belongs to a *site* (station, gauge, zone or road): the ``station`` field of its
 
 from __future__ import annotations
 
-
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -86,7 +85,7 @@ class Zone(Site):
     y_km: float = 0.0
     entrances: tuple[str, ...] = ()
     metro_stations: tuple[str, ...] = ()
-    passages: tuple[str, ...] = ()   # malls and passages that can be opened to relieve the zone
+    passages: tuple[str, ...] = ()  # malls and passages that can be opened to relieve the zone
     peak_persons: int = 0  # typical busy-day peak present at once
 
 
@@ -188,8 +187,18 @@ class City:
         return self.basins[station.river] if station is not None else station_id
 
     def site_name(self, site_id: str) -> str:
-        for table in (self.stations, self.gauges, self.zones, self.roads, self.sources, self.intakes, self.dams,
-                      self.risk_points, self.districts, self.townships):
+        for table in (
+            self.stations,
+            self.gauges,
+            self.zones,
+            self.roads,
+            self.sources,
+            self.intakes,
+            self.dams,
+            self.risk_points,
+            self.districts,
+            self.townships,
+        ):
             if site_id in table:
                 return table[site_id].name
         return site_id
@@ -267,8 +276,14 @@ def check(city: City) -> None:
     """Every reference points at something that exists; every river site lies on its river."""
     problems = []
     river_sites = [*city.stations.values(), *city.sources.values(), *city.intakes.values(), *city.dams.values()]
-    sites = [*river_sites, *city.gauges.values(), *city.zones.values(), *city.roads.values(), *city.cameras.values(),
-             *city.risk_points.values()]
+    sites = [
+        *river_sites,
+        *city.gauges.values(),
+        *city.zones.values(),
+        *city.roads.values(),
+        *city.cameras.values(),
+        *city.risk_points.values(),
+    ]
     for site in sites:
         if site.district not in city.districts:
             problems.append(f"{site.id}: unknown district {site.district!r}")
@@ -334,5 +349,19 @@ def load_toml(name: str) -> dict:
         return tomllib.load(f)
 
 
-__all__ = ["City", "Sensor", "Station", "Source", "Intake", "Dam", "Gauge", "Zone", "Road", "Camera", "District",
-           "load_city", "default_city", "load_toml"]
+__all__ = [
+    "City",
+    "Sensor",
+    "Station",
+    "Source",
+    "Intake",
+    "Dam",
+    "Gauge",
+    "Zone",
+    "Road",
+    "Camera",
+    "District",
+    "load_city",
+    "default_city",
+    "load_toml",
+]

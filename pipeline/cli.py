@@ -9,7 +9,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,13 +20,17 @@ from rich.table import Table
 from pipeline.schemas import Tier
 from pipeline.settings import load_settings, masked_dict
 
-app = typer.Typer(help="Yuflow: streaming sensor analytics for city governance.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Yuflow: streaming sensor analytics for city governance.", no_args_is_help=True, add_completion=False
+)
 config_app = typer.Typer(help="Settings.", no_args_is_help=True)
 services_app = typer.Typer(help="Embedded MQTT, Kafka and InfluxDB services.", no_args_is_help=True)
 warnings_app = typer.Typer(help="The operators' warning stream.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(services_app, name="services")
-silence_app = typer.Typer(help="Maintenance windows: a sensor's, station's or area's alerts held back until a time.", no_args_is_help=True)
+silence_app = typer.Typer(
+    help="Maintenance windows: a sensor's, station's or area's alerts held back until a time.", no_args_is_help=True
+)
 app.add_typer(warnings_app, name="warnings")
 app.add_typer(silence_app, name="silence")
 
@@ -75,7 +79,14 @@ def _print_statuses(statuses) -> None:
     table = Table()
     for column in ("service", "state", "address", "pid", "detail"):
         table.add_column(column)
-    colours = {"started": "green", "running": "green", "external": "cyan", "stopped": "dim", "down": "red", "unhealthy": "red"}
+    colours = {
+        "started": "green",
+        "running": "green",
+        "external": "cyan",
+        "stopped": "dim",
+        "down": "red",
+        "unhealthy": "red",
+    }
     for s in statuses:
         table.add_row(s.name, f"[{colours.get(s.state, 'white')}]{s.state}[/]", s.address, str(s.pid or ""), s.detail)
     console.print(table)
@@ -122,7 +133,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False) -> None:
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
     """Yuflow: streaming sensor analytics for city governance."""
 
 
@@ -164,10 +179,12 @@ def incidents(
 @silence_app.command("add")
 def silence_add(
     until: Annotated[str, typer.Option(help="a duration (90m, 2h, 1d) or an ISO time with its zone")],
-    reason: Annotated[str, typer.Option(help="why (maintenance, calibration ...): shown with every alert it holds back")],
-    sensor: Annotated[Optional[str], typer.Option(help="a sensor id")] = None,
-    station: Annotated[Optional[str], typer.Option(help="a station, gauge or zone id")] = None,
-    area: Annotated[Optional[str], typer.Option(help="a river, district, township or zone id")] = None,
+    reason: Annotated[
+        str, typer.Option(help="why (maintenance, calibration ...): shown with every alert it holds back")
+    ],
+    sensor: Annotated[str | None, typer.Option(help="a sensor id")] = None,
+    station: Annotated[str | None, typer.Option(help="a station, gauge or zone id")] = None,
+    area: Annotated[str | None, typer.Option(help="a river, district, township or zone id")] = None,
     by: Annotated[str, typer.Option(help="who sets it")] = "operator",
 ) -> None:
     """Hold back the alerts of a sensor, station or area until a time; they are recorded as suppressed."""
@@ -178,8 +195,11 @@ def silence_add(
     from pipeline.schemas import Silence
 
     city = default_city()
-    known = {"sensor": city.sensors, "station": {**city.stations, **city.gauges, **city.zones},
-             "area": {**city.rivers, **city.districts, **city.townships, **city.zones}}
+    known = {
+        "sensor": city.sensors,
+        "station": {**city.stations, **city.gauges, **city.zones},
+        "area": {**city.rivers, **city.districts, **city.townships, **city.zones},
+    }
     try:
         chosen = [(kind, value) for kind, value in (("sensor", sensor), ("station", station), ("area", area)) if value]
         if len(chosen) != 1:
@@ -188,18 +208,30 @@ def silence_add(
         if value not in known[kind]:
             raise ValueError(f"unknown {kind} {value!r} (see config/city.toml)")
         now = datetime.now(UTC)
-        silence = Silence(silence_id=f"s{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}", sensor_id=sensor or "", station=station or "",
-                          area=area or "", until=parse_until(until, now), reason=reason, by=by)
+        silence = Silence(
+            silence_id=f"s{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}",
+            sensor_id=sensor or "",
+            station=station or "",
+            area=area or "",
+            until=parse_until(until, now),
+            reason=reason,
+            by=by,
+        )
     except ValueError as error:
         console.print(f"[red]rejected:[/] {escape(str(error))}", emoji=False, highlight=False)
         raise typer.Exit(2) from None
     asyncio.run(send_silence(load_settings(), silence))
-    console.print(f"silence {silence.silence_id}: {silence.target} until {silence.until:%Y-%m-%d %H:%M} UTC ({escape(reason)})",
-                  emoji=False, highlight=False)
+    console.print(
+        f"silence {silence.silence_id}: {silence.target} until {silence.until:%Y-%m-%d %H:%M} UTC ({escape(reason)})",
+        emoji=False,
+        highlight=False,
+    )
 
 
 @silence_app.command("list")
-def silence_list(show_all: Annotated[bool, typer.Option("--all", help="also the expired and removed ones")] = False) -> None:
+def silence_list(
+    show_all: Annotated[bool, typer.Option("--all", help="also the expired and removed ones")] = False,
+) -> None:
     """The silences in force (and with --all, the past ones)."""
     from pipeline.operators import read_silences
 
@@ -212,14 +244,22 @@ def silence_list(show_all: Annotated[bool, typer.Option("--all", help="also the 
     for column in ("id", "target", "until (UTC)", "reason", "by", "state"):
         table.add_column(column, overflow="fold")
     for x in silences:
-        table.add_row(x.silence_id, x.target, f"{x.until:%Y-%m-%d %H:%M}", escape(x.reason), escape(x.by),
-                      "in force" if x.active(now) else "removed" if x.removed else "expired")
+        table.add_row(
+            x.silence_id,
+            x.target,
+            f"{x.until:%Y-%m-%d %H:%M}",
+            escape(x.reason),
+            escape(x.by),
+            "in force" if x.active(now) else "removed" if x.removed else "expired",
+        )
     console.print(table, emoji=False)
 
 
 @silence_app.command("remove")
-def silence_remove(silence_id: Annotated[str, typer.Argument(help="the id `yuflow silence list` shows")],
-                   by: Annotated[str, typer.Option(help="who ends it")] = "operator") -> None:
+def silence_remove(
+    silence_id: Annotated[str, typer.Argument(help="the id `yuflow silence list` shows")],
+    by: Annotated[str, typer.Option(help="who ends it")] = "operator",
+) -> None:
     """End a silence before its time."""
     from pipeline.operators import read_silences, send_silence
 
@@ -235,8 +275,12 @@ def silence_remove(silence_id: Annotated[str, typer.Argument(help="the id `yuflo
 @app.command()
 def bridge(
     log_level: str = "INFO",
-    instance: Annotated[Optional[str], typer.Option(help="this bridge's name (default: bridge.instance); keep it across restarts")] = None,
-    instances: Annotated[int, typer.Option(help="run this many bridges of the shared subscription, restarting any that dies")] = 1,
+    instance: Annotated[
+        str | None, typer.Option(help="this bridge's name (default: bridge.instance); keep it across restarts")
+    ] = None,
+    instances: Annotated[
+        int, typer.Option(help="run this many bridges of the shared subscription, restarting any that dies")
+    ] = 1,
 ) -> None:
     """Run the MQTT -> Kafka bridge until interrupted (with --instances N: N bridges splitting the feed)."""
     from pipeline.bridge import run_bridge, supervise_bridges
@@ -246,7 +290,9 @@ def bridge(
     if instance:
         from pipeline.settings import BridgeSettings
 
-        settings = settings.model_copy(update={"bridge": BridgeSettings(**{**settings.bridge.model_dump(), "instance": instance})})
+        settings = settings.model_copy(
+            update={"bridge": BridgeSettings(**{**settings.bridge.model_dump(), "instance": instance})}
+        )
     if instances > 1:
         supervise_bridges(settings, instances)
     else:
@@ -263,13 +309,15 @@ def worker(log_level: str = "info") -> None:
 
 @warnings_app.command("tail")
 def warnings_tail(
-    tier: Annotated[Optional[Tier], typer.Option(help="only this tier and above")] = None,
-    district: Annotated[Optional[str], typer.Option()] = None,
-    department: Annotated[Optional[str], typer.Option()] = None,
+    tier: Annotated[Tier | None, typer.Option(help="only this tier and above")] = None,
+    district: Annotated[str | None, typer.Option()] = None,
+    department: Annotated[str | None, typer.Option()] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="replay the topic from its start")] = False,
-    max_warnings: Annotated[Optional[int], typer.Option("--max", help="stop after this many")] = None,
-    timeout_s: Annotated[Optional[float], typer.Option("--timeout", help="stop after this many seconds")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per warning instead of the live table")] = False,
+    max_warnings: Annotated[int | None, typer.Option("--max", help="stop after this many")] = None,
+    timeout_s: Annotated[float | None, typer.Option("--timeout", help="stop after this many seconds")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON line per warning instead of the live table")
+    ] = False,
 ) -> None:
     """Follow the warnings topic: a live table of the latest warnings (a line each when piped), with
     the warning id that `yuflow warnings ack` takes."""
@@ -310,40 +358,54 @@ def _operator_action(stage: str, warning_or_incident_id: str, by: str, note: str
         raise typer.Exit(2) from None
     result = asyncio.run(submit_action(load_settings(), event, timeout_s=wait_s))
     if result is None:
-        console.print(f"[yellow]no answer within {wait_s:g} s[/]: is `yuflow worker` running? The request stays queued and is "
-                      f"applied or rejected when a worker takes it.", emoji=False, highlight=False)
+        console.print(
+            f"[yellow]no answer within {wait_s:g} s[/]: is `yuflow worker` running? The request stays queued and is "
+            f"applied or rejected when a worker takes it.",
+            emoji=False,
+            highlight=False,
+        )
         raise typer.Exit(3)
     if not result.accepted:
-        console.print(f"[red]rejected:[/] {stage} {escape(event.incident_id)}: {escape(result.reason)}", emoji=False, highlight=False)
+        console.print(
+            f"[red]rejected:[/] {stage} {escape(event.incident_id)}: {escape(result.reason)}",
+            emoji=False,
+            highlight=False,
+        )
         raise typer.Exit(1)
     console.print(f"accepted: {stage} {escape(event.incident_id)} by {escape(by)}", emoji=False, highlight=False)
 
 
 def _action_command(name: str, stage: str, doc: str) -> None:
-    def command(id: Annotated[str, typer.Argument(help="warning or incident id")],
-                by: Annotated[str, typer.Option("--by", help="who acts (name, department)")] = "operator",
-                note: Annotated[str, typer.Option(help="what was done or learned")] = "",
-                wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the warning agent's answer")] = 15.0) -> None:
+    def command(
+        id: Annotated[str, typer.Argument(help="warning or incident id")],
+        by: Annotated[str, typer.Option("--by", help="who acts (name, department)")] = "operator",
+        note: Annotated[str, typer.Option(help="what was done or learned")] = "",
+        wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the warning agent's answer")] = 15.0,
+    ) -> None:
         _operator_action(stage, id, by, note, wait)
 
     command.__doc__ = doc
     warnings_app.command(name)(command)
 
 
-for _name, _stage, _doc in (("ack", "acknowledged", "Acknowledge a warning (签收): it stops being re-sent."),
-                            ("dispose", "disposed", "Record that the incident has been dealt with (处置)."),
-                            ("close", "closed", "Close the incident (办结); a new alert at the same place opens a new one."),
-                            ("review", "reviewed", "Record the review of a closed incident (复盘).")):
+for _name, _stage, _doc in (
+    ("ack", "acknowledged", "Acknowledge a warning (签收): it stops being re-sent."),
+    ("dispose", "disposed", "Record that the incident has been dealt with (处置)."),
+    ("close", "closed", "Close the incident (办结); a new alert at the same place opens a new one."),
+    ("review", "reviewed", "Record the review of a closed incident (复盘)."),
+):
     _action_command(_name, _stage, _doc)
 
 
 @warnings_app.command("export")
 def warnings_export(
-    fmt: Annotated[str, typer.Option("--format", help="cap: an OASIS CAP 1.2 XML file per warning; json: warnings.jsonl")] = "cap",
+    fmt: Annotated[
+        str, typer.Option("--format", help="cap: an OASIS CAP 1.2 XML file per warning; json: warnings.jsonl")
+    ] = "cap",
     out: Annotated[Path, typer.Option(help="directory for the files")] = Path("cap"),
-    tier: Annotated[Optional[Tier], typer.Option(help="only this tier and above")] = None,
-    district: Annotated[Optional[str], typer.Option()] = None,
-    department: Annotated[Optional[str], typer.Option()] = None,
+    tier: Annotated[Tier | None, typer.Option(help="only this tier and above")] = None,
+    district: Annotated[str | None, typer.Option()] = None,
+    department: Annotated[str | None, typer.Option()] = None,
     timeout_s: Annotated[float, typer.Option("--timeout", help="read the warnings topic for this many seconds")] = 5.0,
 ) -> None:
     """Export the warnings on the topic (from its start) as CAP 1.2 alerts (escalations are Updates) or JSON lines."""
@@ -357,7 +419,12 @@ def warnings_export(
     settings = load_settings()
 
     async def collect() -> list:
-        return [w async for w in follow_warnings(settings, True, timeout_s, WarningFilter(min_tier=tier, district=district, department=department))]
+        return [
+            w
+            async for w in follow_warnings(
+                settings, True, timeout_s, WarningFilter(min_tier=tier, district=district, department=department)
+            )
+        ]
 
     warnings = asyncio.run(collect())
     out.mkdir(parents=True, exist_ok=True)
@@ -373,8 +440,8 @@ def warnings_export(
 
 @app.command()
 def web(
-    host: Annotated[Optional[str], typer.Option(help="default: web.host")] = None,
-    port: Annotated[Optional[int], typer.Option(help="default: web.port")] = None,
+    host: Annotated[str | None, typer.Option(help="default: web.host")] = None,
+    port: Annotated[int | None, typer.Option(help="default: web.port")] = None,
 ) -> None:
     """The operators' web page: live warnings, filters, incident detail, acknowledge and close."""
     from pipeline.web import serve

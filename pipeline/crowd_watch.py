@@ -17,7 +17,14 @@ A zone whose counter is silent is stepped by its cameras alone.
 
 from __future__ import annotations
 
-from models.crowd import ZoneForecaster, density_bound, dispersal_plan, level_of_service, officers_needed, tier_for_level
+from models.crowd import (
+    ZoneForecaster,
+    density_bound,
+    dispersal_plan,
+    level_of_service,
+    officers_needed,
+    tier_for_level,
+)
 from pipeline.city import City, Zone, load_toml
 from pipeline.schemas import Alert, CameraDetection, Category, Reading, Tier, utc_at
 
@@ -45,14 +52,24 @@ class CrowdWatch:
         zone = self.city.zones.get(reading.station)
         if zone is None:
             return state, []
-        state = state or {"forecaster": ZoneForecaster(self.cfg["alpha"], self.cfg["beta"], self.cfg["flow_weight"]).state(),
-                          "tier": None, "quiet_since_s": None, "cameras": [], "last_counter_s": None}
+        state = state or {
+            "forecaster": ZoneForecaster(self.cfg["alpha"], self.cfg["beta"], self.cfg["flow_weight"]).state(),
+            "tier": None,
+            "quiet_since_s": None,
+            "cameras": [],
+            "last_counter_s": None,
+        }
         t_s = reading.ts.timestamp()
         if isinstance(reading, CameraDetection):
             if reading.detection != "crowd" or "person_count" not in reading.values:
                 return state, []
             recent = [c for c in state["cameras"] if abs(c[0] - t_s) <= 2 * self.cfg["camera_max_age_s"]]
-            state = {**state, "cameras": sorted([*recent, [t_s, reading.values["person_count"].value, reading.sensor_id]])[-CAMERA_HISTORY:]}
+            state = {
+                **state,
+                "cameras": sorted([*recent, [t_s, reading.values["person_count"].value, reading.sensor_id]])[
+                    -CAMERA_HISTORY:
+                ],
+            }
             heard_since = state["last_counter_s"] if state["last_counter_s"] is not None else state["cameras"][0][0]
             counter_silent = t_s - heard_since > 3 * self.cfg["step_s"]
             if not counter_silent:
@@ -60,11 +77,16 @@ class CrowdWatch:
             return self._evaluate(zone, state, t_s, None, None)
         if "count" not in reading.values:
             return state, []
-        flows = (reading.values["flow_in"].value - reading.values["flow_out"].value
-                 if "flow_in" in reading.values and "flow_out" in reading.values else None)
+        flows = (
+            reading.values["flow_in"].value - reading.values["flow_out"].value
+            if "flow_in" in reading.values and "flow_out" in reading.values
+            else None
+        )
         return self._evaluate(zone, {**state, "last_counter_s": t_s}, t_s, reading.values["count"].value, flows)
 
-    def _evaluate(self, zone: Zone, state: dict, t_s: float, counted: float | None, net_inflow_per_min: float | None) -> tuple[dict, list[Alert]]:
+    def _evaluate(
+        self, zone: Zone, state: dict, t_s: float, counted: float | None, net_inflow_per_min: float | None
+    ) -> tuple[dict, list[Alert]]:
         persons, sources = self._fuse(state, t_s, counted)
         forecaster = ZoneForecaster.from_state(state["forecaster"])
         if forecaster.t_s is not None and t_s <= forecaster.t_s:
@@ -100,33 +122,81 @@ class CrowdWatch:
             return float(counted), "counter"
         if abs(seen - counted) <= AGREE * max(counted, 1.0):
             return (counted + seen) / 2, f"counter + camera {camera[2]} (agree)"
-        return float(max(counted, seen)), f"counter {counted:.0f} vs camera {camera[2]} {seen:.0f} (disagree: the higher)"
+        return float(
+            max(counted, seen)
+        ), f"counter {counted:.0f} vs camera {camera[2]} {seen:.0f} (disagree: the higher)"
 
     # --- alerts ------------------------------------------------------------------------------------
-    def _alert(self, zone: Zone, t_s: float, tier: Tier, density: float, ahead: float, persons: float, sources: str,
-               forecast: bool) -> Alert:
+    def _alert(
+        self,
+        zone: Zone,
+        t_s: float,
+        tier: Tier,
+        density: float,
+        ahead: float,
+        persons: float,
+        sources: str,
+        forecast: bool,
+    ) -> Alert:
         peak_persons = max(density, ahead) * zone.area_m2
-        facts = {"zone": zone.name, "persons": f"{persons:.0f}", "density": f"{density:.2f}",
-                 "officers": officers_needed(peak_persons, zone.area_m2, self.congestion_density, self.cfg["persons_per_officer"]),
-                 "entrances": "、".join(zone.entrances) or zone.name, "metro_stations": "、".join(zone.metro_stations) or "周边地铁站",
-                 "passages": "、".join(zone.passages) or "周边商场通道", "expected": f"{self.horizon_s / 60:.0f} min"}
+        facts = {
+            "zone": zone.name,
+            "persons": f"{persons:.0f}",
+            "density": f"{density:.2f}",
+            "officers": officers_needed(
+                peak_persons, zone.area_m2, self.congestion_density, self.cfg["persons_per_officer"]
+            ),
+            "entrances": "、".join(zone.entrances) or zone.name,
+            "metro_stations": "、".join(zone.metro_stations) or "周边地铁站",
+            "passages": "、".join(zone.passages) or "周边商场通道",
+            "expected": f"{self.horizon_s / 60:.0f} min",
+        }
         level_now, level_ahead = level_of_service(density, self.bounds), level_of_service(ahead, self.bounds)
         expected = utc_at(t_s + self.horizon_s) if forecast else None
-        message = (f"{zone.name} 人流{tier.zh}预警 (crowd {tier.value}): {persons:.0f} persons, "
-                   f"{density:.2f} persons/m² (level {level_now}), {ahead:.2f} forecast in {self.horizon_s / 60:.0f} min "
-                   f"(level {level_ahead}); counted by {sources}")
-        return Alert(alert_id=f"crowd:{zone.id}:{int(t_s)}:{tier.value}", category=Category.crowd,
-                     rule="fruin_forecast" if forecast else "fruin_level", sensor_id=f"pc-{zone.id}", station=zone.id,
-                     district=zone.district, township=zone.township, ts=utc_at(t_s), parameter="density", value=round(density, 3),
-                     unit="persons/m2", limit=self.congestion_density, severity=tier.rank / 3, message=message, tier=tier,
-                     expected_at=expected, checklist=dispersal_plan(tier.value, self.templates, facts))
+        message = (
+            f"{zone.name} 人流{tier.zh}预警 (crowd {tier.value}): {persons:.0f} persons, "
+            f"{density:.2f} persons/m² (level {level_now}), {ahead:.2f} forecast in {self.horizon_s / 60:.0f} min "
+            f"(level {level_ahead}); counted by {sources}"
+        )
+        return Alert(
+            alert_id=f"crowd:{zone.id}:{int(t_s)}:{tier.value}",
+            category=Category.crowd,
+            rule="fruin_forecast" if forecast else "fruin_level",
+            sensor_id=f"pc-{zone.id}",
+            station=zone.id,
+            district=zone.district,
+            township=zone.township,
+            ts=utc_at(t_s),
+            parameter="density",
+            value=round(density, 3),
+            unit="persons/m2",
+            limit=self.congestion_density,
+            severity=tier.rank / 3,
+            message=message,
+            tier=tier,
+            expected_at=expected,
+            checklist=dispersal_plan(tier.value, self.templates, facts),
+        )
 
     def _cleared(self, zone: Zone, t_s: float, density: float, tier: Tier) -> Alert:
-        return Alert(alert_id=f"crowd:{zone.id}:{int(t_s)}:cleared", category=Category.crowd, rule="fruin_level",
-                     sensor_id=f"pc-{zone.id}", station=zone.id, district=zone.district, township=zone.township, ts=utc_at(t_s),
-                     parameter="density", value=round(density, 3), unit="persons/m2", limit=self.congestion_density, severity=0.0,
-                     message=f"{zone.name}: {density:.2f} persons/m², below the {tier.value} warning for "
-                             f"{self.cfg['clear_after_min']} min", resolved=True)
+        return Alert(
+            alert_id=f"crowd:{zone.id}:{int(t_s)}:cleared",
+            category=Category.crowd,
+            rule="fruin_level",
+            sensor_id=f"pc-{zone.id}",
+            station=zone.id,
+            district=zone.district,
+            township=zone.township,
+            ts=utc_at(t_s),
+            parameter="density",
+            value=round(density, 3),
+            unit="persons/m2",
+            limit=self.congestion_density,
+            severity=0.0,
+            message=f"{zone.name}: {density:.2f} persons/m², below the {tier.value} warning for "
+            f"{self.cfg['clear_after_min']} min",
+            resolved=True,
+        )
 
     # --- the evaluation's form -----------------------------------------------------------------------
     def add(self, reading: Reading) -> list[Alert]:

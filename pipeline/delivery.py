@@ -71,7 +71,7 @@ class WebhookChannel:
                     error = RuntimeError(f"{url} answered {response.status}")
                     if response.status < 500:
                         break  # the receiver refuses it: retrying will not help
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError) as e:
                 error = e
             await asyncio.sleep(0.2 * 2**attempt)
         raise RuntimeError(f"after {attempt + 1} attempt(s): {error}")
@@ -85,11 +85,20 @@ class LogChannel:
     name = "log"
 
     async def send(self, warning: Warning, department: str) -> str:
-        log.info("warning %s (%s %s) to %s: %s", warning.warning_id, warning.tier.value, warning.category.value, department, warning.title)
+        log.info(
+            "warning %s (%s %s) to %s: %s",
+            warning.warning_id,
+            warning.tier.value,
+            warning.category.value,
+            department,
+            warning.title,
+        )
         return "logged"
 
 
-def channels_for(settings: DeliverySettings, produce: Callable[[str, bytes, bytes], Awaitable[object]]) -> list[Channel]:
+def channels_for(
+    settings: DeliverySettings, produce: Callable[[str, bytes, bytes], Awaitable[object]]
+) -> list[Channel]:
     made = {"topic": lambda: TopicChannel(produce), "webhook": lambda: WebhookChannel(settings), "log": LogChannel}
     return [made[name]() for name in settings.channels]
 
@@ -107,7 +116,19 @@ async def deliver(warning: Warning, channels: Iterable[Channel], done: set[str])
             except Exception as error:  # a failed channel is recorded, and the others still deliver
                 detail, ok = f"{type(error).__name__}: {error}", False
             now = utc_now()
-            records.append(Delivery(delivery_id=delivery_id, warning_id=warning.warning_id, incident_id=warning.incident_id,
-                                    category=warning.category, tier=warning.tier, department=department, channel=channel.name,
-                                    ok=ok, detail=detail[:1000], delivered_at=now, since_reading_s=(now - warning.ts).total_seconds()))
+            records.append(
+                Delivery(
+                    delivery_id=delivery_id,
+                    warning_id=warning.warning_id,
+                    incident_id=warning.incident_id,
+                    category=warning.category,
+                    tier=warning.tier,
+                    department=department,
+                    channel=channel.name,
+                    ok=ok,
+                    detail=detail[:1000],
+                    delivered_at=now,
+                    since_reading_s=(now - warning.ts).total_seconds(),
+                )
+            )
     return records

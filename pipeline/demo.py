@@ -40,6 +40,7 @@ def demo_recording() -> tuple[Recording, int]:
 def bridge_online(settings: Settings, pid: int | None, timeout_s: float = 30, instances: int = 1) -> None:
     """Wait for bridge ``pid`` to say it is online (then it is subscribed: nothing published is lost);
     with ``pid`` None, for ``instances`` bridges (a supervisor's children)."""
+
     def online(statuses: dict[str, str]) -> bool:
         up = [v for v in statuses.values() if v.startswith("online")]
         return online_status(pid).decode() in up if pid is not None else len(up) >= instances
@@ -90,6 +91,7 @@ def malformed_reason(settings: Settings) -> str:
 def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s: float = 90) -> int:
     started = time.monotonic()
     background: list[Background] = []
+
     def step(text: str) -> None:
         console.print(f"[dim]{time.monotonic() - started:5.1f}s[/] {text}")
 
@@ -122,22 +124,37 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         with console.status("waiting for the warning..."):
             warnings = asyncio.run(sag_warnings(settings, first_ts, timeout_s, background[0]))
         if not any(w.suspects for w in warnings):
-            state = ("the worker exited" if not background[0].alive() else
-                     f"no warning within {timeout_s:g} s" if not warnings else f"no warning named the traced source within {timeout_s:g} s")
+            state = (
+                "the worker exited"
+                if not background[0].alive()
+                else f"no warning within {timeout_s:g} s"
+                if not warnings
+                else f"no warning named the traced source within {timeout_s:g} s"
+            )
             console.print(f"[red]demo failed: {state}[/]; worker log:\n{background[0].log_tail(40)}")
             return 1
-        step(f"warnings received on the 'warnings' topic (ground truth: first crossing "
-             f"{sag.expected_detection:%H:%M} UTC + shift, worst tier {sag.expected_tier}):")
+        step(
+            f"warnings received on the 'warnings' topic (ground truth: first crossing "
+            f"{sag.expected_detection:%H:%M} UTC + shift, worst tier {sag.expected_tier}):"
+        )
         console.print(warnings_table(warnings, title="Operators' warning stream"))
         shown = next((w for w in warnings if w.suspects), max(warnings, key=lambda w: w.tier.rank))
-        suspects = [f"  {i}. {s.name} ({s.type}, {s.probability:.0%}): {s.distance_km:.1f} km, {s.travel_time_h:.1f} h upstream"
-                    for i, s in enumerate(shown.suspects[:3], 1)]
+        suspects = [
+            f"  {i}. {s.name} ({s.type}, {s.probability:.0%}): {s.distance_km:.1f} km, {s.travel_time_h:.1f} h upstream"
+            for i, s in enumerate(shown.suspects[:3], 1)
+        ]
         console.print(
             Panel(
-                "\n".join([f"incident {shown.incident_id}", f"levels: {', '.join(shown.levels)}",
-                           f"departments: {', '.join(shown.departments)}"]
-                          + (["suspected sources (traced upstream):", *suspects] if suspects else [])
-                          + ["checklist:"] + [f"  - {item}" for item in shown.checklist]),
+                "\n".join(
+                    [
+                        f"incident {shown.incident_id}",
+                        f"levels: {', '.join(shown.levels)}",
+                        f"departments: {', '.join(shown.departments)}",
+                    ]
+                    + (["suspected sources (traced upstream):", *suspects] if suspects else [])
+                    + ["checklist:"]
+                    + [f"  - {item}" for item in shown.checklist]
+                ),
                 title=shown.title,
             )
         )
@@ -153,12 +170,22 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         # earlier demo runs may have written into the same window: count what this run adds
         with console.status("waiting for InfluxDB to hold every reading..."):
             series = wait_until(
-                lambda: (found := influxql(settings.influx, query)) and total(found) - readings_before >= expected_readings and found,
-                30, interval_s=0.5, what="the readings in InfluxDB",
+                lambda: (
+                    (found := influxql(settings.influx, query))
+                    and total(found) - readings_before >= expected_readings
+                    and found
+                ),
+                30,
+                interval_s=0.5,
+                what="the readings in InfluxDB",
             )
             dead = wait_until(
-                lambda: (found := influxql(settings.influx, deadletters)) and total(found) > deadletters_before and found,
-                15, interval_s=0.5, what="the dead letter in InfluxDB",
+                lambda: (
+                    (found := influxql(settings.influx, deadletters)) and total(found) > deadletters_before and found
+                ),
+                15,
+                interval_s=0.5,
+                what="the dead letter in InfluxDB",
             )
         from pipeline.cli import series_table
 
@@ -172,7 +199,9 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         return 0
     finally:
         if keep:
-            console.print("--keep: services, worker and bridge left running (stop: yuflow services down; kill the pids above)")
+            console.print(
+                "--keep: services, worker and bridge left running (stop: yuflow services down; kill the pids above)"
+            )
         else:
             for process in reversed(background):
                 process.stop()

@@ -31,8 +31,17 @@ from models.water_screen import RAISED
 from pipeline.water_screen import new_screen, water_parameters
 
 # the file's columns and the parameters they are (a second instrument of a quantity: name_2)
-COLUMNS = {"Tp": "temperature", "Cl": "chlorine_dioxide", "pH": "ph", "Redox": "redox", "Leit": "conductivity",
-           "Trueb": "turbidity", "Cl_2": "chlorine_dioxide_2", "Fm": "flow", "Fm_2": "flow_2"}
+COLUMNS = {
+    "Tp": "temperature",
+    "Cl": "chlorine_dioxide",
+    "pH": "ph",
+    "Redox": "redox",
+    "Leit": "conductivity",
+    "Trueb": "turbidity",
+    "Cl_2": "chlorine_dioxide_2",
+    "Fm": "flow",
+    "Fm_2": "flow_2",
+}
 LABEL = "EVENT"
 STATION = "ruxi-waterworks"
 # what calibration may choose, on the first half: the two times that depend on the station rather
@@ -53,13 +62,19 @@ class Series:
     values: np.ndarray
     labels: np.ndarray | None
 
-    def head(self, rows: int) -> "Series":
+    def head(self, rows: int) -> Series:
         labels = None if self.labels is None else self.labels[:rows]
         return Series(self.time.iloc[:rows], self.ts_s[:rows], self.parameters, self.values[:rows], labels)
 
-    def tail(self, start: int) -> "Series":
+    def tail(self, start: int) -> Series:
         labels = None if self.labels is None else self.labels[start:]
-        return Series(self.time.iloc[start:].reset_index(drop=True), self.ts_s[start:], self.parameters, self.values[start:], labels)
+        return Series(
+            self.time.iloc[start:].reset_index(drop=True),
+            self.ts_s[start:],
+            self.parameters,
+            self.values[start:],
+            labels,
+        )
 
 
 def load(path: Path, utc_offset_h: float, days: float | None = None) -> Series:
@@ -135,13 +150,20 @@ def score(flags: np.ndarray, labels: np.ndarray, ts_s: np.ndarray) -> Scores:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     events, delays = _runs(labels), []
     for a, b in events:
-        found = np.flatnonzero(flags[a: b + 1])
+        found = np.flatnonzero(flags[a : b + 1])
         if len(found):
             delays.append((ts_s[a + found[0]] - ts_s[a]) / 60)
-    false = sum(1 for a, b in _runs(flags) if not labels[a: b + 1].any())
+    false = sum(1 for a, b in _runs(flags) if not labels[a : b + 1].any())
     days = (ts_s[-1] - ts_s[0]) / 86400 if len(ts_s) > 1 else 0.0
-    return Scores(precision, recall, f1, len(events), len(delays), float(np.median(delays)) if delays else None,
-                  float(false / days) if days else float("nan"))
+    return Scores(
+        precision,
+        recall,
+        f1,
+        len(events),
+        len(delays),
+        float(np.median(delays)) if delays else None,
+        float(false / days) if days else float("nan"),
+    )
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -164,8 +186,13 @@ def candidates_of(base: Mapping[str, float]) -> list[dict[str, float]]:
     return out
 
 
-def calibrate(train: Series, base: Mapping[str, float], utc_offset_h: float, workers: int = 2,
-              progress: Callable[[], None] | None = None) -> tuple[dict[str, float], float]:
+def calibrate(
+    train: Series,
+    base: Mapping[str, float],
+    utc_offset_h: float,
+    workers: int = 2,
+    progress: Callable[[], None] | None = None,
+) -> tuple[dict[str, float], float]:
     """The grid's settings (over ``base``) with the best per-minute F1 on ``train``; ties keep the
     earlier candidate, and ``base`` itself comes first."""
     candidates = candidates_of(base)
@@ -181,7 +208,9 @@ def calibrate(train: Series, base: Mapping[str, float], utc_offset_h: float, wor
 
 def write_flags(path: Path, series: Series, result: Run) -> None:
     """One line per row: ``Time,flag,score`` (flag from the screen's alarm state, score its evidence)."""
-    pd.DataFrame({"Time": series.time, "flag": result.flags.astype(int), "score": np.round(result.scores, 4)}).to_csv(path, index=False)
+    pd.DataFrame({"Time": series.time, "flag": result.flags.astype(int), "score": np.round(result.scores, 4)}).to_csv(
+        path, index=False
+    )
 
 
 def score_flags_file(path: Path, series: Series, start: int = 0) -> Scores:
@@ -195,7 +224,10 @@ def score_flags_file(path: Path, series: Series, start: int = 0) -> Scores:
 
 # --- through the pipeline ----------------------------------------------------------------------------
 
-def reading_payloads(series: Series, sensor_id: str, station: str, district: str, utc_offset_h: float) -> list[tuple[str, bytes]]:
+
+def reading_payloads(
+    series: Series, sensor_id: str, station: str, district: str, utc_offset_h: float
+) -> list[tuple[str, bytes]]:
     """The rows as the station would send them: (MQTT topic suffix, reading JSON), one per row that
     has a value (a missing value is left out of the reading, as a station does)."""
     units = {p: spec for p, spec in _units().items()}
@@ -206,8 +238,21 @@ def reading_payloads(series: Series, sensor_id: str, station: str, district: str
         if not values:
             continue
         ts = pd.Timestamp(t, unit="s", tz="UTC").tz_convert(zone).isoformat()
-        out.append((f"{district}/water/{sensor_id}", orjson.dumps({"sensor_id": sensor_id, "kind": "water", "station": station,
-                                                                   "district": district, "ts": ts, "values": values})))
+        out.append(
+            (
+                f"{district}/water/{sensor_id}",
+                orjson.dumps(
+                    {
+                        "sensor_id": sensor_id,
+                        "kind": "water",
+                        "station": station,
+                        "district": district,
+                        "ts": ts,
+                        "values": values,
+                    }
+                ),
+            )
+        )
     return out
 
 
@@ -216,7 +261,9 @@ def _units() -> dict[str, str]:
     from pipeline.schemas import Kind
     from pipeline.validation import parameter_specs
 
-    return {p: s.unit for p, s in parameter_specs(load_toml("parameters"))[Kind.water].items() if p in water_parameters()}
+    return {
+        p: s.unit for p, s in parameter_specs(load_toml("parameters"))[Kind.water].items() if p in water_parameters()
+    }
 
 
 def stream(settings, series: Series, city, timeout_s: float = 120.0, log: Callable[[str], None] = print) -> list[float]:
@@ -254,7 +301,9 @@ async def _alerts(settings, sensor_id: str, last_ts_s: float, timeout_s: float) 
     from pipeline.schemas import Alert
     from pipeline.topics import ALERTS
 
-    consumer = AIOKafkaConsumer(ALERTS, bootstrap_servers=settings.kafka.bootstrap, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        ALERTS, bootstrap_servers=settings.kafka.bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     found: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
@@ -267,8 +316,11 @@ async def _alerts(settings, sensor_id: str, last_ts_s: float, timeout_s: float) 
                     if alert.sensor_id == sensor_id and alert.rule == "statistical":
                         found[alert.alert_id] = alert.ts.timestamp()
             if stored_at is None:
-                rows = influxql(settings.influx, f"SELECT count(\"ph\") FROM readings WHERE sensor_id = '{sensor_id}' "
-                                                 f"AND time >= {int(last_ts_s * 1e9)}")
+                rows = influxql(
+                    settings.influx,
+                    f"SELECT count(\"ph\") FROM readings WHERE sensor_id = '{sensor_id}' "
+                    f"AND time >= {int(last_ts_s * 1e9)}",
+                )
                 if rows:
                     stored_at = time.monotonic()
             elif time.monotonic() - stored_at > 5:

@@ -29,7 +29,18 @@ from functools import lru_cache
 
 import orjson
 
-from pipeline.schemas import Alert, CameraDetection, DeadLetter, Delivery, LifecycleEvent, Reading, Silence, SuppressedAlert, Warning, utc_now
+from pipeline.schemas import (
+    Alert,
+    CameraDetection,
+    DeadLetter,
+    Delivery,
+    LifecycleEvent,
+    Reading,
+    Silence,
+    SuppressedAlert,
+    Warning,
+    utc_now,
+)
 from pipeline.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -64,7 +75,9 @@ def _ns(ts: datetime) -> int:
     return int(ts.timestamp() * 1_000_000) * 1000  # microsecond resolution, as Python keeps it
 
 
-def line(measurement: str, tags: dict[str, str | None], fields: dict[str, float | int | bool | str], ts: datetime) -> str:
+def line(
+    measurement: str, tags: dict[str, str | None], fields: dict[str, float | int | bool | str], ts: datetime
+) -> str:
     """One line of line protocol; tags with empty values are left out (InfluxDB rejects them).
 
     >>> from datetime import UTC, datetime
@@ -107,9 +120,13 @@ def reading_lines_json(raw: bytes) -> list[str]:
             tags = {"sensor_id": key[0], "kind": key[1], "district": key[2], "station": key[3], "detection": detection}
             if len(_READING_PREFIXES) > 100_000:
                 _READING_PREFIXES.clear()
-            prefix = _READING_PREFIXES[key] = "readings" + "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(tags.items()) if v) + " "
+            prefix = _READING_PREFIXES[key] = (
+                "readings" + "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(tags.items()) if v) + " "
+            )
         values = r["values"]
-        fields = _field_template(tuple(values)) % tuple([float(q["value"]) for q in values.values()])  # %r of a float is its repr
+        fields = _field_template(tuple(values)) % tuple(
+            [float(q["value"]) for q in values.values()]
+        )  # %r of a float is its repr
         if detection:
             fields += f",confidence={float(r['confidence'])!r}"
         ts = r["ts"]
@@ -140,8 +157,14 @@ def alert_line(a: Alert) -> str:
         "parameter": a.parameter,
         "resolved": str(a.resolved).lower(),
     }
-    fields = {"value": a.value, "limit": a.limit, "severity": a.severity, "alert_id": a.alert_id, "message": a.message,
-              "time_to_alert_s": (a.detected_at - a.ts).total_seconds()}
+    fields = {
+        "value": a.value,
+        "limit": a.limit,
+        "severity": a.severity,
+        "alert_id": a.alert_id,
+        "message": a.message,
+        "time_to_alert_s": (a.detected_at - a.ts).total_seconds(),
+    }
     return line("alerts", tags, fields, a.ts)
 
 
@@ -158,8 +181,19 @@ def warning_line(w: Warning) -> str:
 
 
 def delivery_line(d: Delivery) -> str:
-    tags = {"department": d.department, "channel": d.channel, "ok": str(d.ok).lower(), "category": d.category.value, "tier": d.tier.value}
-    fields = {"warning_id": d.warning_id, "incident_id": d.incident_id, "since_reading_s": d.since_reading_s, "detail": d.detail}
+    tags = {
+        "department": d.department,
+        "channel": d.channel,
+        "ok": str(d.ok).lower(),
+        "category": d.category.value,
+        "tier": d.tier.value,
+    }
+    fields = {
+        "warning_id": d.warning_id,
+        "incident_id": d.incident_id,
+        "since_reading_s": d.since_reading_s,
+        "detail": d.detail,
+    }
     return line("deliveries", tags, fields, d.delivered_at)
 
 
@@ -173,7 +207,13 @@ def lifecycle_line(e: LifecycleEvent) -> str:
 
 def silence_line(x: Silence) -> str:
     """A maintenance window as set (or ended early: ``removed``), at the time it was made."""
-    tags = {"silence_id": x.silence_id, "sensor_id": x.sensor_id, "station": x.station, "area": x.area, "removed": str(x.removed).lower()}
+    tags = {
+        "silence_id": x.silence_id,
+        "sensor_id": x.sensor_id,
+        "station": x.station,
+        "area": x.area,
+        "removed": str(x.removed).lower(),
+    }
     fields = {"until": x.until.isoformat().replace("+00:00", "Z"), "reason": x.reason, "by": x.by}
     return line("silences", tags, fields, utc_now() if x.removed else x.created_at)
 
@@ -181,8 +221,15 @@ def silence_line(x: Silence) -> str:
 def suppressed_line(x: SuppressedAlert) -> str:
     """An alert a silence held back, at the alert's event time."""
     a = x.alert
-    tags = {"category": a.category.value, "rule": a.rule, "district": a.district, "station": a.station, "sensor_id": a.sensor_id,
-            "parameter": a.parameter, "silence_id": x.silence_id}
+    tags = {
+        "category": a.category.value,
+        "rule": a.rule,
+        "district": a.district,
+        "station": a.station,
+        "sensor_id": a.sensor_id,
+        "parameter": a.parameter,
+        "silence_id": x.silence_id,
+    }
     fields = {"alert_id": a.alert_id, "value": a.value, "message": a.message, "reason": x.reason}
     return line("suppressed", tags, fields, a.ts)
 
@@ -237,7 +284,7 @@ class InfluxWriter:
         while True:
             try:
                 status, text = await self._post(body)
-            except (OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError) as e:
                 status, text = None, f"{type(e).__name__}: {e}"
             except Exception as e:  # aiohttp.ClientError and influxdb-client errors
                 status, text = getattr(e, "status", None), f"{type(e).__name__}: {e}"
@@ -255,9 +302,13 @@ class InfluxWriter:
             await self.setup()
         if self.settings.api == "v1":
             params = {"db": self.settings.database, "precision": "ns"}
-            async with self._session.post(f"{self.settings.url}/write", params=params, data=body, auth=self._auth()) as r:
+            async with self._session.post(
+                f"{self.settings.url}/write", params=params, data=body, auth=self._auth()
+            ) as r:
                 return r.status, await r.text()
-        await self._v2_client.write_api().write(bucket=self.settings.bucket, org=self.settings.org, record=body.decode())
+        await self._v2_client.write_api().write(
+            bucket=self.settings.bucket, org=self.settings.org, record=body.decode()
+        )
         return 204, ""
 
     def _auth(self):
@@ -291,7 +342,9 @@ def influxql(settings: InfluxSettings, query: str, timeout_s: float = 10.0, meth
         if "error" in result:
             raise RuntimeError(f"InfluxQL error: {result['error']}")
         for s in result.get("series", []):
-            series.append({"name": s["name"], "tags": s.get("tags", {}), "columns": s["columns"], "values": s["values"]})
+            series.append(
+                {"name": s["name"], "tags": s.get("tags", {}), "columns": s["columns"], "values": s["values"]}
+            )
     return series
 
 

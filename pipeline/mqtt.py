@@ -7,7 +7,9 @@ import paho.mqtt.client as mqtt
 from pipeline.settings import MqttSettings
 
 
-def make_client(settings: MqttSettings, client_id: str, persistent: bool = False, manual_ack: bool = False) -> mqtt.Client:
+def make_client(
+    settings: MqttSettings, client_id: str, persistent: bool = False, manual_ack: bool = False
+) -> mqtt.Client:
     """A v3.1.1 client; ``persistent`` keeps the broker-side session (subscriptions, queued QoS 1).
 
     Logs in with ``settings.username``/``password`` when a user name is set; with ``settings.tls`` it

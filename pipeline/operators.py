@@ -17,7 +17,12 @@ from pipeline.schemas import ActionResult, LifecycleEvent, Silence, Stage, Tier,
 from pipeline.settings import Settings
 from pipeline.topics import ACTION_RESULTS, ACTIONS, LIFECYCLE, SILENCES, WARNINGS
 
-TIER_STYLE = {Tier.blue: "bold white on blue", Tier.yellow: "bold black on yellow", Tier.orange: "bold black on dark_orange", Tier.red: "bold white on red"}
+TIER_STYLE = {
+    Tier.blue: "bold white on blue",
+    Tier.yellow: "bold black on yellow",
+    Tier.orange: "bold black on dark_orange",
+    Tier.red: "bold white on red",
+}
 
 
 @dataclass(frozen=True)
@@ -108,12 +113,16 @@ class ActionClient:
         async with self._ready:
             if self._producer is not None:
                 return
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap, group_id=None, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
+            )
             producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap, acks="all")
             try:
                 await consumer.start()
                 await consumer.topics()
-                partitions = [TopicPartition(ACTION_RESULTS, p) for p in consumer.partitions_for_topic(ACTION_RESULTS) or ()]
+                partitions = [
+                    TopicPartition(ACTION_RESULTS, p) for p in consumer.partitions_for_topic(ACTION_RESULTS) or ()
+                ]
                 consumer.assign(partitions)
                 await consumer.seek_to_end(*partitions)
                 for tp in partitions:  # positioned before any request is sent: no answer is missed
@@ -159,8 +168,9 @@ class ActionClient:
             self._waiting.pop(event.request_id, None)
 
 
-async def submit_action(settings: Settings, event: LifecycleEvent, timeout_s: float = 15.0,
-                        client: ActionClient | None = None) -> ActionResult | None:
+async def submit_action(
+    settings: Settings, event: LifecycleEvent, timeout_s: float = 15.0, client: ActionClient | None = None
+) -> ActionResult | None:
     """Put an operator's request (acknowledge, dispose, close, review) on the ``actions`` topic, keyed
     like the incident, and wait for the warning agent's answer: accepted (recorded on ``lifecycle``)
     or rejected with the reason. None when no answer came within ``timeout_s`` (no worker running):
@@ -197,7 +207,9 @@ async def read_incidents(settings: Settings) -> list[IncidentRow]:
     events = await read_topic(settings, LIFECYCLE, LifecycleEvent)
     rows: dict[str, IncidentRow] = {}
     for w in sorted(warnings, key=lambda w: w.issued_at):
-        row = rows.setdefault(w.incident_id, IncidentRow(w.incident_id, w.tier, w.district, w.station, w.title, w.ts, w.warning_id))
+        row = rows.setdefault(
+            w.incident_id, IncidentRow(w.incident_id, w.tier, w.district, w.station, w.title, w.ts, w.warning_id)
+        )
         row.tier, row.title, row.latest_warning_id = w.tier, w.title, w.warning_id
     for e in sorted(events, key=lambda e: e.ts):
         row = rows.get(e.incident_id)
@@ -233,9 +245,15 @@ def incidents_table(rows: list[IncidentRow], now: datetime) -> Table:
     for column in ("incident id", "tier", "area", "age", "acknowledged by", "state", "latest warning"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r.incident_id, f"[{TIER_STYLE[r.tier]}] {r.tier.value.upper()} [/]", f"{r.district} / {r.station}",
-                      humane_duration((now - r.opened).total_seconds()), escape(r.acknowledged_by) or "—",
-                      "closed" if r.closed else "open", escape(r.title))
+        table.add_row(
+            r.incident_id,
+            f"[{TIER_STYLE[r.tier]}] {r.tier.value.upper()} [/]",
+            f"{r.district} / {r.station}",
+            humane_duration((now - r.opened).total_seconds()),
+            escape(r.acknowledged_by) or "—",
+            "closed" if r.closed else "open",
+            escape(r.title),
+        )
     return table
 
 

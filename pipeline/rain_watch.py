@@ -38,7 +38,7 @@ WHOLE_FIELD = "field"  # the one tile when the field is not cut
 @dataclass(frozen=True)
 class Tile:
     id: str
-    core: tuple[str, ...]    # the gauges it warns for
+    core: tuple[str, ...]  # the gauges it warns for
     gauges: tuple[str, ...]  # those and the halo's: what its nowcaster sees
 
 
@@ -56,8 +56,11 @@ def rain_tiles(city: City, tile_km: float | None, halo_km: float) -> dict[str, T
         x0, y0 = x.min() + c * tile_km, y.min() + r * tile_km
         near = (x >= x0 - halo_km) & (x < x0 + tile_km + halo_km) & (y >= y0 - halo_km) & (y < y0 + tile_km + halo_km)
         tile_id = f"t{c:03d}.{r:03d}"
-        tiles[tile_id] = Tile(tile_id, tuple(g for g, cc, rr in zip(ids, col, row) if (cc, rr) == (c, r)),
-                              tuple(g for g, n in zip(ids, near) if n))
+        tiles[tile_id] = Tile(
+            tile_id,
+            tuple(g for g, cc, rr in zip(ids, col, row) if (cc, rr) == (c, r)),
+            tuple(g for g, n in zip(ids, near) if n),
+        )
     return tiles
 
 
@@ -99,7 +102,7 @@ class TileWatch:
         self.step_end_s: float | None = None
         self.districts = sorted({city.gauges[g].district for g in tile.core})
         self.warned: dict[str, dict[str, float]] = {}  # gauge -> tier -> first time warned (s), for the evaluation
-        self.suspect_gauges: dict[str, float] = {}     # gauge -> first time it reached a tier alone (a faulty gauge?)
+        self.suspect_gauges: dict[str, float] = {}  # gauge -> first time it reached a tier alone (a faulty gauge?)
         self.timings_ms: list[float] = []
 
     def add(self, reading: Reading) -> list[RainDistrictStatus]:
@@ -128,8 +131,10 @@ class TileWatch:
         started = time.perf_counter()
         recent = np.stack([self.accumulators[g].recent_mm(t_s, rules.longest_h) for g in self.gauge_ids])  # (G, M)
         self.nowcaster.update(t_s, recent[:, -1] * 3600 / rules.step_s)
-        bands = self.nowcaster.forecast(rules.leads_s)   # quantile -> (G, L) cumulative mm
-        status = tiers_many(recent, bands[rules.quantile], rules.leads_s, rules.step_s, rules.tiers, rules.within_window)
+        bands = self.nowcaster.forecast(rules.leads_s)  # quantile -> (G, L) cumulative mm
+        status = tiers_many(
+            recent, bands[rules.quantile], rules.leads_s, rules.step_s, rules.tiers, rules.within_window
+        )
         self.timings_ms.append((time.perf_counter() - started) * 1000)
         lone = self._uncorroborated(recent, status.reached)
         gauges: dict[str, list[GaugeStatus]] = {d: [] for d in self.districts}
@@ -144,19 +149,30 @@ class TileWatch:
             if lone[j]:
                 self.suspect_gauges.setdefault(g, t_s)
                 continue
-            if status.forecast[j] >= 0:   # only ever above the tier reached
+            if status.forecast[j] >= 0:  # only ever above the tier reached
                 rule = rules.tiers[status.forecast[j]]
-                found = GaugeStatus(gauge=g, tier=rule["tier"], mm=float(status.forecast_mm[j]), window_h=rule["window_h"],
-                                    expected_s=t_s + float(status.lead_s[j]))
+                found = GaugeStatus(
+                    gauge=g,
+                    tier=rule["tier"],
+                    mm=float(status.forecast_mm[j]),
+                    window_h=rule["window_h"],
+                    expected_s=t_s + float(status.lead_s[j]),
+                )
             elif status.reached[j] >= 0:
                 rule = rules.tiers[status.reached[j]]
-                found = GaugeStatus(gauge=g, tier=rule["tier"], mm=float(status.reached_mm[j]), window_h=rule["window_h"])
+                found = GaugeStatus(
+                    gauge=g, tier=rule["tier"], mm=float(status.reached_mm[j]), window_h=rule["window_h"]
+                )
             else:
                 continue
             gauges[district].append(found)
             self.warned.setdefault(g, {}).setdefault(found.tier.value, t_s)
-        return [RainDistrictStatus(tile=self.tile.id, district=d, t_s=t_s, gauges=gauges[d], band_sum_mm=band_sum[d], band_n=band_n[d])
-                for d in self.districts]
+        return [
+            RainDistrictStatus(
+                tile=self.tile.id, district=d, t_s=t_s, gauges=gauges[d], band_sum_mm=band_sum[d], band_n=band_n[d]
+            )
+            for d in self.districts
+        ]
 
     def _uncorroborated(self, recent: np.ndarray, reached: np.ndarray) -> np.ndarray:
         """Gauges at a tier that fewer than ``corroborate_neighbours`` neighbours back with at least
@@ -167,7 +183,7 @@ class TileWatch:
         lone = np.zeros(len(self.gauge_ids), dtype=bool)
         near = self.nowcaster.near
         for i in np.unique(reached[reached >= 0]):
-            sums = np.nansum(recent[:, -max(1, round(rules.tiers[i]["window_h"] * 3600 / rules.step_s)):], axis=1)
+            sums = np.nansum(recent[:, -max(1, round(rules.tiers[i]["window_h"] * 3600 / rules.step_s)) :], axis=1)
             neighbours = np.sort(np.where(near, sums[None, :], 0.0), axis=1)[:, -rules.corroborate_neighbours]
             lone |= (reached == i) & (neighbours < rules.corroborate_fraction * sums)
         return lone
@@ -201,12 +217,18 @@ class DistrictWarnings:
         self.flooding: dict[str, tuple[float, float, str]] = {}  # road -> (t_s, depth m, camera id)
         # the gauge nearest each risk point stands for its area
         gauge_ids = list(city.gauges)
-        self.risk_gauge = {r.id: min(gauge_ids, key=lambda g: math.hypot(city.gauges[g].x_km - r.x_km, city.gauges[g].y_km - r.y_km))
-                           for r in city.risk_points.values()}
+        self.risk_gauge = {
+            r.id: min(gauge_ids, key=lambda g: math.hypot(city.gauges[g].x_km - r.x_km, city.gauges[g].y_km - r.y_km))
+            for r in city.risk_points.values()
+        }
 
     def add_flooding(self, detection: CameraDetection) -> None:
         if detection.detection == "road_flooding" and "flood_depth" in detection.values:
-            self.flooding[detection.station] = (detection.ts.timestamp(), detection.values["flood_depth"].value, detection.sensor_id)
+            self.flooding[detection.station] = (
+                detection.ts.timestamp(),
+                detection.values["flood_depth"].value,
+                detection.sensor_id,
+            )
 
     def update(self, status: RainDistrictStatus) -> list[Alert]:
         """A tile's status of a district; the district's alerts of the steps this completes. A step is
@@ -253,42 +275,101 @@ class DistrictWarnings:
         return []
 
     def _floods(self, district: str, t_s: float) -> list[str]:
-        return [f"{self.city.site_name(road)} 积水 {depth:.2f} m (camera {camera})"
-                for road, (seen_s, depth, camera) in self.flooding.items()
-                if self.city.roads[road].district == district and depth >= self.rules.flood_depth_m and t_s - seen_s <= 3600]
+        return [
+            f"{self.city.site_name(road)} 积水 {depth:.2f} m (camera {camera})"
+            for road, (seen_s, depth, camera) in self.flooding.items()
+            if self.city.roads[road].district == district and depth >= self.rules.flood_depth_m and t_s - seen_s <= 3600
+        ]
 
-    def _alert(self, district: str, t_s: float, tier: Tier, gauges: dict[str, GaugeStatus], floods: list[str],
-               resolved: bool = False, band: dict[str, float] | None = None) -> Alert:
+    def _alert(
+        self,
+        district: str,
+        t_s: float,
+        tier: Tier,
+        gauges: dict[str, GaugeStatus],
+        floods: list[str],
+        resolved: bool = False,
+        band: dict[str, float] | None = None,
+    ) -> Alert:
         name = self.city.site_name(district)
         rule = next(r for r in self.rules.tiers if r["tier"] == tier.value)
         if resolved:
-            return Alert(alert_id=f"rain:{district}:{int(t_s)}:cleared", category=Category.rain, rule="cma_rainstorm", sensor_id="",
-                         station=district, district=district, ts=utc_at(t_s), parameter="rain", value=0.0, unit="mm",
-                         limit=rule["mm"], severity=0.0, message=f"{name}: no gauge at or forecast to reach a rainstorm tier", resolved=True)
-        top = max((s for s in gauges.values() if s.tier == tier), key=lambda s: s.mm, default=next(iter(gauges.values())))
-        when = (f"forecast to reach {top.mm:.0f} mm in {top.window_h:g} h by {utc_at(top.expected_s):%H:%M} UTC "
-                f"({(top.expected_s - t_s) / 60:.0f} min ahead)") if top.expected_s else f"{top.mm:.0f} mm in {top.window_h:g} h reached"
+            return Alert(
+                alert_id=f"rain:{district}:{int(t_s)}:cleared",
+                category=Category.rain,
+                rule="cma_rainstorm",
+                sensor_id="",
+                station=district,
+                district=district,
+                ts=utc_at(t_s),
+                parameter="rain",
+                value=0.0,
+                unit="mm",
+                limit=rule["mm"],
+                severity=0.0,
+                message=f"{name}: no gauge at or forecast to reach a rainstorm tier",
+                resolved=True,
+            )
+        top = max(
+            (s for s in gauges.values() if s.tier == tier), key=lambda s: s.mm, default=next(iter(gauges.values()))
+        )
+        when = (
+            (
+                f"forecast to reach {top.mm:.0f} mm in {top.window_h:g} h by {utc_at(top.expected_s):%H:%M} UTC "
+                f"({(top.expected_s - t_s) / 60:.0f} min ahead)"
+            )
+            if top.expected_s
+            else f"{top.mm:.0f} mm in {top.window_h:g} h reached"
+        )
         at_risk = [r for r in self.city.risk_points.values() if self.risk_gauge[r.id] in gauges]
-        checklist = [f"通知{r.responsible}: {r.name} ({r.type}) 组织转移群众, {r.rescue_team} 前置待命 "
-                     f"(risk point {r.id}: evacuate; rescue team on standby)" for r in at_risk]
-        message = (f"{name} 暴雨{tier.zh}预警 (rainstorm {tier.value}): {self.city.site_name(top.gauge)} {when}; "
-                   f"{len(gauges)} gauge(s) at or forecast to a tier; {len(at_risk)} risk point(s)")
+        checklist = [
+            f"通知{r.responsible}: {r.name} ({r.type}) 组织转移群众, {r.rescue_team} 前置待命 "
+            f"(risk point {r.id}: evacuate; rescue team on standby)"
+            for r in at_risk
+        ]
+        message = (
+            f"{name} 暴雨{tier.zh}预警 (rainstorm {tier.value}): {self.city.site_name(top.gauge)} {when}; "
+            f"{len(gauges)} gauge(s) at or forecast to a tier; {len(at_risk)} risk point(s)"
+        )
         if band:  # the district's mean rain over the next hours, with its spread
-            message += (f"; next {self.rules.leads_s[-1] / 3600:g} h nowcast {band['p50']:.0f} mm "
-                        f"(p10-p90 {band['p10']:.0f}-{band['p90']:.0f} mm)")
+            message += (
+                f"; next {self.rules.leads_s[-1] / 3600:g} h nowcast {band['p50']:.0f} mm "
+                f"(p10-p90 {band['p10']:.0f}-{band['p90']:.0f} mm)"
+            )
         if floods:
             message += "; road flooding seen: " + "; ".join(floods)
-        return Alert(alert_id=f"rain:{district}:{int(t_s)}:{tier.value}", category=Category.rain,
-                     rule="cma_rainstorm_forecast" if top.expected_s else "cma_rainstorm", sensor_id=top.gauge, station=district,
-                     district=district, township=self.city.gauges[top.gauge].township, ts=utc_at(t_s), parameter="rain",
-                     value=round(top.mm, 1), unit="mm", limit=rule["mm"], severity=tier.rank / 3, message=message, tier=tier,
-                     expected_at=utc_at(top.expected_s) if top.expected_s else None, checklist=checklist)
+        return Alert(
+            alert_id=f"rain:{district}:{int(t_s)}:{tier.value}",
+            category=Category.rain,
+            rule="cma_rainstorm_forecast" if top.expected_s else "cma_rainstorm",
+            sensor_id=top.gauge,
+            station=district,
+            district=district,
+            township=self.city.gauges[top.gauge].township,
+            ts=utc_at(t_s),
+            parameter="rain",
+            value=round(top.mm, 1),
+            unit="mm",
+            limit=rule["mm"],
+            severity=tier.rank / 3,
+            message=message,
+            tier=tier,
+            expected_at=utc_at(top.expected_s) if top.expected_s else None,
+            checklist=checklist,
+        )
 
     # --- state (the agent keeps it in a table, per district) -------------------------------------
     def state(self, district: str) -> dict:
-        return {"state": self.states.get(district), "done_s": self.done_s.get(district),
-                "pending": [s.model_dump(mode="json") for by_step in self.pending.get(district, {}).values() for s in by_step.values()],
-                "flooding": {r: list(v) for r, v in self.flooding.items() if self.city.roads[r].district == district}}
+        return {
+            "state": self.states.get(district),
+            "done_s": self.done_s.get(district),
+            "pending": [
+                s.model_dump(mode="json")
+                for by_step in self.pending.get(district, {}).values()
+                for s in by_step.values()
+            ],
+            "flooding": {r: list(v) for r, v in self.flooding.items() if self.city.roads[r].district == district},
+        }
 
     def load(self, district: str, saved: dict | None) -> None:
         self.pending.setdefault(district, {})
@@ -324,7 +405,12 @@ class RainWatch:
         if isinstance(reading, CameraDetection):
             self.districts.add_flooding(reading)
             return []
-        return [a for w in self.tiles_of_gauge.get(reading.station, []) for s in w.add(reading) for a in self.districts.update(s)]
+        return [
+            a
+            for w in self.tiles_of_gauge.get(reading.station, [])
+            for s in w.add(reading)
+            for a in self.districts.update(s)
+        ]
 
     def flush(self) -> list[Alert]:
         return [a for w in self.tiles.values() for s in w.flush() for a in self.districts.update(s)]

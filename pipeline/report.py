@@ -26,9 +26,9 @@ STEPS = (("sensed", "warned"), ("warned", "delivered"), ("warned", "acknowledged
 
 @dataclass
 class ReportData:
-    warnings: pd.DataFrame    # time, incident_id, category, tier, district, time_to_warn_s
-    lifecycle: pd.DataFrame   # time, incident_id, stage, source
-    alerts: pd.DataFrame      # time, category, time_to_alert_s
+    warnings: pd.DataFrame  # time, incident_id, category, tier, district, time_to_warn_s
+    lifecycle: pd.DataFrame  # time, incident_id, stage, source
+    alerts: pd.DataFrame  # time, category, time_to_alert_s
     deliveries: pd.DataFrame  # time, department, channel, ok, since_reading_s
 
 
@@ -44,10 +44,17 @@ def _frame(settings: InfluxSettings, query: str) -> pd.DataFrame:
 def frames(settings: InfluxSettings, days: float) -> ReportData:
     since = f"time > now() - {int(days * 86400)}s"
     return ReportData(
-        warnings=_frame(settings, f'SELECT "incident_id", "category", "tier", "district", "time_to_warn_s" FROM warnings WHERE {since}'),
+        warnings=_frame(
+            settings,
+            f'SELECT "incident_id", "category", "tier", "district", "time_to_warn_s" FROM warnings WHERE {since}',
+        ),
         lifecycle=_frame(settings, f'SELECT "incident_id", "stage", "source" FROM lifecycle WHERE {since}'),
-        alerts=_frame(settings, f'SELECT "category", "time_to_alert_s" FROM alerts WHERE {since} AND "resolved" = \'false\''),
-        deliveries=_frame(settings, f'SELECT "department", "channel", "ok", "since_reading_s" FROM deliveries WHERE {since}'),
+        alerts=_frame(
+            settings, f'SELECT "category", "time_to_alert_s" FROM alerts WHERE {since} AND "resolved" = \'false\''
+        ),
+        deliveries=_frame(
+            settings, f'SELECT "department", "channel", "ok", "since_reading_s" FROM deliveries WHERE {since}'
+        ),
     )
 
 
@@ -76,7 +83,9 @@ def highest_tier_counts(warnings: pd.DataFrame) -> pd.DataFrame:
     tiers = list(TIER_COLOURS)
     top = warnings.assign(rank=warnings["tier"].map(tiers.index)).sort_values("rank").groupby("incident_id").last()
     counts = pd.crosstab(top["category"], top["tier"])
-    return counts.reindex(columns=[t for t in tiers if t in counts.columns]).rename_axis(index="category", columns="highest tier")
+    return counts.reindex(columns=[t for t in tiers if t in counts.columns]).rename_axis(
+        index="category", columns="highest tier"
+    )
 
 
 def replayed_incidents(warnings: pd.DataFrame) -> set[str]:
@@ -121,25 +130,43 @@ def _timeline(loop: pd.DataFrame, now: datetime, replayed: set[str]) -> str:
     import matplotlib.pyplot as plt
 
     rows = loop.dropna(subset=["sensed"]) if "sensed" in loop else loop.iloc[:0]
-    rows = rows.assign(category=rows.get("category", pd.Series("", index=rows.index)).fillna("")).sort_values(["category", "sensed"])
+    rows = rows.assign(category=rows.get("category", pd.Series("", index=rows.index)).fillna("")).sort_values(
+        ["category", "sensed"]
+    )
     fig, ax = plt.subplots(figsize=(10, max(2.0, 0.3 * len(rows) + 1)))
     labels, previous = [], None
     for i, (incident, r) in enumerate(rows.iterrows()):
         end = r.get("closed") if pd.notna(r.get("closed")) else pd.Timestamp(now)
         colour = TIER_COLOURS.get(r.get("tier"), "grey")
-        ax.plot([r["sensed"], end], [i, i], color=colour, linewidth=6, solid_capstyle="butt", alpha=0.45 if incident in replayed else 1)
+        ax.plot(
+            [r["sensed"], end],
+            [i, i],
+            color=colour,
+            linewidth=6,
+            solid_capstyle="butt",
+            alpha=0.45 if incident in replayed else 1,
+        )
         if pd.notna(r.get("acknowledged")):
             ax.plot([r["acknowledged"]], [i], marker="|", color="black", markersize=12)
         if r["category"] != previous:  # each category named once, above its incidents
             if previous is not None:
                 ax.axhline(i - 0.5, color="#999", linewidth=0.5)
-            ax.annotate(r["category"] or "?", (0, i - 0.45), xycoords=("axes fraction", "data"), fontsize=8, fontweight="bold", va="bottom")
+            ax.annotate(
+                r["category"] or "?",
+                (0, i - 0.45),
+                xycoords=("axes fraction", "data"),
+                fontsize=8,
+                fontweight="bold",
+                va="bottom",
+            )
             previous = r["category"]
         area = incident.split(":")[1] if incident.count(":") >= 2 else incident
         labels.append(f"{area} {r['sensed']:%m-%d %H:%M}{' (replay)' if incident in replayed else ''}")
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
-    ax.set_title("incidents: sensed to closed (colour: highest tier; pale: replayed data; tick: acknowledged)", fontsize=9)
+    ax.set_title(
+        "incidents: sensed to closed (colour: highest tier; pale: replayed data; tick: acknowledged)", fontsize=9
+    )
     ax.invert_yaxis()
     return _png(fig)
 
@@ -155,8 +182,10 @@ def _boxes(loop: pd.DataFrame, deliveries: pd.DataFrame, alerts: pd.DataFrame) -
     series = [(c.removesuffix(" min").replace(" -> ", "→\n"), loop[c].dropna()) for c in steps]
     _box(left, series, "minutes", "no closed-loop steps yet")
     left.set_title("closed-loop steps")
-    speed = [("reading → alert", alerts.get("time_to_alert_s", pd.Series(dtype=float)).dropna()),
-             ("reading → delivery", deliveries.get("since_reading_s", pd.Series(dtype=float)).dropna())]
+    speed = [
+        ("reading → alert", alerts.get("time_to_alert_s", pd.Series(dtype=float)).dropna()),
+        ("reading → delivery", deliveries.get("since_reading_s", pd.Series(dtype=float)).dropna()),
+    ]
     _box(right, speed, "seconds (log)", "no alerts or deliveries yet")
     if any((s > 0).any() for _, s in speed):
         right.set_yscale("log")
@@ -172,12 +201,20 @@ def _box(ax, series: list[tuple[str, pd.Series]], unit: str, nothing: str) -> No
         ax.set_xticks([])
         return
     ax.boxplot([s if not s.empty else [float("nan")] for _, s in series], showfliers=True)
-    ax.set_xticks(range(1, len(series) + 1), [f"{name}{' (none)' if s.empty else f' (n={len(s)})'}" for name, s in series], fontsize=7)
+    ax.set_xticks(
+        range(1, len(series) + 1),
+        [f"{name}{' (none)' if s.empty else f' (n={len(s)})'}" for name, s in series],
+        fontsize=7,
+    )
     ax.set_ylabel(unit)
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(border=0, classes="t", float_format=lambda v: f"{v:.3g}", na_rep="") if not frame.empty else "<p>(none)</p>"
+    return (
+        frame.to_html(border=0, classes="t", float_format=lambda v: f"{v:.3g}", na_rep="")
+        if not frame.empty
+        else "<p>(none)</p>"
+    )
 
 
 def render(data: ReportData, days: float, now: datetime | None = None) -> str:
@@ -186,27 +223,55 @@ def render(data: ReportData, days: float, now: datetime | None = None) -> str:
     by_tier = highest_tier_counts(data.warnings)
     replayed = replayed_incidents(data.warnings)
     steps = [c for c in loop.columns if c.endswith(" min")] if not loop.empty else []
-    per_category = (loop.groupby("category")[steps].median().map(lambda m: humane(m * 60)).rename(columns=lambda c: c.removesuffix(" min"))
-                    if steps and "category" in loop else pd.DataFrame())
-    delivery = (data.deliveries.groupby(["department", "channel"]).agg(deliveries=("since_reading_s", "size"),
-                                                                       failed=("ok", lambda s: int((s.astype(str) != "true").sum())),
-                                                                       median=("since_reading_s", "median"), max=("since_reading_s", "max"))
-                if not data.deliveries.empty else pd.DataFrame())
+    per_category = (
+        loop.groupby("category")[steps]
+        .median()
+        .map(lambda m: humane(m * 60))
+        .rename(columns=lambda c: c.removesuffix(" min"))
+        if steps and "category" in loop
+        else pd.DataFrame()
+    )
+    delivery = (
+        data.deliveries.groupby(["department", "channel"]).agg(
+            deliveries=("since_reading_s", "size"),
+            failed=("ok", lambda s: int((s.astype(str) != "true").sum())),
+            median=("since_reading_s", "median"),
+            max=("since_reading_s", "max"),
+        )
+        if not data.deliveries.empty
+        else pd.DataFrame()
+    )
     if not delivery.empty:
         delivery[["median", "max"]] = delivery[["median", "max"]].map(humane)
     incidents = data.warnings["incident_id"].nunique() if not data.warnings.empty else 0
-    parts = [f"<h1>Yuflow closed-loop report</h1><p>Last {days:g} day(s) to {now:%Y-%m-%d %H:%M} UTC: "
-             f"{incidents} incident(s) warned, {len(data.warnings)} warning(s), {len(data.deliveries)} delivery record(s).</p>",
-             (f"<p class='replay'><b>{len(replayed)} of the {incidents} incident(s) come from replayed or simulated data</b> (warned "
-              f"more than {REPLAYED_AFTER_S // 3600} h after their readings' time): marked \"(replay)\" and pale below; their "
-              f"delays are not the live pipeline's.</p>" if replayed else ""),
-             "<h2>Incidents by category and highest tier</h2>", _table(by_tier),
-             "<h2>Timeline</h2>", _timeline(loop, now, replayed) if not loop.empty else "<p>(no incidents)</p>",
-             "<h2>Closed-loop times (median per category)</h2>", _table(per_category),
-             "<h2>Detection and delivery</h2>", _boxes(loop, data.deliveries, data.alerts),
-             "<h2>Deliveries per department and channel (time since the reading)</h2>", _table(delivery)]
-    style = ("body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:24px;color:#1d2329}"
-             "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:4px 8px;border-bottom:1px solid #ddd}"
-             "img{max-width:100%}.replay{background:#fff3cd;padding:8px 12px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>Yuflow report</title><style>{style}</style></head><body>" \
-           + "\n".join(parts) + f"<p style='color:#888'>generated {html.escape(now.isoformat())}</p></body></html>"
+    parts = [
+        f"<h1>Yuflow closed-loop report</h1><p>Last {days:g} day(s) to {now:%Y-%m-%d %H:%M} UTC: "
+        f"{incidents} incident(s) warned, {len(data.warnings)} warning(s), {len(data.deliveries)} delivery record(s).</p>",
+        (
+            f"<p class='replay'><b>{len(replayed)} of the {incidents} incident(s) come from replayed or simulated data</b> (warned "
+            f'more than {REPLAYED_AFTER_S // 3600} h after their readings\' time): marked "(replay)" and pale below; their '
+            f"delays are not the live pipeline's.</p>"
+            if replayed
+            else ""
+        ),
+        "<h2>Incidents by category and highest tier</h2>",
+        _table(by_tier),
+        "<h2>Timeline</h2>",
+        _timeline(loop, now, replayed) if not loop.empty else "<p>(no incidents)</p>",
+        "<h2>Closed-loop times (median per category)</h2>",
+        _table(per_category),
+        "<h2>Detection and delivery</h2>",
+        _boxes(loop, data.deliveries, data.alerts),
+        "<h2>Deliveries per department and channel (time since the reading)</h2>",
+        _table(delivery),
+    ]
+    style = (
+        "body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:24px;color:#1d2329}"
+        "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:4px 8px;border-bottom:1px solid #ddd}"
+        "img{max-width:100%}.replay{background:#fff3cd;padding:8px 12px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Yuflow report</title><style>{style}</style></head><body>"
+        + "\n".join(parts)
+        + f"<p style='color:#888'>generated {html.escape(now.isoformat())}</p></body></html>"
+    )

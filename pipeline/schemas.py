@@ -91,7 +91,6 @@ class Reading(Message):
     values: dict[str, Quantity] = Field(min_length=1, max_length=64)
 
 
-
 class CameraDetection(Reading):
     """An edge-AI camera's finding: a Reading of kind camera plus the label and its confidence.
 
@@ -123,13 +122,21 @@ class Alert(Message):
     message: str
     resolved: bool = False
     detected_at: UtcDatetime = Field(default_factory=utc_now)
-    tier: Tier | None = Field(None, description="set when the rule itself defines the tier (CMA rain signals, "
-                              "Fruin levels); otherwise the warning stage derives it from severity")
+    tier: Tier | None = Field(
+        None,
+        description="set when the rule itself defines the tier (CMA rain signals, "
+        "Fruin levels); otherwise the warning stage derives it from severity",
+    )
     expected_at: UtcDatetime | None = Field(None, description="for a forecast: when the tier is expected to be reached")
-    checklist: list[str] = Field([], description="disposal steps filled with this finding's facts (risk points, dispersal plan)")
-    area: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$",
-                      description="the incident's area: the river for water, the district for rain, the zone for crowds "
-                                  "(empty: the station)")
+    checklist: list[str] = Field(
+        [], description="disposal steps filled with this finding's facts (risk points, dispersal plan)"
+    )
+    area: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+        description="the incident's area: the river for water, the district for rain, the zone for crowds "
+        "(empty: the station)",
+    )
 
     @property
     def incident_key(self) -> str:
@@ -230,8 +237,9 @@ class TracingResult(Message):
     camera_sightings: list[CameraSighting] = []
     compute_ms: float
     computed_at: UtcDatetime = Field(default_factory=utc_now)
-    observed_until: UtcDatetime | None = Field(None, description="the end of the readings this look saw (event time): "
-                                               "arrivals' hours left count from it")
+    observed_until: UtcDatetime | None = Field(
+        None, description="the end of the readings this look saw (event time): arrivals' hours left count from it"
+    )
 
 
 class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin only inside this module
@@ -252,7 +260,9 @@ class Warning(Message):  # noqa: A001 - the domain's word; shadows the builtin o
     checklist: list[str] = []
     suspects: list[SourceSuspect] = []
     arrivals: list[IntakeArrival] = []
-    affected: list[str] = Field([], description="what the incident covers now: station:parameter, and source:<id> once traced")
+    affected: list[str] = Field(
+        [], description="what the incident covers now: station:parameter, and source:<id> once traced"
+    )
     alert_ids: list[str]
     ts: UtcDatetime
     issued_at: UtcDatetime = Field(default_factory=utc_now)
@@ -284,7 +294,9 @@ class LifecycleEvent(Message):
     actor: str = Field("", max_length=128, description="who (an operator's name, a department, or the agent)")
     note: str = Field("", max_length=2000)
     warning_id: str = ""
-    request_id: str = Field("", max_length=64, description="an operator's request this records (its answer carries the same id)")
+    request_id: str = Field(
+        "", max_length=64, description="an operator's request this records (its answer carries the same id)"
+    )
 
     @property
     def incident_key(self) -> str:
@@ -297,8 +309,15 @@ class LifecycleEvent(Message):
         incident_id = incident_id_of(warning_or_incident_id)
         if Stage(stage).value not in OPERATOR_STAGES:
             raise ValueError(f"stage must be one of {', '.join(OPERATOR_STAGES)}")
-        return cls(incident_id=incident_id, stage=Stage(stage), source="operator", actor=actor, note=note,
-                   warning_id=warning_or_incident_id if warning_or_incident_id != incident_id else "", request_id=uuid.uuid4().hex)
+        return cls(
+            incident_id=incident_id,
+            stage=Stage(stage),
+            source="operator",
+            actor=actor,
+            note=note,
+            warning_id=warning_or_incident_id if warning_or_incident_id != incident_id else "",
+            request_id=uuid.uuid4().hex,
+        )
 
 
 class Silence(Message):
@@ -326,12 +345,23 @@ class Silence(Message):
         return not self.removed and at < self.until
 
     def matches(self, alert: Alert) -> bool:
-        return (alert.sensor_id == self.sensor_id if self.sensor_id else alert.station == self.station if self.station
-                else self.area in (alert.area, alert.district, alert.township, alert.station))
+        return (
+            alert.sensor_id == self.sensor_id
+            if self.sensor_id
+            else alert.station == self.station
+            if self.station
+            else self.area in (alert.area, alert.district, alert.township, alert.station)
+        )
 
     @property
     def target(self) -> str:
-        return f"sensor {self.sensor_id}" if self.sensor_id else f"station {self.station}" if self.station else f"area {self.area}"
+        return (
+            f"sensor {self.sensor_id}"
+            if self.sensor_id
+            else f"station {self.station}"
+            if self.station
+            else f"area {self.area}"
+        )
 
 
 class SuppressedAlert(Message):
@@ -380,7 +410,9 @@ class Delivery(Message):
     ok: bool
     detail: str = Field("", max_length=1000)
     delivered_at: UtcDatetime = Field(default_factory=utc_now)
-    since_reading_s: float = Field(description="from the event time of the reading that completed the finding to delivery")
+    since_reading_s: float = Field(
+        description="from the event time of the reading that completed the finding to delivery"
+    )
 
 
 class DeadLetter(Message):
@@ -398,7 +430,7 @@ class DeadLetter(Message):
     kind: str | None = None
 
     @classmethod
-    def of(cls, code: str, reason: str, source_topic: str, payload: bytes, **context) -> "DeadLetter":
+    def of(cls, code: str, reason: str, source_topic: str, payload: bytes, **context) -> DeadLetter:
         """A record for ``payload``, kept as text (undecodable bytes escaped), truncated past 4 KiB."""
         text = payload.decode("utf-8", errors="backslashreplace")
         return cls(

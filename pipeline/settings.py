@@ -36,7 +36,11 @@ SECRETS_DIR_ENV = "YUFLOW_SECRETS_DIR"
 GENERATED_MQTT_USER = "yuflow"  # the services' login on the embedded broker when none is configured
 # every secret setting, as (section, key): from the environment or the secrets directory, never a TOML file
 SECRETS: tuple[tuple[str, str], ...] = (
-    ("mqtt", "password"), ("influx", "password"), ("influx", "token"), ("delivery", "webhook_token"), ("web", "operator_token"),
+    ("mqtt", "password"),
+    ("influx", "password"),
+    ("influx", "token"),
+    ("delivery", "webhook_token"),
+    ("web", "operator_token"),
 )
 
 log = logging.getLogger(__name__)
@@ -78,8 +82,12 @@ class KafkaSettings(BaseModel):
     session_timeout_s: float = 10
     rebalance_timeout_s: float = 10
     heartbeat_interval_s: float = 1
-    fetch_max_wait_ms: int = Field(100, ge=1)  # agents' fetch long-poll: bounds the per-hop latency on brokers that do not wake it
-    fetch_min_bytes: int = Field(65536, ge=1)  # agents' fetches: how much data the broker gathers before answering (up to the wait)
+    fetch_max_wait_ms: int = Field(
+        100, ge=1
+    )  # agents' fetch long-poll: bounds the per-hop latency on brokers that do not wake it
+    fetch_min_bytes: int = Field(
+        65536, ge=1
+    )  # agents' fetches: how much data the broker gathers before answering (up to the wait)
 
     @property
     def port(self) -> int:
@@ -115,8 +123,12 @@ class BridgeSettings(BaseModel):
     linger_gap_ms: float = Field(20, ge=0)  # and ends sooner when nothing arrives for this long
     max_future_s: float = 300
     dedup_window: int = 100_000
-    share_group: str = Field("yuflow-bridges", pattern=r"^[A-Za-z0-9_.-]*$")  # bridges of a group split the feed ("": no sharing)
-    instance: str = Field("1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")  # names the bridge's MQTT session: keep it across restarts
+    share_group: str = Field(
+        "yuflow-bridges", pattern=r"^[A-Za-z0-9_.-]*$"
+    )  # bridges of a group split the feed ("": no sharing)
+    instance: str = Field(
+        "1", pattern=r"^[A-Za-z0-9_.-]{1,32}$"
+    )  # names the bridge's MQTT session: keep it across restarts
     health_port: int = Field(0, ge=0, le=65535)  # GET /health on loopback (0: none; --instances N: this port, +1, ...)
 
 
@@ -136,20 +148,30 @@ class DeadmanSettings(BaseModel):
     check_interval_s: float = Field(30, gt=0)
 
     def silence_s(self) -> dict[str, float]:
-        return {kind: limit for kind, limit in
-                (("water", self.water_s), ("rain", self.rain_s), ("crowd", self.crowd_s), ("camera", self.camera_s)) if limit > 0}
+        return {
+            kind: limit
+            for kind, limit in (
+                ("water", self.water_s),
+                ("rain", self.rain_s),
+                ("crowd", self.crowd_s),
+                ("camera", self.camera_s),
+            )
+            if limit > 0
+        }
 
 
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     operator_token: SecretStr = SecretStr("")  # when set, the page's acknowledge / close need it; from the environment
-    allowed_hosts: list[str] = []  # host names (besides loopback and host) the page takes actions for, e.g. behind a proxy
+    allowed_hosts: list[
+        str
+    ] = []  # host names (besides loopback and host) the page takes actions for, e.g. behind a proxy
 
 
 class DeliverySettings(BaseModel):
     channels: list[Literal["topic", "webhook", "log"]] = ["topic", "webhook", "log"]
-    webhooks: dict[str, str] = {}          # department -> URL that receives each warning as a JSON POST
+    webhooks: dict[str, str] = {}  # department -> URL that receives each warning as a JSON POST
     webhook_token: SecretStr = SecretStr("")  # sent as "Authorization: Bearer ..."; never printed
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_attempts: int = Field(3, ge=1)
@@ -196,10 +218,15 @@ class Settings(BaseSettings):
         sources = [init_settings, env_settings]
         secrets_dir = os.environ.get(SECRETS_DIR_ENV)
         if secrets_dir:
-            sources.append(NestedSecretsSettingsSource(
-                file_secret_settings, secrets_dir=secrets_dir, secrets_dir_missing="error",
-                secrets_prefix="", secrets_nested_delimiter="__",
-            ))
+            sources.append(
+                NestedSecretsSettingsSource(
+                    file_secret_settings,
+                    secrets_dir=secrets_dir,
+                    secrets_dir_missing="error",
+                    secrets_prefix="",
+                    secrets_nested_delimiter="__",
+                )
+            )
         user_file = user_config_file()
         if user_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=user_file))
@@ -271,7 +298,9 @@ def secrets_in_file(path: Path) -> list[str]:
 
 def warn_secrets_in_file(path: Path) -> None:
     for name in secrets_in_file(path):
-        log.warning("%s is set in %s; keep secrets in the environment or %s, not in a config file", name, path, SECRETS_DIR_ENV)
+        log.warning(
+            "%s is set in %s; keep secrets in the environment or %s, not in a config file", name, path, SECRETS_DIR_ENV
+        )
 
 
 def masked_dict(settings: Settings) -> dict[str, Any]:

@@ -46,14 +46,20 @@ def bridge_statuses(settings: Settings, timeout_s: float = 2.0, until=None) -> d
     from pipeline.mqtt import make_client
 
     got: dict[str, str] = {}
-    client = make_client(settings.mqtt, f"{settings.mqtt.client_id_prefix}-status-{os.getpid()}-{threading.get_ident() % 100000}")
-    client.on_message = lambda c, u, msg: got.__setitem__(msg.topic.rsplit("/", 1)[-1], msg.payload.decode(errors="replace"))
+    client = make_client(
+        settings.mqtt, f"{settings.mqtt.client_id_prefix}-status-{os.getpid()}-{threading.get_ident() % 100000}"
+    )
+    client.on_message = lambda c, u, msg: got.__setitem__(
+        msg.topic.rsplit("/", 1)[-1], msg.payload.decode(errors="replace")
+    )
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(bridge_status_topic(settings.mqtt.topic_root), qos=1)
     client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()
     deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline and not (until is not None and until({k: v for k, v in list(got.items()) if v})):
+        while time.monotonic() < deadline and not (
+            until is not None and until({k: v for k, v in list(got.items()) if v})
+        ):
             time.sleep(0.05)
     finally:
         client.disconnect()
@@ -65,8 +71,12 @@ async def consumer_lag(settings: Settings) -> dict[str, int] | None:
     """Per topic, records the worker's consumer group has not committed yet; None when Kafka is down."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=settings.worker.app_id, enable_auto_commit=False,
-                                request_timeout_ms=5000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=settings.worker.app_id,
+        enable_auto_commit=False,
+        request_timeout_ms=5000,
+    )
     try:
         await asyncio.wait_for(consumer.start(), 10)
     except Exception:  # noqa: BLE001 - any failure to reach Kafka is "down" here
@@ -88,27 +98,50 @@ async def consumer_lag(settings: Settings) -> dict[str, int] | None:
 def system_status(settings: Settings) -> list[PartStatus]:
     from pipeline import services
 
-    parts = [PartStatus(s.name, s.state in ("started", "running", "external"), s.state, f"{s.address} {s.detail}".strip())
-             for s in services.status(settings)]
+    parts = [
+        PartStatus(s.name, s.state in ("started", "running", "external"), s.state, f"{s.address} {s.detail}".strip())
+        for s in services.status(settings)
+    ]
     worker_up = _http_ok(f"http://127.0.0.1:{settings.worker.web_port}/")
-    parts.append(PartStatus("worker", worker_up, "running" if worker_up else "down", f"web port {settings.worker.web_port}"))
+    parts.append(
+        PartStatus("worker", worker_up, "running" if worker_up else "down", f"web port {settings.worker.web_port}")
+    )
     try:
         bridges = bridge_statuses(settings)
     except OSError:
         bridges = {}
     online = {name: status for name, status in bridges.items() if status.startswith("online")}
-    parts.append(PartStatus("bridge", bool(online), f"{len(online)} online" if bridges else "unknown",
-                            "; ".join(f"{name}: {status}" for name, status in sorted(bridges.items()))
-                            or "no status on MQTT (never started, or MQTT is down)"))
+    parts.append(
+        PartStatus(
+            "bridge",
+            bool(online),
+            f"{len(online)} online" if bridges else "unknown",
+            "; ".join(f"{name}: {status}" for name, status in sorted(bridges.items()))
+            or "no status on MQTT (never started, or MQTT is down)",
+        )
+    )
     web_up = _http_ok(f"http://{settings.web.host}:{settings.web.port}/health")
-    parts.append(PartStatus("web page", web_up, "running" if web_up else "not running",
-                            f"http://{settings.web.host}:{settings.web.port}/ (`yuflow web`)", required=False))
+    parts.append(
+        PartStatus(
+            "web page",
+            web_up,
+            "running" if web_up else "not running",
+            f"http://{settings.web.host}:{settings.web.port}/ (`yuflow web`)",
+            required=False,
+        )
+    )
     kafka_up = any(p.name == "kafka" and p.ok for p in parts)
     lag = asyncio.run(consumer_lag(settings)) if kafka_up else None
     if lag is None:
         parts.append(PartStatus("consumer lag", False, "unknown", "Kafka is not reachable"))
     else:
         behind = {t: n for t, n in lag.items() if n}
-        parts.append(PartStatus("consumer lag", True, f"{sum(lag.values())} records",
-                                ", ".join(f"{t} {n}" for t, n in behind.items()) or "caught up"))
+        parts.append(
+            PartStatus(
+                "consumer lag",
+                True,
+                f"{sum(lag.values())} records",
+                ", ".join(f"{t} {n}" for t, n in behind.items()) or "caught up",
+            )
+        )
     return parts

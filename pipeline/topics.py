@@ -15,10 +15,14 @@ ALERTS = "alerts"
 WARNINGS = "warnings"
 DEADLETTER = "deadletter"
 TRACING = "tracing"
-LIFECYCLE = "lifecycle"  # incident stages: operators' accepted actions (ack, close ...) and the system's (warned, re-sent ...)
+LIFECYCLE = (
+    "lifecycle"  # incident stages: operators' accepted actions (ack, close ...) and the system's (warned, re-sent ...)
+)
 ACTIONS = "actions"  # operators' requests (ack, close ...), keyed like the incident: the warning agent accepts or rejects each
 ACTION_RESULTS = "actions.results"  # the answer to each request, for the CLI or page that made it
-SILENCES = "silences"  # maintenance windows: alerts of a sensor, station or area suppressed until a time (keyed by silence id)
+SILENCES = (
+    "silences"  # maintenance windows: alerts of a sensor, station or area suppressed until a time (keyed by silence id)
+)
 SUPPRESSED = "alerts.suppressed"  # the alerts a silence held back, for the record
 DELIVERIES = "deliveries"  # one record per warning, department and channel
 # internal re-keyed streams: each gauge's rain to every tile of the field that holds it (keyed by
@@ -30,8 +34,23 @@ CROWD_CAMERA = "crowd.camera"
 # what source tracing needs, keyed by river basin so one task sees a basin's all in event order:
 # the traced parameters of every water reading, the water alerts, and cameras' oil-sheen sightings
 WATER_TRACE = "water.trace"
-ALL_TOPICS: tuple[str, ...] = (*READINGS.values(), ALERTS, TRACING, WARNINGS, LIFECYCLE, ACTIONS, ACTION_RESULTS, SILENCES, SUPPRESSED, DELIVERIES, DEADLETTER, RAIN_TILES, RAIN_DISTRICTS,
-                               CROWD_CAMERA, WATER_TRACE)
+ALL_TOPICS: tuple[str, ...] = (
+    *READINGS.values(),
+    ALERTS,
+    TRACING,
+    WARNINGS,
+    LIFECYCLE,
+    ACTIONS,
+    ACTION_RESULTS,
+    SILENCES,
+    SUPPRESSED,
+    DELIVERIES,
+    DEADLETTER,
+    RAIN_TILES,
+    RAIN_DISTRICTS,
+    CROWD_CAMERA,
+    WATER_TRACE,
+)
 
 
 @lru_cache(maxsize=1 << 17)  # murmur2 in Python was 5 % of the loaded bridge's CPU; sensors are few

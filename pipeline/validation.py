@@ -23,7 +23,6 @@ from pipeline.schemas import CameraDetection, DeadLetter, Kind, Quantity, Readin
 from pipeline.topics import MqttAddress, parse_mqtt_topic
 
 
-
 @dataclass(frozen=True)
 class ParameterSpec:
     unit: str
@@ -31,9 +30,9 @@ class ParameterSpec:
     min: float
     max: float
     label: str = ""
-    direction: str = "both"   # water: the way a change is evidence of an event (up, down, both, none)
+    direction: str = "both"  # water: the way a change is evidence of an event (up, down, both, none)
     resolution: float = 1e-6  # water: the sensor's smallest step, the screen's noise floor
-    instances: int = 1        # several instruments of one quantity: name, name_2, ... name_N
+    instances: int = 1  # several instruments of one quantity: name, name_2, ... name_N
 
 
 def parameter_specs(raw: dict) -> dict[Kind, dict[str, ParameterSpec]]:
@@ -93,9 +92,13 @@ class ReadingValidator:
         if len(dead) <= 1:
             return results
         codes = Counter(d.code for d in dead)
-        summary = self._dead_letter(topic, payload, codes.most_common(1)[0][0],
-                                    f"{len(dead)} of {len(results)} samples rejected "
-                                    f"({', '.join(f'{c} {n}' for c, n in codes.most_common())}); the first: {dead[0].reason}"[:1000])
+        summary = self._dead_letter(
+            topic,
+            payload,
+            codes.most_common(1)[0][0],
+            f"{len(dead)} of {len(results)} samples rejected "
+            f"({', '.join(f'{c} {n}' for c, n in codes.most_common())}); the first: {dead[0].reason}"[:1000],
+        )
         return [r for r in results if not isinstance(r, DeadLetter)] + [summary]
 
     def _validate_message(self, topic: str, payload: bytes, now: datetime) -> list[Reading | DeadLetter]:
@@ -108,7 +111,9 @@ class ReadingValidator:
         except (Rejected, ValidationError, OverflowError):
             readings = []
         except Exception as e:  # a bug here must not stop the bridge
-            return [self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}")]
+            return [
+                self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}")
+            ]
         if not readings:
             return self._validate_samples(topic, payload, now)
         results = []
@@ -116,8 +121,14 @@ class ReadingValidator:
             try:
                 results.append(self._check(reading, address, topic, now))
             except Exception as e:
-                code, reason = (e.code, str(e)) if isinstance(e, Rejected) else ("internal", f"internal validation error: {type(e).__name__}: {e}")
-                results.append(self._dead_letter(topic, reading.to_json(), code, f"sample {n + 1} of {len(readings)}: {reason}"))
+                code, reason = (
+                    (e.code, str(e))
+                    if isinstance(e, Rejected)
+                    else ("internal", f"internal validation error: {type(e).__name__}: {e}")
+                )
+                results.append(
+                    self._dead_letter(topic, reading.to_json(), code, f"sample {n + 1} of {len(readings)}: {reason}")
+                )
         return results
 
     def _validate_samples(self, topic: str, payload: bytes, now: datetime) -> list[Reading | DeadLetter]:
@@ -132,7 +143,9 @@ class ReadingValidator:
             try:
                 raw = orjson.dumps(sample)
             except Exception as e:  # a bug here must not stop the bridge
-                results.append(self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}"))
+                results.append(
+                    self._dead_letter(topic, payload, "internal", f"internal validation error: {type(e).__name__}: {e}")
+                )
                 continue
             result = self.validate(topic, raw, now)
             if isinstance(result, DeadLetter):
@@ -161,7 +174,9 @@ class ReadingValidator:
         address = self._address(topic)
         model = CameraDetection if address.kind is Kind.camera else Reading
         try:
-            reading = model.model_validate_json(payload, strict=True)  # no lax coercion: "6.5", true and epoch numbers are wrong types
+            reading = model.model_validate_json(
+                payload, strict=True
+            )  # no lax coercion: "6.5", true and epoch numbers are wrong types
         except ValidationError as e:
             raise Rejected("invalid", _describe(e)) from None
         except OverflowError as e:  # a timestamp in range, but not once its offset is applied (0001-01-01T00:30+01:00)
@@ -170,7 +185,11 @@ class ReadingValidator:
 
     def _check(self, reading: Reading, address: MqttAddress, topic: str, now: datetime) -> Reading:
         """A parsed reading against its topic, the registry, the parameters' units and ranges, the clock and the readings seen."""
-        for field, from_topic in (("sensor_id", address.sensor_id), ("kind", address.kind), ("district", address.district)):
+        for field, from_topic in (
+            ("sensor_id", address.sensor_id),
+            ("kind", address.kind),
+            ("district", address.district),
+        ):
             if getattr(reading, field) != from_topic:
                 raise Rejected("topic_mismatch", f"{field} {getattr(reading, field)!r} does not match topic {topic!r}")
         sensor = self.city.sensors.get(reading.sensor_id)
@@ -180,20 +199,29 @@ class ReadingValidator:
             raise Rejected(
                 "sensor_mismatch",
                 f"sensor {reading.sensor_id!r} is registered as {sensor.kind.value} at "
-                f"{sensor.district}/{sensor.site}, not {reading.kind.value} at {reading.district}/{reading.station}"
+                f"{sensor.district}/{sensor.site}, not {reading.kind.value} at {reading.district}/{reading.station}",
             )
 
         specs = self.specs.get(reading.kind, {})
         # the common case, every quantity in its canonical unit and possible, kept as it is at the cost of a look
-        canonical = all((spec := specs.get(name)) is not None and q.unit == spec.unit and spec.min <= q.value <= spec.max
-                        for name, q in reading.values.items())
-        values = None if canonical else {name: self._canonical(reading.kind, name, q) for name, q in reading.values.items()}
+        canonical = all(
+            (spec := specs.get(name)) is not None and q.unit == spec.unit and spec.min <= q.value <= spec.max
+            for name, q in reading.values.items()
+        )
+        values = (
+            None if canonical else {name: self._canonical(reading.kind, name, q) for name, q in reading.values.items()}
+        )
 
         if (reading.ts - now).total_seconds() > self.max_future_s:
-            raise Rejected("future_timestamp", f"timestamp {reading.ts.isoformat()} is more than {self.max_future_s:g} s in the future")
+            raise Rejected(
+                "future_timestamp",
+                f"timestamp {reading.ts.isoformat()} is more than {self.max_future_s:g} s in the future",
+            )
         key = (reading.sensor_id, reading.ts)
         if key in self._seen:
-            raise Rejected("duplicate", f"duplicate reading: {reading.sensor_id} at {reading.ts.isoformat()} already accepted")
+            raise Rejected(
+                "duplicate", f"duplicate reading: {reading.sensor_id} at {reading.ts.isoformat()} already accepted"
+            )
         self._seen[key] = None
         if len(self._seen) > self.dedup_window:
             self._seen.popitem(last=False)
@@ -204,7 +232,10 @@ class ReadingValidator:
     def _canonical(self, kind: Kind, name: str, q: Quantity) -> Quantity:
         spec = self.specs.get(kind, {}).get(name)
         if spec is None:
-            raise Rejected("unknown_parameter", f"unknown parameter {name!r} for {kind.value} (known: {sorted(self.specs.get(kind, {}))})")
+            raise Rejected(
+                "unknown_parameter",
+                f"unknown parameter {name!r} for {kind.value} (known: {sorted(self.specs.get(kind, {}))})",
+            )
         if q.unit == spec.unit:
             if spec.min <= q.value <= spec.max:
                 return q  # canonical and possible, kept as it is (another quantity needs converting)
@@ -215,7 +246,10 @@ class ReadingValidator:
             accepted = [spec.unit, *spec.convert]
             raise Rejected("wrong_unit", f"wrong unit for {name}: {q.unit!r} (accepted: {accepted})")
         if not spec.min <= value <= spec.max:
-            raise Rejected("impossible_value", f"impossible value for {name}: {value:g} {spec.unit} outside [{spec.min:g}, {spec.max:g}]")
+            raise Rejected(
+                "impossible_value",
+                f"impossible value for {name}: {value:g} {spec.unit} outside [{spec.min:g}, {spec.max:g}]",
+            )
         return Quantity(value=value, unit=spec.unit)
 
     @staticmethod
@@ -232,5 +266,3 @@ def _describe(error: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "payload"
         parts.append(f"{where}: {err['msg']}")
     return "invalid reading: " + "; ".join(parts)
-
-

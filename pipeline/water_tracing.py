@@ -18,8 +18,16 @@ import numpy as np
 from models.arrival import Arrival, predict_arrival
 from models.tracing import Candidate, StationSeries, Suspect, trace
 from pipeline.city import City, load_toml
-from pipeline.schemas import (Alert, CameraDetection, CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult,
-                              WaterTraceRecord)
+from pipeline.schemas import (
+    Alert,
+    CameraDetection,
+    CameraSighting,
+    Category,
+    IntakeArrival,
+    SourceSuspect,
+    TracingResult,
+    WaterTraceRecord,
+)
 
 POLLUTANTS = ("oil", "nh3n", "cod", "total_phosphorus")
 TRACED_PARAMETERS = (*POLLUTANTS, "do")  # an alert on one of these is traced; DO: a sag is a plume too
@@ -39,7 +47,9 @@ class TracedIncident:
     arrivals: list[Arrival]  # at intakes downstream of the top suspect
 
 
-def excess_series(h: History, t_detect: float, until_s: float, lookback_s: float) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
+def excess_series(
+    h: History, t_detect: float, until_s: float, lookback_s: float
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
     """Concentrations above the station's own baseline (median before the incident) from
     ``lookback_s`` before the detection up to ``until_s``, and the baseline's robust noise (sd)."""
     before = h.t_s < t_detect - 3600
@@ -72,16 +82,25 @@ def incident_scope(city: City, first_station: str) -> Scope:
     # a plume never leaves its basin: only its sources and stations can be involved
     basin_sources, basin_stations = city.basin_sites.get(city.station_basin(first_station), ([], []))
     travel = {s.id: city.network.travel_time_s(s.point, point) for s in basin_sources}
-    candidates = [Candidate(s.id, s.type, s.point, s.name, s.subtype) for s in basin_sources
-                  if travel[s.id] is not None and travel[s.id] <= cfg["max_travel_h"] * 3600]
+    candidates = [
+        Candidate(s.id, s.type, s.point, s.name, s.subtype)
+        for s in basin_sources
+        if travel[s.id] is not None and travel[s.id] <= cfg["max_travel_h"] * 3600
+    ]
     stations = [st.id for st in basin_stations if any(city.network.path(c.point, st.point) for c in candidates)]
     # long enough to see a plume from the furthest candidate pass every station upstream of the first
     lookback_s = max((travel[c.id] for c in candidates), default=0.0) + 6 * 3600
     return Scope(candidates, stations, lookback_s)
 
 
-def trace_incident(city: City, histories: Mapping[str, History], first_station: str, first_t_s: float, until_s: float,
-                   scope: Scope | None = None) -> TracedIncident:
+def trace_incident(
+    city: City,
+    histories: Mapping[str, History],
+    first_station: str,
+    first_t_s: float,
+    until_s: float,
+    scope: Scope | None = None,
+) -> TracedIncident:
     cfg = load_toml("tracing")
     scope = scope or incident_scope(city, first_station)
     candidates, stations, lookback_s = scope.candidates, scope.stations, scope.lookback_s
@@ -96,18 +115,39 @@ def trace_incident(city: City, histories: Mapping[str, History], first_station: 
     if first_station not in {s.station_id for s in series}:
         return TracedIncident([], [])
     fit = cfg["fit"]
-    suspects = trace(city.network, candidates, series, first_station, first_t_s, load_toml("sources")["profiles"], cfg["priors"],
-                     durations_s=[m * 60 for m in fit["durations_min"]], t0_step_s=fit["t0_step_min"] * 60,
-                     max_travel_s=fit["max_travel_h"] * 3600, signature_weight=fit["signature_weight"],
-                     noise_sd={p: float(np.median(v)) for p, v in noise.items()}, residual_correlation=fit["residual_correlation"],
-                     flow_sd=fit["flow_sd"], flow_factors=fit["flow_factors"])
+    suspects = trace(
+        city.network,
+        candidates,
+        series,
+        first_station,
+        first_t_s,
+        load_toml("sources")["profiles"],
+        cfg["priors"],
+        durations_s=[m * 60 for m in fit["durations_min"]],
+        t0_step_s=fit["t0_step_min"] * 60,
+        max_travel_s=fit["max_travel_h"] * 3600,
+        signature_weight=fit["signature_weight"],
+        noise_sd={p: float(np.median(v)) for p, v in noise.items()},
+        residual_correlation=fit["residual_correlation"],
+        flow_sd=fit["flow_sd"],
+        flow_factors=fit["flow_factors"],
+    )
     arrivals = []
     if suspects:
         best = suspects[0]
         main = max(best.masses_kg, key=best.masses_kg.get)
         for intake in city.intakes.values():
-            a = predict_arrival(city.network, best.point, intake.point, intake.id, best.release_start_s, best.release_duration_s,
-                                best.masses_kg[main], threshold_mg_l=0.05, velocity_factor=best.velocity_factor)
+            a = predict_arrival(
+                city.network,
+                best.point,
+                intake.point,
+                intake.id,
+                best.release_start_s,
+                best.release_duration_s,
+                best.masses_kg[main],
+                threshold_mg_l=0.05,
+                velocity_factor=best.velocity_factor,
+            )
             if a is not None:
                 arrivals.append(a)
     return TracedIncident(suspects, sorted(arrivals, key=lambda a: a.arrival_s))
@@ -223,13 +263,20 @@ class TraceStream:
         self.arrived_at = now
         if record.ts_s:
             # the windows keep what a waiting look needs, however far the stream has run on (a backlog)
-            self.windows.hold_from_s = min((p.alert.ts.timestamp() - self.scope(p.alert.station).lookback_s - BASELINE_S
-                                            for p in self.pending.values()), default=math.inf)
+            self.windows.hold_from_s = min(
+                (
+                    p.alert.ts.timestamp() - self.scope(p.alert.station).lookback_s - BASELINE_S
+                    for p in self.pending.values()
+                ),
+                default=math.inf,
+            )
             self.windows.add(record.stations, record.ts_s, record.values)
             self.newest_s = max(self.newest_s, max(record.ts_s))
             self.started_s = min(record.ts_s) if self.started_s is None else min(self.started_s, min(record.ts_s))
         if record.sightings:
-            self.sightings = [s for s in self.sightings if s.ts.timestamp() >= self.newest_s - self.keep_s] + list(record.sightings)
+            self.sightings = [s for s in self.sightings if s.ts.timestamp() >= self.newest_s - self.keep_s] + list(
+                record.sightings
+            )
         asked = []
         for alert in record.alerts:
             if alert.category is not Category.water or alert.resolved or alert.parameter not in TRACED_PARAMETERS:
@@ -263,7 +310,11 @@ class TraceStream:
         for key, p in list(self.pending.items()):
             while p is not None and self._ready(p, now):
                 out.append(p)
-                p = Pending(p.alert, p.later_s[0], p.later_s[1:], now if self.newest_s >= p.later_s[0] else None) if p.later_s else None
+                p = (
+                    Pending(p.alert, p.later_s[0], p.later_s[1:], now if self.newest_s >= p.later_s[0] else None)
+                    if p.later_s
+                    else None
+                )
             if p is None:
                 del self.pending[key]
             else:
@@ -276,8 +327,11 @@ class TraceStream:
     def _ready(self, p: Pending, now: float) -> bool:
         if self._no_look_yet(p) and now - p.asked_at < ORDER_GRACE_S:
             return False
-        return self._observed(p) or (p.passed_at is not None and now - p.passed_at >= SINK_WAIT_S) or (
-            now >= p.until_s and now - self.arrived_at >= SETTLE_S)
+        return (
+            self._observed(p)
+            or (p.passed_at is not None and now - p.passed_at >= SINK_WAIT_S)
+            or (now >= p.until_s and now - self.arrived_at >= SETTLE_S)
+        )
 
     def _observed(self, p: Pending) -> bool:
         wanted_s = p.until_s - 2 * STEP_S  # a station's readings within two steps of the end: its own phase
@@ -297,12 +351,19 @@ class TraceStream:
         largest area and highest confidence)."""
         best: dict[tuple[str, str], CameraSighting] = {}
         for d in self.sightings:
-            if d.station in stations and d.confidence >= MIN_CAMERA_CONFIDENCE and since_s <= d.ts.timestamp() <= until_s:
+            if (
+                d.station in stations
+                and d.confidence >= MIN_CAMERA_CONFIDENCE
+                and since_s <= d.ts.timestamp() <= until_s
+            ):
                 area = d.values["oil_area"].value if "oil_area" in d.values else 0.0
                 seen = best.get((d.station, d.sensor_id))
                 best[(d.station, d.sensor_id)] = CameraSighting(
-                    station=d.station, camera_id=d.sensor_id, area_m2=max(area, seen.area_m2 if seen else 0.0),
-                    confidence=max(d.confidence, seen.confidence if seen else 0.0))
+                    station=d.station,
+                    camera_id=d.sensor_id,
+                    area_m2=max(area, seen.area_m2 if seen else 0.0),
+                    confidence=max(d.confidence, seen.confidence if seen else 0.0),
+                )
         return sorted(best.values(), key=lambda c: (c.station, c.camera_id))
 
 
@@ -322,10 +383,16 @@ def by_basin(record: WaterTraceRecord, city: City) -> dict[str, WaterTraceRecord
         part(sighting.station)["sightings"].append(sighting)
     if len(parts) == 1:
         return {next(iter(parts)): record}
-    return {basin: WaterTraceRecord.model_construct(
-        stations=[record.stations[n] for n in p["rows"]], ts_s=[record.ts_s[n] for n in p["rows"]],
-        values={k: [v[n] for n in p["rows"]] for k, v in record.values.items()}, alerts=p["alerts"], sightings=p["sightings"])
-        for basin, p in parts.items()}
+    return {
+        basin: WaterTraceRecord.model_construct(
+            stations=[record.stations[n] for n in p["rows"]],
+            ts_s=[record.ts_s[n] for n in p["rows"]],
+            values={k: [v[n] for n in p["rows"]] for k, v in record.values.items()},
+            alerts=p["alerts"],
+            sightings=p["sightings"],
+        )
+        for basin, p in parts.items()
+    }
 
 
 def joined(earlier: History | None, later: History | None) -> History | None:
@@ -333,12 +400,23 @@ def joined(earlier: History | None, later: History | None) -> History | None:
     if earlier is None or later is None:
         return later or earlier
     keep = earlier.t_s < later.t_s[0]
-    return History(np.r_[earlier.t_s[keep], later.t_s],
-                   {p: np.r_[earlier.values.get(p, np.full(len(earlier.t_s), np.nan))[keep], later.values[p]] for p in later.values})
+    return History(
+        np.r_[earlier.t_s[keep], later.t_s],
+        {
+            p: np.r_[earlier.values.get(p, np.full(len(earlier.t_s), np.nan))[keep], later.values[p]]
+            for p in later.values
+        },
+    )
 
 
-def tracing_result(city: City, alert: Alert, histories: Mapping[str, History], sightings: list[CameraSighting], scope: Scope,
-                   until_s: float) -> TracingResult:
+def tracing_result(
+    city: City,
+    alert: Alert,
+    histories: Mapping[str, History],
+    sightings: list[CameraSighting],
+    scope: Scope,
+    until_s: float,
+) -> TracingResult:
     """The fit on the histories as a result for the warning agent; NoTrace says why there is none."""
     started = time.perf_counter()
     detected_s = alert.ts.timestamp()
@@ -352,16 +430,42 @@ def tracing_result(city: City, alert: Alert, histories: Mapping[str, History], s
     suspects = []
     for s in traced.suspects:
         source = city.sources[s.source_id]
-        suspects.append(SourceSuspect(source_id=s.source_id, name=source.name, type=s.source_type, enterprise=source.enterprise,
-                                      probability=round(s.probability, 4), distance_km=round(s.distance_km, 2),
-                                      travel_time_h=round(s.travel_time_h, 2), explanation=s.explanation))
+        suspects.append(
+            SourceSuspect(
+                source_id=s.source_id,
+                name=source.name,
+                type=s.source_type,
+                enterprise=source.enterprise,
+                probability=round(s.probability, 4),
+                distance_km=round(s.distance_km, 2),
+                travel_time_h=round(s.travel_time_h, 2),
+                explanation=s.explanation,
+            )
+        )
     arrivals = [
-        IntakeArrival(intake_id=a.target_id, name=city.intakes[a.target_id].name, arrival=datetime.fromtimestamp(a.arrival_s, UTC),
-                      earliest=datetime.fromtimestamp(a.arrival_low_s, UTC), latest=datetime.fromtimestamp(a.arrival_high_s, UTC),
-                      peak_mg_l=round(a.peak_mg_l, 4), hours_left=round((a.arrival_s - until_s) / 3600, 2))
-        for a in traced.arrivals if a.arrival_s >= until_s - 3600  # not the intakes it has long passed
+        IntakeArrival(
+            intake_id=a.target_id,
+            name=city.intakes[a.target_id].name,
+            arrival=datetime.fromtimestamp(a.arrival_s, UTC),
+            earliest=datetime.fromtimestamp(a.arrival_low_s, UTC),
+            latest=datetime.fromtimestamp(a.arrival_high_s, UTC),
+            peak_mg_l=round(a.peak_mg_l, 4),
+            hours_left=round((a.arrival_s - until_s) / 3600, 2),
+        )
+        for a in traced.arrivals
+        if a.arrival_s >= until_s - 3600  # not the intakes it has long passed
     ]
-    return TracingResult(incident_key=alert.incident_key, category=alert.category, station=alert.station, district=alert.district,
-                         township=alert.township, parameter=alert.parameter, ts=alert.ts, suspects=suspects, arrivals=arrivals,
-                         camera_sightings=sightings, compute_ms=round((time.perf_counter() - started) * 1000, 1),
-                         observed_until=datetime.fromtimestamp(until_s, UTC))
+    return TracingResult(
+        incident_key=alert.incident_key,
+        category=alert.category,
+        station=alert.station,
+        district=alert.district,
+        township=alert.township,
+        parameter=alert.parameter,
+        ts=alert.ts,
+        suspects=suspects,
+        arrivals=arrivals,
+        camera_sightings=sightings,
+        compute_ms=round((time.perf_counter() - started) * 1000, 1),
+        observed_until=datetime.fromtimestamp(until_s, UTC),
+    )

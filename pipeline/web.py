@@ -51,8 +51,14 @@ class EventFeed:
     async def _consume(self) -> None:
         from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer(*EVENT_KINDS, bootstrap_servers=self.settings.kafka.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100)
+        consumer = AIOKafkaConsumer(
+            *EVENT_KINDS,
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
         await consumer.start()
         try:
             while True:
@@ -97,6 +103,8 @@ def allowed_hosts(settings: Settings) -> set[str]:
     """Host names the page answers state-changing requests for: loopback, the address it listens on,
     and ``web.allowed_hosts`` (the name operators use behind a proxy)."""
     return LOOPBACK | {settings.web.host} | set(settings.web.allowed_hosts)
+
+
 SESSION_COOKIE = "yuflow_operator"
 
 
@@ -109,14 +117,43 @@ def city_view(city: City, routing: dict) -> dict:
     """What the page needs of the city model: names for ids, and each river's sites by km for its map."""
     rivers = {}
     for rid, spec in city.rivers.items():
-        points = [{"id": x.id, "name": x.name, "kind": kind, "km": x.river_km}
-                  for kind, table in (("station", city.stations), ("source", city.sources), ("intake", city.intakes), ("dam", city.dams))
-                  for x in table.values() if x.river == rid and not getattr(x, "treated", False)]
-        rivers[rid] = {"name": city.river_names.get(rid, rid), "length_km": sum(spec.lengths_km), "points": sorted(points, key=lambda p: p["km"])}
-    sites = {sid: city.site_name(sid) for table in (city.stations, city.gauges, city.zones, city.sources, city.intakes, city.dams,
-                                                    city.districts, city.townships, city.risk_points) for sid in table}
-    return {"departments": routing.get("departments", {}), "sites": sites, "rivers": rivers,
-            "station_river": {sid: st.river for sid, st in city.stations.items()}}
+        points = [
+            {"id": x.id, "name": x.name, "kind": kind, "km": x.river_km}
+            for kind, table in (
+                ("station", city.stations),
+                ("source", city.sources),
+                ("intake", city.intakes),
+                ("dam", city.dams),
+            )
+            for x in table.values()
+            if x.river == rid and not getattr(x, "treated", False)
+        ]
+        rivers[rid] = {
+            "name": city.river_names.get(rid, rid),
+            "length_km": sum(spec.lengths_km),
+            "points": sorted(points, key=lambda p: p["km"]),
+        }
+    sites = {
+        sid: city.site_name(sid)
+        for table in (
+            city.stations,
+            city.gauges,
+            city.zones,
+            city.sources,
+            city.intakes,
+            city.dams,
+            city.districts,
+            city.townships,
+            city.risk_points,
+        )
+        for sid in table
+    }
+    return {
+        "departments": routing.get("departments", {}),
+        "sites": sites,
+        "rivers": rivers,
+        "station_river": {sid: st.river for sid, st in city.stations.items()},
+    }
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -130,7 +167,9 @@ def create_app(settings: Settings) -> Starlette:
         if not token:
             return True
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
-        return hmac.compare_digest(bearer, token) or hmac.compare_digest(request.cookies.get(SESSION_COOKIE, ""), session_value(token))
+        return hmac.compare_digest(bearer, token) or hmac.compare_digest(
+            request.cookies.get(SESSION_COOKIE, ""), session_value(token)
+        )
 
     def forged(request: Request) -> str | None:
         """Why a state-changing request cannot be the page's own (another site's form or script, or a
@@ -147,7 +186,11 @@ def create_app(settings: Settings) -> Starlette:
         return None
 
     async def page(request: Request) -> HTMLResponse:
-        html = PAGE.read_text(encoding="utf-8").replace("__TOKEN_REQUIRED__", "true" if token else "false").replace("__CITY__", view)
+        html = (
+            PAGE.read_text(encoding="utf-8")
+            .replace("__TOKEN_REQUIRED__", "true" if token else "false")
+            .replace("__CITY__", view)
+        )
         return HTMLResponse(html)
 
     async def login(request: Request) -> JSONResponse:
@@ -156,7 +199,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             given = str((await request.json())["token"])
         except (ValueError, KeyError, TypeError, json.JSONDecodeError):
-            return JSONResponse({"error": "send {\"token\": ...}"}, status_code=400)
+            return JSONResponse({"error": 'send {"token": ...}'}, status_code=400)
         if not token or not hmac.compare_digest(given, token):
             return JSONResponse({"error": "wrong operator token"}, status_code=401)
         response = JSONResponse({"ok": True})
@@ -166,8 +209,11 @@ def create_app(settings: Settings) -> Starlette:
     async def events(request: Request) -> StreamingResponse | JSONResponse:
         if not signed_in(request):
             return JSONResponse({"error": "operator login required"}, status_code=401)
-        return StreamingResponse(feed.events(request.is_disconnected), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            feed.events(request.is_disconnected),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def action(request: Request) -> JSONResponse:
         if not signed_in(request):
@@ -176,17 +222,25 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse({"error": why}, status_code=403)
         try:
             body = await request.json()
-            event = LifecycleEvent.by_operator(str(body["id"]), str(body["stage"]), str(body.get("by") or "web operator")[:128],
-                                               str(body.get("note") or "")[:2000])
+            event = LifecycleEvent.by_operator(
+                str(body["id"]),
+                str(body["stage"]),
+                str(body.get("by") or "web operator")[:128],
+                str(body.get("note") or "")[:2000],
+            )
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         try:
             result = await submit_action(settings, event, client=actions)
         except Exception as error:  # Kafka unreachable: say so, do not fail with a traceback
-            return JSONResponse({"error": f"the action could not be sent ({type(error).__name__}); is Kafka up?"}, status_code=503)
+            return JSONResponse(
+                {"error": f"the action could not be sent ({type(error).__name__}); is Kafka up?"}, status_code=503
+            )
         if result is None:
-            return JSONResponse({"error": "no answer from the warning agent (is the worker running?); the request stays queued"},
-                                status_code=504)
+            return JSONResponse(
+                {"error": "no answer from the warning agent (is the worker running?); the request stays queued"},
+                status_code=504,
+            )
         if not result.accepted:
             return JSONResponse({"error": result.reason}, status_code=409)
         return JSONResponse({"accepted": json.loads(event.model_dump_json())}, status_code=200)
@@ -194,14 +248,23 @@ def create_app(settings: Settings) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[Route("/", page), Route("/events", events), Route("/api/actions", action, methods=["POST"]),
-                             Route("/login", login, methods=["POST"]), Route("/health", health)])
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/events", events),
+            Route("/api/actions", action, methods=["POST"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/health", health),
+        ]
+    )
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     if host not in LOOPBACK and not settings.web.operator_token.get_secret_value():
-        raise SystemExit(f"yuflow web: listening on {host} lets others act on incidents; set YUFLOW_WEB__OPERATOR_TOKEN "
-                         f"(operators then log in with it), or listen on 127.0.0.1")
+        raise SystemExit(
+            f"yuflow web: listening on {host} lets others act on incidents; set YUFLOW_WEB__OPERATOR_TOKEN "
+            f"(operators then log in with it), or listen on 127.0.0.1"
+        )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -19,17 +18,19 @@ sim_app = typer.Typer(help="The seeded city simulator.", no_args_is_help=True)
 console = Console()
 
 
-class TimeBase(str, Enum):
+class TimeBase(StrEnum):
     original = "original"  # the scenario's own timestamps
-    now = "now"            # first reading at launch: live at speed 1
-    end_now = "end-now"    # last reading at launch: history, so nothing is in the future
+    now = "now"  # first reading at launch: live at speed 1
+    end_now = "end-now"  # last reading at launch: history, so nothing is in the future
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )
 
 
-def _simulate(scenario: str, seed: Optional[int], duration_h: Optional[float], scale: int):
+def _simulate(scenario: str, seed: int | None, duration_h: float | None, scale: int):
     from pipeline.city import load_city
     from sensors_sim.scenario import load_scenario, simulate
 
@@ -39,9 +40,11 @@ def _simulate(scenario: str, seed: Optional[int], duration_h: Optional[float], s
     with console.status(f"simulating {scenario} (seed {scn.seed}, {scn.duration_s / 3600:g} h, scale {scale})..."):
         recording = simulate(scn, city)
     elapsed = time.perf_counter() - started
-    console.print(f"{scenario}: {recording.readings:,} readings in {recording.messages:,} messages, "
-                  f"{len(recording.truth.events)} ground-truth events, {elapsed:.2f} s "
-                  f"({recording.readings / max(elapsed, 1e-9):,.0f} readings/s)")
+    console.print(
+        f"{scenario}: {recording.readings:,} readings in {recording.messages:,} messages, "
+        f"{len(recording.truth.events)} ground-truth events, {elapsed:.2f} s "
+        f"({recording.readings / max(elapsed, 1e-9):,.0f} readings/s)"
+    )
     return recording
 
 
@@ -63,8 +66,8 @@ def sim_list() -> None:
     console.print(table)
 
 
-Seed = Annotated[Optional[int], typer.Option(help="random seed (default: the scenario's)")]
-Duration = Annotated[Optional[float], typer.Option("--duration", help="hours (default: the scenario's)")]
+Seed = Annotated[int | None, typer.Option(help="random seed (default: the scenario's)")]
+Duration = Annotated[float | None, typer.Option("--duration", help="hours (default: the scenario's)")]
 Scale = Annotated[int, typer.Option(help="clone the city this many times (load tests)")]
 
 
@@ -72,10 +75,12 @@ Scale = Annotated[int, typer.Option(help="clone the city this many times (load t
 def sim_run(
     scenario: str,
     seed: Seed = None,
-    speed: Annotated[Optional[float], typer.Option(help="simulated seconds per second; omit for as fast as possible")] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="simulated seconds per second; omit for as fast as possible")
+    ] = None,
     duration_h: Duration = None,
     scale: Scale = 1,
-    qos: Annotated[Optional[int], typer.Option(help="MQTT QoS (default: settings)")] = None,
+    qos: Annotated[int | None, typer.Option(help="MQTT QoS (default: settings)")] = None,
     time_base: Annotated[TimeBase, typer.Option("--time", help="where the timestamps start")] = TimeBase.end_now,
 ) -> None:
     """Simulate a scenario and publish it to MQTT; the ground truth goes to .yuflow/runs/."""
@@ -93,13 +98,15 @@ def sim_run(
     console.print(f"ground truth (timestamps unshifted; shift {shift / 1000:+.0f} s): {truth_file}")
 
 
-def _publish(stream, total: int, speed: Optional[float], qos: Optional[int]) -> None:
+def _publish(stream, total: int, speed: float | None, qos: int | None) -> None:
     from pipeline.settings import load_settings
     from sensors_sim.publisher import publish_timed
 
     with _progress() as progress:
         task = progress.add_task(f"MQTT {'flat out' if speed is None else f'{speed:g}x'}", total=total)
-        acked = publish_timed(stream, load_settings().mqtt, speed=speed, qos=qos, on_sent=lambda n: progress.advance(task, n))
+        acked = publish_timed(
+            stream, load_settings().mqtt, speed=speed, qos=qos, on_sent=lambda n: progress.advance(task, n)
+        )
     console.print(f"published {acked:,} of {total:,} messages (broker-acknowledged)")
 
 
@@ -125,9 +132,11 @@ def sim_plot(scenario: str, file: Path, seed: Seed = None, duration_h: Duration 
 
 def replay(
     file: Path,
-    speed: Annotated[Optional[float], typer.Option(help="simulated seconds per second; omit for as fast as possible")] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="simulated seconds per second; omit for as fast as possible")
+    ] = None,
     to: Annotated[str, typer.Option(help="mqtt, or kafka to skip MQTT and the bridge (benchmarks)")] = "mqtt",
-    qos: Annotated[Optional[int], typer.Option()] = None,
+    qos: Annotated[int | None, typer.Option()] = None,
     time_base: Annotated[TimeBase, typer.Option("--time", help="where the timestamps start")] = TimeBase.end_now,
 ) -> None:
     """Replay a recording (.parquet, or .jsonl as recorded) into MQTT or Kafka."""
@@ -160,10 +169,16 @@ eval_app = typer.Typer(help="Judge the models on simulated ground truth.", no_ar
 def eval_water(
     runs: Annotated[int, typer.Option(help="randomised releases (oil spills, releases, DO sags in turn)")] = 50,
     seed: Annotated[int, typer.Option(help="seed of the first randomised release")] = 1000,
-    observe_h: Annotated[float, typer.Option("--observe", help="hours of data after the first detection used for tracing")] = 2.0,
-    weeks: Annotated[int, typer.Option(help="quiet weeks besides the seed's, with other seeds (false alarms, faults)")] = 3,
+    observe_h: Annotated[
+        float, typer.Option("--observe", help="hours of data after the first detection used for tracing")
+    ] = 2.0,
+    weeks: Annotated[
+        int, typer.Option(help="quiet weeks besides the seed's, with other seeds (false alarms, faults)")
+    ] = 3,
     details: Annotated[bool, typer.Option(help="a line per event")] = False,
-    stream: Annotated[bool, typer.Option("--stream", help="the seed scenarios through the real pipeline instead")] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="the seed scenarios through the real pipeline instead")
+    ] = False,
 ) -> None:
     """Seed scenarios, quiet weeks and RUNS random releases through the water models (no brokers)."""
     from pipeline.city import default_city
@@ -176,9 +191,14 @@ def eval_water(
     with _progress() as progress:
         task = progress.add_task("evaluating", total=runs + 3 + weeks)
         started = time.perf_counter()
-        results = ev.evaluate(city, runs, seed, progress=lambda: progress.advance(task), observe_h=observe_h, weeks=weeks)
-    _print_summary(f"water models on simulated ground truth ({runs} random releases from seed {seed}, "
-                   f"tracing {observe_h:g} h after detection; {time.perf_counter() - started:.0f} s)", ev.summarise(results))
+        results = ev.evaluate(
+            city, runs, seed, progress=lambda: progress.advance(task), observe_h=observe_h, weeks=weeks
+        )
+    _print_summary(
+        f"water models on simulated ground truth ({runs} random releases from seed {seed}, "
+        f"tracing {observe_h:g} h after detection; {time.perf_counter() - started:.0f} s)",
+        ev.summarise(results),
+    )
     tracing = ev.summarise_tracing(results)
     table = Table(title="tracing by time after the first detection (seed scenarios and random releases)")
     for column in tracing.columns:
@@ -190,13 +210,31 @@ def eval_water(
         console.print(check)
     if details:
         events = Table(title="events")
-        for column in ("run", "type", "detected", "delay min", "truth rank", "top-1", "arrival error", "ms", "explanation"):
+        for column in (
+            "run",
+            "type",
+            "detected",
+            "delay min",
+            "truth rank",
+            "top-1",
+            "arrival error",
+            "ms",
+            "explanation",
+        ):
             events.add_column(column, overflow="fold")
         for r in results:
             for e in r.events:
-                events.add_row(r.name, e.event_type, str(e.detected), f"{e.delay_min:.0f}" if e.delay_min is not None else "",
-                               str(e.rank_of_truth or ""), e.top1 or "", f"{e.arrival_error:.1%}" if e.arrival_error is not None else "",
-                               f"{e.compute_ms:.0f}" if e.compute_ms is not None else "", e.explanation)
+                events.add_row(
+                    r.name,
+                    e.event_type,
+                    str(e.detected),
+                    f"{e.delay_min:.0f}" if e.delay_min is not None else "",
+                    str(e.rank_of_truth or ""),
+                    e.top1 or "",
+                    f"{e.arrival_error:.1%}" if e.arrival_error is not None else "",
+                    f"{e.compute_ms:.0f}" if e.compute_ms is not None else "",
+                    e.explanation,
+                )
         console.print(events)
 
 
@@ -213,11 +251,18 @@ def _print_summary(title: str, summary: pd.DataFrame) -> None:
 
 @eval_app.command("gecco")
 def eval_gecco(
-    file: Annotated[Path, typer.Argument(help="a GECCO water-quality CSV: Time, Tp, Cl, pH, Redox, Leit, Trueb, Cl_2, Fm, Fm_2, EVENT")],
-    out: Annotated[Optional[Path], typer.Option(help="write one line per row: Time,flag,score")] = None,
-    stream: Annotated[bool, typer.Option("--stream", help="the rows through MQTT -> bridge -> Kafka -> the water agent instead")] = False,
-    days: Annotated[Optional[float], typer.Option(help="only the file's first DAYS days")] = None,
-    calibrate: Annotated[bool, typer.Option(help="choose the screen's window, acceptance and threshold on the first half")] = True,
+    file: Annotated[
+        Path,
+        typer.Argument(help="a GECCO water-quality CSV: Time, Tp, Cl, pH, Redox, Leit, Trueb, Cl_2, Fm, Fm_2, EVENT"),
+    ],
+    out: Annotated[Path | None, typer.Option(help="write one line per row: Time,flag,score")] = None,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="the rows through MQTT -> bridge -> Kafka -> the water agent instead")
+    ] = False,
+    days: Annotated[float | None, typer.Option(help="only the file's first DAYS days")] = None,
+    calibrate: Annotated[
+        bool, typer.Option(help="choose the screen's window, acceptance and threshold on the first half")
+    ] = True,
 ) -> None:
     """Real labelled drinking-water data through the water screen the agent runs, causally: calibrated
     on the first half only, scored on the second (per-minute precision / recall / F1, events found,
@@ -231,7 +276,7 @@ def eval_gecco(
         series = ev.load(file, city.utc_offset_h, days)
     except (OSError, ValueError) as error:
         console.print(f"[red]{error}[/]")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from error
     configured = dict(settings.water.screen)
     if stream:
         _eval_gecco_stream(settings, series, city, configured)
@@ -246,22 +291,39 @@ def eval_gecco(
     with _progress() as progress:
         if calibrate:
             task = progress.add_task("calibrating on the first half", total=len(ev.candidates_of(configured)))
-            chosen, train_f1 = ev.calibrate(train, configured, city.utc_offset_h, progress=lambda: progress.advance(task))
+            chosen, train_f1 = ev.calibrate(
+                train, configured, city.utc_offset_h, progress=lambda: progress.advance(task)
+            )
         task = progress.add_task("screening every row", total=1)
         result = ev.run(series, chosen, city.utc_offset_h)
         progress.advance(task)
     scores = ev.score(result.flags[half:], test.labels, test.ts_s)
-    table = Table(title=f"water screen on {file.name}: {len(series.ts_s):,} rows; the second half scored per minute "
-                        f"(events: found / labelled; delay: median to the first flag) ({time.perf_counter() - started:.0f} s)")
+    table = Table(
+        title=f"water screen on {file.name}: {len(series.ts_s):,} rows; the second half scored per minute "
+        f"(events: found / labelled; delay: median to the first flag) ({time.perf_counter() - started:.0f} s)"
+    )
     for column in ("precision", "recall", "F1", "events", "delay min", "false / day", "1st-half F1"):
         table.add_column(column, justify="right")
-    table.add_row(f"{scores.precision:.3f}", f"{scores.recall:.3f}", f"{scores.f1:.3f}", f"{scores.events_found}/{scores.events}",
-                  "" if scores.delay_median_min is None else f"{scores.delay_median_min:.0f}", f"{scores.false_alarms_per_day:.2f}",
-                  f"{train_f1:.3f}")
+    table.add_row(
+        f"{scores.precision:.3f}",
+        f"{scores.recall:.3f}",
+        f"{scores.f1:.3f}",
+        f"{scores.events_found}/{scores.events}",
+        "" if scores.delay_median_min is None else f"{scores.delay_median_min:.0f}",
+        f"{scores.false_alarms_per_day:.2f}",
+        f"{train_f1:.3f}",
+    )
     console.print(table)
     changed = {k: v for k, v in chosen.items() if configured.get(k) != v}
-    console.print("settings: " + (", ".join(f"{k} = {v:g}" for k, v in chosen.items())) +
-                  (f"  (calibrated; for yuflow.toml: [water.screen] {', '.join(f'{k} = {v:g}' for k, v in changed.items())})" if changed else "  (as configured)"))
+    console.print(
+        "settings: "
+        + (", ".join(f"{k} = {v:g}" for k, v in chosen.items()))
+        + (
+            f"  (calibrated; for yuflow.toml: [water.screen] {', '.join(f'{k} = {v:g}' for k, v in changed.items())})"
+            if changed
+            else "  (as configured)"
+        )
+    )
     if out is not None:
         ev.write_flags(out, series, result)
         again = ev.score_flags_file(out, series, start=half).f1
@@ -286,8 +348,10 @@ def _eval_gecco_stream(settings, series, city, configured: dict) -> None:
             process.stop()
         services.down(settings)
     same = ev.same_alerts(batch, streamed)
-    console.print(f"batch run: {len(batch)} events raised; through the pipeline: {len(streamed)} alerts from the water agent; "
-                  + ("[green]the same[/]" if same else "[red]they differ[/]"))
+    console.print(
+        f"batch run: {len(batch)} events raised; through the pipeline: {len(streamed)} alerts from the water agent; "
+        + ("[green]the same[/]" if same else "[red]they differ[/]")
+    )
     if not same:
         raise typer.Exit(1)
 
@@ -316,13 +380,18 @@ def _eval_feed(feed: str, runs: int, seed: int, what: str) -> None:
     from pipeline.city import default_city
     from sensors_sim import eval_feeds as ev
 
-    evaluate, summarise = {"rain": (ev.evaluate_rain, ev.summarise_rain), "crowd": (ev.evaluate_crowd, ev.summarise_crowd)}[feed]
+    evaluate, summarise = {
+        "rain": (ev.evaluate_rain, ev.summarise_rain),
+        "crowd": (ev.evaluate_crowd, ev.summarise_crowd),
+    }[feed]
     city = default_city()
     with _progress() as progress:
         task = progress.add_task("evaluating", total=runs + 2)
         started = time.perf_counter()
         results = evaluate(city, runs, seed, progress=lambda: progress.advance(task))
-    _print_summary(f"{feed} watch on simulated ground truth ({what}; {time.perf_counter() - started:.0f} s)", summarise(results))
+    _print_summary(
+        f"{feed} watch on simulated ground truth ({what}; {time.perf_counter() - started:.0f} s)", summarise(results)
+    )
 
 
 def _eval_stream(city) -> None:
@@ -331,11 +400,24 @@ def _eval_stream(city) -> None:
 
     results = evaluate_stream(load_settings(), city, log=lambda text: console.print(f"[dim]{text}[/]"))
     table = Table(title="water seed scenarios through MQTT -> bridge -> Kafka -> Faust agents -> warnings")
-    for column in ("scenario", "warned", "delay min", "top-1 (truth)", "arrival error", "s to first warning", "s to traced warning"):
+    for column in (
+        "scenario",
+        "warned",
+        "delay min",
+        "top-1 (truth)",
+        "arrival error",
+        "s to first warning",
+        "s to traced warning",
+    ):
         table.add_column(column)
     for r in results:
-        table.add_row(r.scenario, str(r.detected), f"{r.delay_min:.0f}" if r.delay_min is not None else "",
-                      f"{r.top1} ({r.truth_source})", f"{r.arrival_error:.1%}" if r.arrival_error is not None else "",
-                      f"{r.wall_s_to_warning:.1f}" if r.wall_s_to_warning is not None else "",
-                      f"{r.wall_s_to_source:.1f}" if r.wall_s_to_source is not None else "")
+        table.add_row(
+            r.scenario,
+            str(r.detected),
+            f"{r.delay_min:.0f}" if r.delay_min is not None else "",
+            f"{r.top1} ({r.truth_source})",
+            f"{r.arrival_error:.1%}" if r.arrival_error is not None else "",
+            f"{r.wall_s_to_warning:.1f}" if r.wall_s_to_warning is not None else "",
+            f"{r.wall_s_to_source:.1f}" if r.wall_s_to_source is not None else "",
+        )
     console.print(table)

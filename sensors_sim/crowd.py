@@ -31,7 +31,9 @@ class Surge:
         return self.extra_persons * np.exp(-((t_s - self.peak_s) ** 2) / (2 * self.width_s**2))
 
 
-def present(t_s: np.ndarray, local_hour: np.ndarray, peak_persons: np.ndarray, day_factor: np.ndarray, surges: list[Surge]) -> np.ndarray:
+def present(
+    t_s: np.ndarray, local_hour: np.ndarray, peak_persons: np.ndarray, day_factor: np.ndarray, surges: list[Surge]
+) -> np.ndarray:
     """People present per zone (T, Z), noise-free."""
     base = daily_profile(local_hour)[:, None] * peak_persons[None, :] * day_factor[:, None]
     for s in surges:

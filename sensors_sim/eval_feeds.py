@@ -45,15 +45,17 @@ def validated_readings(rec: Recording, city: City, kinds: tuple[str, ...]) -> It
 class RainRun:
     name: str
     gauge_days: float
-    leads_min: list[float] = field(default_factory=list)  # per (gauge, tier reached): crossing - first warning at >= tier
+    leads_min: list[float] = field(
+        default_factory=list
+    )  # per (gauge, tier reached): crossing - first warning at >= tier
     missed: list[tuple[str, str]] = field(default_factory=list)  # (gauge, tier) reached but never warned at that tier
-    tier_hits: int = 0                                    # gauges whose highest warned tier is the highest reached
-    tier_total: int = 0                                   # gauges reaching or warned at any tier
-    gauges: int = 0                                       # all gauges (for the percent correct)
-    suspect: int = 0                                      # gauges set aside as faulty (a tier no neighbour backs)
-    district_hits: int = 0                                # districts whose highest warned tier is the highest reached
-    district_total: int = 0                               # districts reaching or warned at any tier
-    false_gauges: int = 0                                 # gauges warned that reached no tier
+    tier_hits: int = 0  # gauges whose highest warned tier is the highest reached
+    tier_total: int = 0  # gauges reaching or warned at any tier
+    gauges: int = 0  # all gauges (for the percent correct)
+    suspect: int = 0  # gauges set aside as faulty (a tier no neighbour backs)
+    district_hits: int = 0  # districts whose highest warned tier is the highest reached
+    district_total: int = 0  # districts reaching or warned at any tier
+    false_gauges: int = 0  # gauges warned that reached no tier
     district_leads_min: list[float] = field(default_factory=list)
     district_missed: list[str] = field(default_factory=list)
     district_false: int = 0
@@ -68,8 +70,13 @@ def evaluate_rain_run(name: str, rec: Recording, city: City) -> RainRun:
     for reading in validated_readings(rec, city, ("rain", "camera")):
         alerts += watch.add(reading)
     alerts += watch.flush()
-    run = RainRun(name, gauge_days=len(city.gauges) * (rec.truth.end - rec.truth.start).total_seconds() / 86400,
-                  forecast_ms=list(watch.timings_ms), gauges=len(city.gauges), suspect=len(watch.suspect_gauges))
+    run = RainRun(
+        name,
+        gauge_days=len(city.gauges) * (rec.truth.end - rec.truth.start).total_seconds() / 86400,
+        forecast_ms=list(watch.timings_ms),
+        gauges=len(city.gauges),
+        suspect=len(watch.suspect_gauges),
+    )
     storms = rec.truth.of_type("storm")
     gauge_tier = {g: t for e in storms for g, t in e.details.get("gauge_tier", {}).items()}
     crossing = {g: c for e in storms for g, c in e.details.get("crossing", {}).items()}
@@ -100,8 +107,11 @@ def evaluate_rain_run(name: str, rec: Recording, city: City) -> RainRun:
         tier = district_tier[district]
         run.district_hits += max(first_alert.get(district, {}), key=rank, default=None) == tier
         first = min((t for w, t in first_alert.get(district, {}).items() if rank(w) >= rank(tier)), default=None)
-        when = min(pd.Timestamp(crossing[g][tier]).timestamp() for g in crossing
-                   if city.gauges[g].district == district and tier in crossing[g])
+        when = min(
+            pd.Timestamp(crossing[g][tier]).timestamp()
+            for g in crossing
+            if city.gauges[g].district == district and tier in crossing[g]
+        )
         if first is None:
             run.district_missed.append(district)
         else:
@@ -113,12 +123,20 @@ def evaluate_rain(city: City, runs: int, seed: int, progress: Callable[[], None]
     return _evaluate(city, "central_rainstorm", ("rain", "camera"), evaluate_rain_run, runs, seed, progress)
 
 
-def _evaluate(city: City, seed_scenario: str, feeds: tuple[str, ...], evaluate_run: Callable, runs: int, seed: int,
-              progress: Callable[[], None] | None) -> list:
+def _evaluate(
+    city: City,
+    seed_scenario: str,
+    feeds: tuple[str, ...],
+    evaluate_run: Callable,
+    runs: int,
+    seed: int,
+    progress: Callable[[], None] | None,
+) -> list:
     """The seed scenario, the quiet week and ``runs`` random scenarios (only these feeds) through ``evaluate_run``."""
     plans: list[tuple[str, Callable[[], Scenario]]] = [
         (seed_scenario, lambda: load_scenario(seed_scenario, city=city)),
-        ("quiet_week", lambda: _only(load_scenario("quiet_week", city=city), feeds))]
+        ("quiet_week", lambda: _only(load_scenario("quiet_week", city=city), feeds)),
+    ]
     plans += [(f"random-{seed + i}", lambda s=seed + i: _only(random_scenario(city, s), feeds)) for i in range(runs)]
     out = []
     for name, make in plans:
@@ -132,38 +150,66 @@ def _only(scn: Scenario, feeds: tuple[str, ...]) -> Scenario:
     """The scenario with only these feeds and their events (faster to simulate and replay)."""
     keep = {"rain": ("storm",), "crowd": ("crowd_surge",)}
     types = {t for f in feeds for t in keep.get(f, ())}
-    return Scenario(name=scn.name, start=scn.start, duration_s=scn.duration_s, feeds=feeds, steps_s=scn.steps_s, faults=scn.faults,
-                    events=tuple(e for e in scn.events if e["type"] in types), seed=scn.seed, description=scn.description,
-                    visitors_per_day=scn.visitors_per_day, visitor_zones=scn.visitor_zones, zone_share=scn.zone_share)
+    return Scenario(
+        name=scn.name,
+        start=scn.start,
+        duration_s=scn.duration_s,
+        feeds=feeds,
+        steps_s=scn.steps_s,
+        faults=scn.faults,
+        events=tuple(e for e in scn.events if e["type"] in types),
+        seed=scn.seed,
+        description=scn.description,
+        visitors_per_day=scn.visitors_per_day,
+        visitor_zones=scn.visitor_zones,
+        zone_share=scn.zone_share,
+    )
 
 
 def summarise_rain(results: list[RainRun]) -> pd.DataFrame:
-    groups = {"central_rainstorm": [r for r in results if r.name == "central_rainstorm"],
-              "random storms": [r for r in results if r.name.startswith("random-")],
-              "quiet_week": [r for r in results if r.name == "quiet_week"]}
+    groups = {
+        "central_rainstorm": [r for r in results if r.name == "central_rainstorm"],
+        "random storms": [r for r in results if r.name.startswith("random-")],
+        "quiet_week": [r for r in results if r.name == "quiet_week"],
+    }
     rows = []
     for group, runs in groups.items():
         leads = [x for r in runs for x in r.leads_min]
         dleads = [x for r in runs for x in r.district_leads_min]
         missed = [m for r in runs for m in r.missed]
         ms = [x for r in runs for x in r.forecast_ms]
-        rows.append({
-            "runs": group, "gauge-tiers reached": len(leads) + len(missed),
-            "warned ahead": float(np.mean([x > 0 for x in leads + [-1.0] * len(missed)])) if leads or missed else np.nan,
-            "lead median min": np.median(leads) if leads else np.nan, "lead p10 min": np.percentile(leads, 10) if leads else np.nan,
-            "missed (gauge, tier)": len(missed), "missed red": sum(t == "red" for _, t in missed),
-            "tier exact (gauges at/warned)": sum(r.tier_hits for r in runs) / n if (n := sum(r.tier_total for r in runs)) else np.nan,
-            "tier percent correct (all gauges)": (sum(r.tier_hits + r.gauges - r.tier_total for r in runs) / sum(r.gauges for r in runs)
-                                                  if runs else np.nan),
-            "tier exact (districts)": (sum(r.district_hits for r in runs) / n
-                                       if (n := sum(r.district_total for r in runs)) else np.nan),
-            "suspect gauges": sum(r.suspect for r in runs),
-            "false gauges / gauge-day": sum(r.false_gauges for r in runs) / sum(r.gauge_days for r in runs) if runs else np.nan,
-            "district lead median min": np.median(dleads) if dleads else np.nan,
-            "districts missed": sum(len(r.district_missed) for r in runs),
-            "false district warnings": sum(r.district_false for r in runs),
-            "nowcast ms median": np.median(ms) if ms else np.nan,
-        })
+        rows.append(
+            {
+                "runs": group,
+                "gauge-tiers reached": len(leads) + len(missed),
+                "warned ahead": float(np.mean([x > 0 for x in leads + [-1.0] * len(missed)]))
+                if leads or missed
+                else np.nan,
+                "lead median min": np.median(leads) if leads else np.nan,
+                "lead p10 min": np.percentile(leads, 10) if leads else np.nan,
+                "missed (gauge, tier)": len(missed),
+                "missed red": sum(t == "red" for _, t in missed),
+                "tier exact (gauges at/warned)": sum(r.tier_hits for r in runs) / n
+                if (n := sum(r.tier_total for r in runs))
+                else np.nan,
+                "tier percent correct (all gauges)": (
+                    sum(r.tier_hits + r.gauges - r.tier_total for r in runs) / sum(r.gauges for r in runs)
+                    if runs
+                    else np.nan
+                ),
+                "tier exact (districts)": (
+                    sum(r.district_hits for r in runs) / n if (n := sum(r.district_total for r in runs)) else np.nan
+                ),
+                "suspect gauges": sum(r.suspect for r in runs),
+                "false gauges / gauge-day": sum(r.false_gauges for r in runs) / sum(r.gauge_days for r in runs)
+                if runs
+                else np.nan,
+                "district lead median min": np.median(dleads) if dleads else np.nan,
+                "districts missed": sum(len(r.district_missed) for r in runs),
+                "false district warnings": sum(r.district_false for r in runs),
+                "nowcast ms median": np.median(ms) if ms else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -172,12 +218,12 @@ def summarise_rain(results: list[RainRun]) -> pd.DataFrame:
 class CrowdRun:
     name: str
     zone_days: float
-    leads_min: list[float] = field(default_factory=list)   # per congestion point: crossing - first orange+ warning
+    leads_min: list[float] = field(default_factory=list)  # per congestion point: crossing - first orange+ warning
     missed: list[str] = field(default_factory=list)
-    with_plan: int = 0                                      # congestion points whose warning carries a dispersal plan
+    with_plan: int = 0  # congestion points whose warning carries a dispersal plan
     tier_hits: int = 0
     tier_total: int = 0
-    false_orange: int = 0                                   # orange+ warnings outside every surge
+    false_orange: int = 0  # orange+ warnings outside every surge
     false_yellow: int = 0
 
 
@@ -218,21 +264,33 @@ def evaluate_crowd(city: City, runs: int, seed: int, progress: Callable[[], None
 
 
 def summarise_crowd(results: list[CrowdRun]) -> pd.DataFrame:
-    groups = {"jiefangbei_spring_festival": [r for r in results if r.name == "jiefangbei_spring_festival"],
-              "random surges": [r for r in results if r.name.startswith("random-")],
-              "quiet_week": [r for r in results if r.name == "quiet_week"]}
+    groups = {
+        "jiefangbei_spring_festival": [r for r in results if r.name == "jiefangbei_spring_festival"],
+        "random surges": [r for r in results if r.name.startswith("random-")],
+        "quiet_week": [r for r in results if r.name == "quiet_week"],
+    }
     rows = []
     for group, runs in groups.items():
         leads = [x for r in runs for x in r.leads_min]
         zone_days = sum(r.zone_days for r in runs)
-        rows.append({
-            "runs": group, "congestion points": len(leads) + sum(len(r.missed) for r in runs),
-            "warned >= 10 min ahead": float(np.mean([x >= 10 for x in leads] + [False] * sum(len(r.missed) for r in runs))) if leads else np.nan,
-            "lead median min": np.median(leads) if leads else np.nan, "lead min min": min(leads) if leads else np.nan,
-            "missed": sum(len(r.missed) for r in runs), "with dispersal plan": sum(r.with_plan for r in runs),
-            "tier accuracy": sum(r.tier_hits for r in runs) / n if (n := sum(r.tier_total for r in runs)) else np.nan,
-            "false orange+ / zone-day": sum(r.false_orange for r in runs) / zone_days if zone_days else np.nan,
-            "false yellow / zone-day": sum(r.false_yellow for r in runs) / zone_days if zone_days else np.nan,
-        })
+        rows.append(
+            {
+                "runs": group,
+                "congestion points": len(leads) + sum(len(r.missed) for r in runs),
+                "warned >= 10 min ahead": float(
+                    np.mean([x >= 10 for x in leads] + [False] * sum(len(r.missed) for r in runs))
+                )
+                if leads
+                else np.nan,
+                "lead median min": np.median(leads) if leads else np.nan,
+                "lead min min": min(leads) if leads else np.nan,
+                "missed": sum(len(r.missed) for r in runs),
+                "with dispersal plan": sum(r.with_plan for r in runs),
+                "tier accuracy": sum(r.tier_hits for r in runs) / n
+                if (n := sum(r.tier_total for r in runs))
+                else np.nan,
+                "false orange+ / zone-day": sum(r.false_orange for r in runs) / zone_days if zone_days else np.nan,
+                "false yellow / zone-day": sum(r.false_yellow for r in runs) / zone_days if zone_days else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
-

@@ -23,12 +23,12 @@ from sensors_sim.scenario import load_scenario, simulate
 class StreamResult:
     scenario: str
     detected: bool
-    delay_min: float | None          # first warning's event time minus the truth's expected detection
+    delay_min: float | None  # first warning's event time minus the truth's expected detection
     top1: str | None
     truth_source: str | None
-    arrival_error: float | None      # at the first intake named, relative to the true travel time
+    arrival_error: float | None  # at the first intake named, relative to the true travel time
     wall_s_to_warning: float | None  # publish finished -> first warning received
-    wall_s_to_source: float | None   # publish finished -> warning naming a source received
+    wall_s_to_source: float | None  # publish finished -> warning naming a source received
 
 
 async def _collect(settings: Settings, stations: set[str], since_s: float, timeout_s: float, started: float):
@@ -58,8 +58,16 @@ def run_scenario(settings: Settings, city: City, name: str, timeout_s: float = 1
     publish_timed(messages(frame, settings.mqtt.topic_root, int(shift_s * 1000)), settings.mqtt)
     started = time.monotonic()
     first, traced = asyncio.run(_collect(settings, stations, event.start.timestamp() + shift_s, timeout_s, started))
-    result = StreamResult(name, first is not None, None, None, event.source_id, None,
-                          first[1] if first else None, traced[1] if traced else None)
+    result = StreamResult(
+        name,
+        first is not None,
+        None,
+        None,
+        event.source_id,
+        None,
+        first[1] if first else None,
+        traced[1] if traced else None,
+    )
     if first is not None and event.expected_detection is not None:
         result.delay_min = (first[0].ts.timestamp() - (event.expected_detection.timestamp() + shift_s)) / 60
     if traced is not None:
@@ -74,7 +82,9 @@ def run_scenario(settings: Settings, city: City, name: str, timeout_s: float = 1
     return result
 
 
-def evaluate_stream(settings: Settings, city: City, scenarios: tuple[str, ...] = ("ruxi_oil_spill", "puhe_do_sag"), log=print) -> list[StreamResult]:
+def evaluate_stream(
+    settings: Settings, city: City, scenarios: tuple[str, ...] = ("ruxi_oil_spill", "puhe_do_sag"), log=print
+) -> list[StreamResult]:
     started: list[Background] = []
     try:
         services.up(settings)
@@ -89,5 +99,3 @@ def evaluate_stream(settings: Settings, city: City, scenarios: tuple[str, ...] =
         for process in reversed(started):
             process.stop()
         services.down(settings)
-
-

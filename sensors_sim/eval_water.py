@@ -15,9 +15,9 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from models.sensor_faults import Finding, station_findings
 from models.standards import class_limits
 from pipeline.city import City, load_toml
-from models.sensor_faults import Finding, station_findings
 from pipeline.settings import load_settings
 from pipeline.water_screen import new_screen
 from pipeline.water_tracing import History, trace_incident
@@ -40,14 +40,16 @@ class Detection:
 class Look:
     """One trace of an event, with data up to some time after its first detection."""
 
-    rank_of_truth: int | None              # 1 = top-1; None = not in the list
+    rank_of_truth: int | None  # 1 = top-1; None = not in the list
     top1: str | None
     top1_probability: float | None
-    arrival_error: float | None            # relative to the true travel time
+    arrival_error: float | None  # relative to the true travel time
     compute_ms: float
     explanation: str = ""
     ranking: list[str] = field(default_factory=list)
-    arrivals: dict[str, tuple[float, float]] = field(default_factory=dict)  # intake: (predicted h, true h) after release
+    arrivals: dict[str, tuple[float, float]] = field(
+        default_factory=dict
+    )  # intake: (predicted h, true h) after release
 
 
 @dataclass
@@ -56,10 +58,10 @@ class EventResult:  # one pollution event of one run
     event_id: str
     event_type: str
     detected: bool
-    observable: bool = True                # some affected station read while the plume passed it
+    observable: bool = True  # some affected station read while the plume passed it
     delay_min: float | None = None
     looks: dict[float, Look] = field(default_factory=dict)  # by hours after the first detection
-    main: Look | None = None               # the look at ``--observe``, which the summary reports
+    main: Look | None = None  # the look at ``--observe``, which the summary reports
 
     # the main look's findings (None / empty when the event was not detected)
     @property
@@ -107,7 +109,8 @@ def station_data(rec: Recording) -> dict[str, History]:
     water = rec.frame[(rec.frame["kind"] == "water") & ~rec.frame["malformed"]]
     start_ms = int(rec.truth.start.timestamp() * 1000)
     wide = water.drop_duplicates(["sensor_id", "ts_ms", "parameter"]).pivot_table(
-        index=["site", "ts_ms"], columns="parameter", values="value", observed=True)
+        index=["site", "ts_ms"], columns="parameter", values="value", observed=True
+    )
     out = {}
     for site, block in wide.groupby(level=0, observed=True):
         t = (block.index.get_level_values(1).to_numpy() - start_ms) / 1000
@@ -131,8 +134,9 @@ def gb3838_detections(city: City, data: dict[str, History], persistence: int = P
     return found
 
 
-def statistical_findings(rec: Recording, data: dict[str, History], city: City,
-                         screen_settings: dict[str, float] | None = None) -> dict[str, list[Finding]]:
+def statistical_findings(
+    rec: Recording, data: dict[str, History], city: City, screen_settings: dict[str, float] | None = None
+) -> dict[str, list[Finding]]:
     """Per station: the water screen's findings (pollution or sensor fault), streamed in time order:
     the screen the water agent runs, with the configured settings, all stations at once."""
     start_s = rec.truth.start.timestamp()
@@ -145,7 +149,9 @@ def statistical_findings(rec: Recording, data: dict[str, History], city: City,
         i = screen.add(sid, sorted(h.values))
         rows.append(np.full(len(h.t_s), i))
         ts.append(start_s + h.t_s)
-        blocks.append(np.column_stack([h.values[p] if p in h.values else np.full(len(h.t_s), np.nan) for p in parameters]))
+        blocks.append(
+            np.column_stack([h.values[p] if p in h.values else np.full(len(h.t_s), np.nan) for p in parameters])
+        )
     rows_all, ts_all, X_all = np.concatenate(rows), np.concatenate(ts), np.vstack(blocks)
     order = np.argsort(ts_all, kind="stable")  # arrival order: by time, station by station
     verdicts = screen.step_many(rows_all[order], X_all[order], ts_all[order])
@@ -154,8 +160,8 @@ def statistical_findings(rec: Recording, data: dict[str, History], city: City,
     out, at = {}, 0
     for sid, h in data.items():
         n = len(h.t_s)
-        mine = back[at: at + n]
-        out[sid] = station_findings(h.t_s, parameters, X_all[at: at + n], verdicts.take(mine), step_s)
+        mine = back[at : at + n]
+        out[sid] = station_findings(h.t_s, parameters, X_all[at : at + n], verdicts.take(mine), step_s)
         at += n
     return out
 
@@ -165,7 +171,11 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
     findings = statistical_findings(rec, data, city)
     # the standard's rule and the statistical detectors, whichever sees it first
     detections = gb3838_detections(city, data) + [
-        Detection(sid, f.start_s, f.parameter or "multi") for sid, fs in findings.items() for f in fs if f.kind == "pollution"]
+        Detection(sid, f.start_s, f.parameter or "multi")
+        for sid, fs in findings.items()
+        for f in fs
+        if f.kind == "pollution"
+    ]
     start = rec.truth.start
     events = [e for e in rec.truth.events if e.type in POLLUTION_TYPES]
     summary = RunSummary(name=name, sensor_days=len(data) * (rec.truth.end - start).total_seconds() / 86400)
@@ -183,10 +193,14 @@ def evaluate_run(name: str, rec: Recording, city: City, observe_h: float = 1.0) 
             result.looks = {h: look(city, data, first, h, e, t0) for h in sorted({*LOOKS_H, observe_h})}
             result.main = result.looks[observe_h]
         summary.events.append(result)
+
     # findings outside every event's affected stations and window are false alarms (one per episode)
     def in_event(d: Detection) -> bool:
         for e in events:
-            if f"wq-{d.station_id}" in e.affected_sensors and (e.start - start).total_seconds() - 3600 <= d.t_s <= (e.end - start).total_seconds():
+            if (
+                f"wq-{d.station_id}" in e.affected_sensors
+                and (e.start - start).total_seconds() - 3600 <= d.t_s <= (e.end - start).total_seconds()
+            ):
                 return True
         return False
 
@@ -224,9 +238,16 @@ def look(city: City, data: dict[str, History], first: Detection, observe_h: floa
         if true_h is not None:
             errors.append(abs(a.arrival_s - (t0 + true_h * 3600)) / (true_h * 3600))
             arrivals[a.target_id] = ((a.arrival_s - t0) / 3600, true_h)
-    return Look(ids.index(e.source_id) + 1 if e.source_id in ids else None, ids[0] if ids else None,
-                traced.suspects[0].probability if traced.suspects else None, min(errors) if errors else None, ms,
-                traced.suspects[0].explanation if traced.suspects else "", ids, arrivals)
+    return Look(
+        ids.index(e.source_id) + 1 if e.source_id in ids else None,
+        ids[0] if ids else None,
+        traced.suspects[0].probability if traced.suspects else None,
+        min(errors) if errors else None,
+        ms,
+        traced.suspects[0].explanation if traced.suspects else "",
+        ids,
+        arrivals,
+    )
 
 
 def summarise_tracing(results: list[RunSummary]) -> pd.DataFrame:
@@ -240,14 +261,19 @@ def summarise_tracing(results: list[RunSummary]) -> pd.DataFrame:
         looks = [e.looks[h] for e in events if h in e.looks]
         wrong = [x.top1_probability for x in looks if x.rank_of_truth != 1 and x.top1_probability is not None]
         errors = [x.arrival_error for x in looks if x.arrival_error is not None]
-        rows.append({"after": f"{h * 60:.0f} min" if h < 1 else f"{h:g} h", "events": len(looks),
-                     "top-1": np.mean([x.rank_of_truth == 1 for x in looks]),
-                     "top-3": np.mean([x.rank_of_truth is not None and x.rank_of_truth <= 3 for x in looks]),
-                     "mean p top-1": np.mean([x.top1_probability or 0.0 for x in looks]),  # beside top-1: calibration
-                     "wrong at p≥0.8": sum(p >= 0.8 for p in wrong) / len(looks),
-                     "p of wrong (median)": np.median(wrong) if wrong else np.nan,
-                     "arrival error": np.median(errors) if errors else np.nan,
-                     "arrival error p90": np.percentile(errors, 90) if errors else np.nan})
+        rows.append(
+            {
+                "after": f"{h * 60:.0f} min" if h < 1 else f"{h:g} h",
+                "events": len(looks),
+                "top-1": np.mean([x.rank_of_truth == 1 for x in looks]),
+                "top-3": np.mean([x.rank_of_truth is not None and x.rank_of_truth <= 3 for x in looks]),
+                "mean p top-1": np.mean([x.top1_probability or 0.0 for x in looks]),  # beside top-1: calibration
+                "wrong at p≥0.8": sum(p >= 0.8 for p in wrong) / len(looks),
+                "p of wrong (median)": np.median(wrong) if wrong else np.nan,
+                "arrival error": np.median(errors) if errors else np.nan,
+                "arrival error p90": np.percentile(errors, 90) if errors else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -261,7 +287,10 @@ def fault_scores(rec: Recording, findings: dict[str, list[Finding]]) -> dict[str
         if kind not in ("spike", "stuck", "drift") or station not in findings:
             continue
         t0, t1 = (e.start - start).total_seconds(), (e.end - start).total_seconds()
-        hit = any(f.kind == "fault" and f.fault == kind and f.start_s <= t1 + 3600 and f.end_s >= t0 - 3600 for f in findings[station])
+        hit = any(
+            f.kind == "fault" and f.fault == kind and f.start_s <= t1 + 3600 and f.end_s >= t0 - 3600
+            for f in findings[station]
+        )
         tally = scores.setdefault(kind, [0, 0])
         tally[0] += hit
         tally[1] += 1
@@ -274,16 +303,31 @@ def false_spike_labels(rec: Recording, findings: dict[str, list[Finding]]) -> in
     injected: dict[tuple[str, str], list[float]] = {}
     for e in rec.truth.of_type("fault"):
         if e.details.get("fault") == "spike" and e.affected_sensors:
-            injected.setdefault((e.affected_sensors[0].removeprefix("wq-"), e.details.get("parameter")), []).append((e.start - start).total_seconds())
-    return sum(1 for station, found in findings.items() for f in found if f.fault == "spike"
-               and not any(abs(f.start_s - t) <= step_s for t in injected.get((station, f.parameter), [])))
+            injected.setdefault((e.affected_sensors[0].removeprefix("wq-"), e.details.get("parameter")), []).append(
+                (e.start - start).total_seconds()
+            )
+    return sum(
+        1
+        for station, found in findings.items()
+        for f in found
+        if f.fault == "spike"
+        and not any(abs(f.start_s - t) <= step_s for t in injected.get((station, f.parameter), []))
+    )
 
 
 def false_drift_labels(rec: Recording, findings: dict[str, list[Finding]]) -> int:
     """Drift findings on a (station, parameter) with no injected drift (an injected one stays until recalibration)."""
-    drifted = {(e.affected_sensors[0].removeprefix("wq-"), e.details.get("parameter"))
-               for e in rec.truth.of_type("fault") if e.details.get("fault") == "drift" and e.affected_sensors}
-    return sum(1 for station, found in findings.items() for f in found if f.fault == "drift" and (station, f.parameter) not in drifted)
+    drifted = {
+        (e.affected_sensors[0].removeprefix("wq-"), e.details.get("parameter"))
+        for e in rec.truth.of_type("fault")
+        if e.details.get("fault") == "drift" and e.affected_sensors
+    }
+    return sum(
+        1
+        for station, found in findings.items()
+        for f in found
+        if f.fault == "drift" and (station, f.parameter) not in drifted
+    )
 
 
 def random_release_scenario(city: City, seed: int, duration_h: float = 36.0) -> Scenario:
@@ -291,20 +335,35 @@ def random_release_scenario(city: City, seed: int, duration_h: float = 36.0) -> 
     rng = np.random.default_rng([seed, 5])
     kind = ("release", "oil_spill", "do_sag")[seed % 3]
     event = random_release_event(city, rng, duration_h, kind)
-    return Scenario(name=f"release-{seed}", start=base.start + timedelta(days=int(rng.integers(0, 300))), duration_s=duration_h * 3600,
-                    feeds=("water",), steps_s=base.steps_s, faults=base.faults, events=(event,), seed=seed,
-                    flow_factor=float(rng.uniform(0.85, 1.15)))  # the river is not exactly as the model says
+    return Scenario(
+        name=f"release-{seed}",
+        start=base.start + timedelta(days=int(rng.integers(0, 300))),
+        duration_s=duration_h * 3600,
+        feeds=("water",),
+        steps_s=base.steps_s,
+        faults=base.faults,
+        events=(event,),
+        seed=seed,
+        flow_factor=float(rng.uniform(0.85, 1.15)),
+    )  # the river is not exactly as the model says
 
 
-def evaluate(city: City, runs: int, seed: int, progress=None, observe_h: float = 1.0, weeks: int = 3) -> list[RunSummary]:
+def evaluate(
+    city: City, runs: int, seed: int, progress=None, observe_h: float = 1.0, weeks: int = 3
+) -> list[RunSummary]:
     """Seed scenarios, the quiet week and ``weeks`` more quiet weeks with other seeds (drift needs days
     of history to be told from the river's wander, so only week-long runs measure it), and ``runs``
     random releases."""
     quiet = load_scenario("quiet_week", city=city)
-    plans = [("ruxi_oil_spill", lambda: load_scenario("ruxi_oil_spill", city=city)),
-             ("puhe_do_sag", lambda: load_scenario("puhe_do_sag", city=city)),
-             ("quiet_week", lambda: quiet)]
-    plans += [(f"quiet_week-{quiet.seed + w}", lambda w=w: replace(quiet, seed=quiet.seed + w, feeds=("water",))) for w in range(1, weeks + 1)]
+    plans = [
+        ("ruxi_oil_spill", lambda: load_scenario("ruxi_oil_spill", city=city)),
+        ("puhe_do_sag", lambda: load_scenario("puhe_do_sag", city=city)),
+        ("quiet_week", lambda: quiet),
+    ]
+    plans += [
+        (f"quiet_week-{quiet.seed + w}", lambda w=w: replace(quiet, seed=quiet.seed + w, feeds=("water",)))
+        for w in range(1, weeks + 1)
+    ]
     plans += [(f"random-{seed + i}", (lambda s=seed + i: random_release_scenario(city, s))) for i in range(runs)]
     out = []
     for name, make in plans:
@@ -316,9 +375,11 @@ def evaluate(city: City, runs: int, seed: int, progress=None, observe_h: float =
 
 def summarise(results: list[RunSummary]) -> pd.DataFrame:
     rows = []
-    groups = {"seed scenarios": [r for r in results if r.name in ("ruxi_oil_spill", "puhe_do_sag")],
-              "random releases": [r for r in results if r.name.startswith("random-")],
-              "quiet weeks": [r for r in results if r.name.startswith("quiet_week")]}
+    groups = {
+        "seed scenarios": [r for r in results if r.name in ("ruxi_oil_spill", "puhe_do_sag")],
+        "random releases": [r for r in results if r.name.startswith("random-")],
+        "quiet weeks": [r for r in results if r.name.startswith("quiet_week")],
+    }
     for group, runs in groups.items():
         events = [e for r in runs for e in r.events if e.observable]
         detected = [e for e in events if e.detected]
@@ -327,20 +388,36 @@ def summarise(results: list[RunSummary]) -> pd.DataFrame:
         arrival = [e.arrival_error for e in detected if e.arrival_error is not None]
         ms = [e.compute_ms for e in detected if e.compute_ms is not None]
         sensor_days = sum(r.sensor_days for r in runs)
-        rows.append({
-            "runs": group, "events": len(events), "unobservable": sum(not e.observable for r in runs for e in r.events),
-            "recall": len(detected) / len(events) if events else np.nan,
-            "false alarms / sensor-day": sum(r.false_alarms for r in runs) / sensor_days if sensor_days else np.nan,
-            "delay median min": np.median(delays) if delays else np.nan, "delay p95 min": np.percentile(delays, 95) if delays else np.nan,
-            "top-1": np.mean([r == 1 for r in ranks]) if ranks else np.nan,
-            "top-3": np.mean([r is not None and r <= 3 for r in ranks]) if ranks else np.nan,
-            "arrival error median": np.median(arrival) if arrival else np.nan,
-            "trace ms median": np.median(ms) if ms else np.nan, "trace ms p95": np.percentile(ms, 95) if ms else np.nan,
-            **{f"{kind} faults labelled": (sum(r.faults.get(kind, (0, 0))[0] for r in runs) / n if (n := sum(r.faults.get(kind, (0, 0))[1] for r in runs)) else np.nan)
-               for kind in ("spike", "stuck", "drift")},
-            "false drift labels / sensor-week": sum(r.false_drift for r in runs) / sensor_days * 7 if sensor_days else np.nan,
-            "false spike labels / sensor-week": sum(r.false_spikes for r in runs) / sensor_days * 7 if sensor_days else np.nan,
-        })
+        rows.append(
+            {
+                "runs": group,
+                "events": len(events),
+                "unobservable": sum(not e.observable for r in runs for e in r.events),
+                "recall": len(detected) / len(events) if events else np.nan,
+                "false alarms / sensor-day": sum(r.false_alarms for r in runs) / sensor_days if sensor_days else np.nan,
+                "delay median min": np.median(delays) if delays else np.nan,
+                "delay p95 min": np.percentile(delays, 95) if delays else np.nan,
+                "top-1": np.mean([r == 1 for r in ranks]) if ranks else np.nan,
+                "top-3": np.mean([r is not None and r <= 3 for r in ranks]) if ranks else np.nan,
+                "arrival error median": np.median(arrival) if arrival else np.nan,
+                "trace ms median": np.median(ms) if ms else np.nan,
+                "trace ms p95": np.percentile(ms, 95) if ms else np.nan,
+                **{
+                    f"{kind} faults labelled": (
+                        sum(r.faults.get(kind, (0, 0))[0] for r in runs) / n
+                        if (n := sum(r.faults.get(kind, (0, 0))[1] for r in runs))
+                        else np.nan
+                    )
+                    for kind in ("spike", "stuck", "drift")
+                },
+                "false drift labels / sensor-week": sum(r.false_drift for r in runs) / sensor_days * 7
+                if sensor_days
+                else np.nan,
+                "false spike labels / sensor-week": sum(r.false_spikes for r in runs) / sensor_days * 7
+                if sensor_days
+                else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -351,10 +428,14 @@ def seed_checks(results: list[RunSummary], city: City) -> list[str]:
         for e in r.events:
             if r.name == "ruxi_oil_spill":
                 predicted, true = e.arrivals.get("ruxi-intake", (float("nan"), float("nan")))
-                lines.append(f"ruxi_oil_spill: top-1 {e.top1} (truth ruxi-food-factory) {'OK' if e.top1 == 'ruxi-food-factory' else 'MISS'}; "
-                             f"intake arrival predicted {predicted:.2f} h after release vs simulated {true:.2f} h "
-                             f"({abs(predicted - true) / true:.1%} error) {'OK' if abs(predicted - true) / true <= 0.1 else 'MISS'}")
+                lines.append(
+                    f"ruxi_oil_spill: top-1 {e.top1} (truth ruxi-food-factory) {'OK' if e.top1 == 'ruxi-food-factory' else 'MISS'}; "
+                    f"intake arrival predicted {predicted:.2f} h after release vs simulated {true:.2f} h "
+                    f"({abs(predicted - true) / true:.1%} error) {'OK' if abs(predicted - true) / true <= 0.1 else 'MISS'}"
+                )
             if r.name == "puhe_do_sag":
-                lines.append(f"puhe_do_sag: ranking {e.ranking[:3]}; "
-                             f"{'OK' if e.ranking[:2] == ['puhe-sewage-gunan', 'puhe-sewage-sanjiao'] else 'MISS'} (truth: gunan, then sanjiao)")
+                lines.append(
+                    f"puhe_do_sag: ranking {e.ranking[:3]}; "
+                    f"{'OK' if e.ranking[:2] == ['puhe-sewage-gunan', 'puhe-sewage-sanjiao'] else 'MISS'} (truth: gunan, then sanjiao)"
+                )
     return lines

@@ -10,23 +10,23 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FaultRates:
-    spike_prob: float = 0.0005             # per sample and parameter
+    spike_prob: float = 0.0005  # per sample and parameter
     stuck_per_sensor_week: float = 0.1
     drift_per_sensor_week: float = 0.05
     dropout_per_sensor_week: float = 0.3
-    late_fraction: float = 0.002           # of messages
+    late_fraction: float = 0.002  # of messages
     late_max_s: float = 1800
     duplicate_fraction: float = 0.002
-    malformed: int = 0                     # count of corrupted payloads
+    malformed: int = 0  # count of corrupted payloads
 
 
 @dataclass(frozen=True)
 class FaultRecord:
-    kind: str          # spike | stuck | drift | dropout | late | duplicate | malformed
+    kind: str  # spike | stuck | drift | dropout | late | duplicate | malformed
     sensor_index: int
     parameter: str | None
     start_index: int
-    end_index: int     # inclusive
+    end_index: int  # inclusive
 
 
 def _episodes(rng, n_sensors: int, n_steps: int, per_sensor_week: float, step_s: float, min_len: int, max_len: int):
@@ -39,7 +39,11 @@ def _episodes(rng, n_sensors: int, n_steps: int, per_sensor_week: float, step_s:
 
 
 def apply_array_faults(
-    values: dict[str, np.ndarray], rates: FaultRates, step_s: float, rng: np.random.Generator, spike_scale: dict[str, float]
+    values: dict[str, np.ndarray],
+    rates: FaultRates,
+    step_s: float,
+    rng: np.random.Generator,
+    spike_scale: dict[str, float],
 ) -> tuple[np.ndarray, list[FaultRecord]]:
     """Corrupt ``values`` (param -> (T, S)) in place; returns the dropout mask (T, S) and the records."""
     params = list(values)

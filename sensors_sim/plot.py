@@ -20,7 +20,13 @@ PANELS = [  # (kind, parameter, y label, how many sensors at most)
     ("crowd", "count", "persons present", 6),
     ("camera", "oil_area", "oil sheen area (m²)", 6),
 ]
-EVENT_COLOURS = {"release": "tab:red", "oil_spill": "black", "do_sag": "tab:purple", "storm": "tab:blue", "crowd_surge": "tab:orange"}
+EVENT_COLOURS = {
+    "release": "tab:red",
+    "oil_spill": "black",
+    "do_sag": "tab:purple",
+    "storm": "tab:blue",
+    "crowd_surge": "tab:orange",
+}
 
 
 def _interesting(frame: pd.DataFrame, truth_sensors: set[str], limit: int) -> list[str]:
@@ -40,15 +46,33 @@ def plot_recording(recording: Recording, path: Path) -> Path:
         rows = frame[(frame["kind"] == kind) & (frame["parameter"] == parameter)]
         for sensor in _interesting(rows, truth_sensors, n):
             series = rows[rows["sensor_id"] == sensor].sort_values("ts_ms")
-            ax.plot(pd.to_datetime(series["ts_ms"], unit="ms"), series["value"], lw=0.9, marker="." if kind == "camera" else None,
-                    ls="" if kind == "camera" else "-", label=sensor)
+            ax.plot(
+                pd.to_datetime(series["ts_ms"], unit="ms"),
+                series["value"],
+                lw=0.9,
+                marker="." if kind == "camera" else None,
+                ls="" if kind == "camera" else "-",
+                label=sensor,
+            )
         for e in events:
-            ax.axvspan(pd.Timestamp(e.start).tz_convert(None), pd.Timestamp(e.end).tz_convert(None), color=EVENT_COLOURS.get(e.type, "grey"), alpha=0.12)
+            ax.axvspan(
+                pd.Timestamp(e.start).tz_convert(None),
+                pd.Timestamp(e.end).tz_convert(None),
+                color=EVENT_COLOURS.get(e.type, "grey"),
+                alpha=0.12,
+            )
             if e.expected_detection is not None:
-                ax.axvline(pd.Timestamp(e.expected_detection).tz_convert(None), color=EVENT_COLOURS.get(e.type, "grey"), ls="--", lw=0.8)
+                ax.axvline(
+                    pd.Timestamp(e.expected_detection).tz_convert(None),
+                    color=EVENT_COLOURS.get(e.type, "grey"),
+                    ls="--",
+                    lw=0.8,
+                )
         ax.set_ylabel(label)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
-    title = f"{recording.truth.scenario} (seed {recording.truth.seed}): " + (", ".join(f"{e.type} {e.source_id or ''}".strip() for e in events) or "no events")
+    title = f"{recording.truth.scenario} (seed {recording.truth.seed}): " + (
+        ", ".join(f"{e.type} {e.source_id or ''}".strip() for e in events) or "no events"
+    )
     axes[0, 0].set_title(title + "  — shaded: events, dashed: expected detection (UTC)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

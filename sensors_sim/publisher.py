@@ -21,7 +21,9 @@ def reading_messages(readings: Iterable[Reading], root: str) -> Iterable[tuple[s
         yield mqtt_topic(root, r.district, r.kind, r.sensor_id), r.to_json()
 
 
-def publish(messages: Iterable[tuple[str, bytes]], settings: MqttSettings, qos: int | None = None, timeout_s: float = 60) -> int:
+def publish(
+    messages: Iterable[tuple[str, bytes]], settings: MqttSettings, qos: int | None = None, timeout_s: float = 60
+) -> int:
     """Publish (topic, payload) pairs as fast as possible; returns how many the broker acknowledged."""
     return publish_timed(((0, t, p) for t, p in messages), settings, speed=None, qos=qos, timeout_s=timeout_s)
 
@@ -75,8 +77,9 @@ def publish_timed(
         client.loop_stop()
 
 
-async def _produce(messages: Iterable[Message], bootstrap: str, on_sent: Callable[[int], None] | None,
-                   per_record: int = 100) -> int:
+async def _produce(
+    messages: Iterable[Message], bootstrap: str, on_sent: Callable[[int], None] | None, per_record: int = 100
+) -> int:
     from aiokafka import AIOKafkaProducer
 
     from pipeline.schemas import Kind, encode_batch
@@ -85,7 +88,9 @@ async def _produce(messages: Iterable[Message], bootstrap: str, on_sent: Callabl
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks=1)
     await producer.start()
     count = 0
-    pending: dict[tuple[str, int], list[bytes]] = {}  # batch records as the bridge makes them, ``per_record`` readings each
+    pending: dict[
+        tuple[str, int], list[bytes]
+    ] = {}  # batch records as the bridge makes them, ``per_record`` readings each
     partitions: dict[str, int] = {}
     try:
         for _, topic, payload in messages:
@@ -111,7 +116,9 @@ async def _produce(messages: Iterable[Message], bootstrap: str, on_sent: Callabl
     return count
 
 
-def produce_to_kafka(messages: Iterable[Message], settings: Settings, on_sent: Callable[[int], None] | None = None) -> int:
+def produce_to_kafka(
+    messages: Iterable[Message], settings: Settings, on_sent: Callable[[int], None] | None = None
+) -> int:
     """Readings straight into ``readings.<kind>`` as batch records (no MQTT, no bridge): for benchmarks
     and replays. Unvalidated: the agents expect what the bridge forwards."""
     return asyncio.run(_produce(messages, settings.kafka.bootstrap, on_sent))

@@ -39,7 +39,9 @@ class StormCell:
         return self.x_km + self.vx_kmh * age_h, self.y_km + self.vy_kmh * age_h
 
 
-def showers(hours: int, n_gauges: int, rng: np.random.Generator, p_start: float = 0.03, p_stop: float = 0.25) -> np.ndarray:
+def showers(
+    hours: int, n_gauges: int, rng: np.random.Generator, p_start: float = 0.03, p_stop: float = 0.25
+) -> np.ndarray:
     """Hourly light-rain rates (hours, G): a wet/dry Markov chain over the field, patchy in space."""
     wet = np.zeros(hours, dtype=bool)
     draws = rng.random(hours)

@@ -21,8 +21,21 @@ import pandas as pd
 from pipeline.topics import mqtt_topic
 from sensors_sim.truth import GroundTruth
 
-COLUMNS = ["msg", "send_ms", "ts_ms", "kind", "sensor_id", "site", "district", "parameter", "value", "unit",
-           "detection", "confidence", "malformed"]
+COLUMNS = [
+    "msg",
+    "send_ms",
+    "ts_ms",
+    "kind",
+    "sensor_id",
+    "site",
+    "district",
+    "parameter",
+    "value",
+    "unit",
+    "detection",
+    "confidence",
+    "malformed",
+]
 
 
 @dataclass
@@ -52,7 +65,12 @@ def save(recording: Recording, path: Path) -> Path:
     elif path.suffix == ".jsonl":
         with open(path, "wb") as f:
             for send_ms, topic, payload in messages(recording.frame, "yuflow"):
-                f.write(orjson.dumps({"send_ms": send_ms, "topic": topic, "payload": payload.decode(errors="backslashreplace")}) + b"\n")
+                f.write(
+                    orjson.dumps(
+                        {"send_ms": send_ms, "topic": topic, "payload": payload.decode(errors="backslashreplace")}
+                    )
+                    + b"\n"
+                )
     else:
         raise ValueError(f"unknown recording format {path.suffix!r}: use .parquet or .jsonl")
     truth_path(path).write_text(recording.truth.model_dump_json(indent=1))
@@ -80,7 +98,10 @@ def messages(frame: pd.DataFrame, topic_root: str, shift_ms: int = 0) -> Iterato
     ends = np.concatenate([starts[1:], [len(msg)]])
     send = frame["send_ms"].to_numpy() + shift_ms
     iso = _iso_ms(frame["ts_ms"].to_numpy()[starts] + shift_ms)
-    cols = {c: frame[c].astype(str).to_numpy() for c in ("kind", "sensor_id", "site", "district", "parameter", "unit", "detection")}
+    cols = {
+        c: frame[c].astype(str).to_numpy()
+        for c in ("kind", "sensor_id", "site", "district", "parameter", "unit", "detection")
+    }
     value = frame["value"].to_numpy()
     confidence = frame["confidence"].to_numpy()
     malformed = frame["malformed"].to_numpy()

@@ -51,7 +51,9 @@ class Scenario:
 
 def scenario_names() -> dict[str, str]:
     raw = _raw()
-    return {name: s.get("description", "") for name, s in raw["scenarios"].items()} | {"random": "events of every type, drawn from --seed"}
+    return {name: s.get("description", "") for name, s in raw["scenarios"].items()} | {
+        "random": "events of every type, drawn from --seed"
+    }
 
 
 def _raw() -> dict:
@@ -59,7 +61,9 @@ def _raw() -> dict:
         return tomllib.load(f)
 
 
-def load_scenario(name: str, seed: int | None = None, duration_h: float | None = None, city: City | None = None, scale: int = 1) -> Scenario:
+def load_scenario(
+    name: str, seed: int | None = None, duration_h: float | None = None, city: City | None = None, scale: int = 1
+) -> Scenario:
     """A named scenario from config (``random`` draws one from the seed; it needs the city)."""
     raw = _raw()
     defaults = raw["defaults"]
@@ -111,15 +115,26 @@ def random_release_event(city: City, rng: np.random.Generator, duration_h: float
     at_h = float(rng.uniform(0.1, 0.4) * duration_h)
     if kind == "do_sag":  # a plant under-treating for days: NH3-N and COD up, DO down
         nh3n_mg_l, cod_mg_l = float(rng.uniform(0.8, 3.0)), float(rng.uniform(5, 20))
-        return {"type": "do_sag", "source": source.id, "at_h": at_h, "duration_h": float(rng.uniform(0.3, 0.5) * duration_h),
-                "loads_kg_h": {"nh3n": nh3n_mg_l * q_m3s * 3.6, "cod": cod_mg_l * q_m3s * 3.6}}
+        return {
+            "type": "do_sag",
+            "source": source.id,
+            "at_h": at_h,
+            "duration_h": float(rng.uniform(0.3, 0.5) * duration_h),
+            "loads_kg_h": {"nh3n": nh3n_mg_l * q_m3s * 3.6, "cod": cod_mg_l * q_m3s * 3.6},
+        }
     duration_min = float(rng.uniform(15, 90)) if kind == "oil_spill" else float(rng.uniform(10, 120))
     mix = profile(source)
     if kind == "oil_spill":  # oil, with whatever else the source's effluent carries in its usual proportion
         oil_kg = float(rng.uniform(1, 10)) * q_m3s * duration_min * 60 / 1000
         loads = {p: oil_kg * share / mix["oil"] * float(rng.lognormal(0, 0.3)) for p, share in mix.items()}
-        return {"type": "oil_spill", "source": source.id, "at_h": at_h, "duration_min": duration_min,
-                "loads_kg": loads, "area_m2": float(rng.uniform(100, 800))}
+        return {
+            "type": "oil_spill",
+            "source": source.id,
+            "at_h": at_h,
+            "duration_min": duration_min,
+            "loads_kg": loads,
+            "area_m2": float(rng.uniform(100, 800)),
+        }
     total_kg = float(rng.uniform(10, 60)) * q_m3s * duration_min * 60 / 1000
     # each release deviates from the inventory's typical mix (lognormal, ~30%)
     loads = {p: total_kg * share * float(rng.lognormal(0, 0.3)) for p, share in mix.items()}
@@ -132,17 +147,43 @@ def random_scenario(city: City, seed: int, duration_h: float = 48.0, scale: int 
     events = [random_release_event(city, rng, duration_h, kind) for kind in ("release", "oil_spill", "do_sag")]
     xs = [g.x_km for g in city.gauges.values()]
     ys = [g.y_km for g in city.gauges.values()]
-    events.append({"type": "storm", "at_h": float(rng.uniform(0.2, 0.6) * duration_h), "duration_h": float(rng.uniform(2, 6)),
-                   "x_km": float(min(xs)), "y_km": float(rng.uniform(min(ys), max(ys))), "vx_kmh": float(rng.uniform(4, 10)),
-                   "vy_kmh": float(rng.uniform(-2, 2)), "peak_mm_h": float(rng.uniform(30, 90)), "radius_km": float(rng.uniform(3, 8))})
+    events.append(
+        {
+            "type": "storm",
+            "at_h": float(rng.uniform(0.2, 0.6) * duration_h),
+            "duration_h": float(rng.uniform(2, 6)),
+            "x_km": float(min(xs)),
+            "y_km": float(rng.uniform(min(ys), max(ys))),
+            "vx_kmh": float(rng.uniform(4, 10)),
+            "vy_kmh": float(rng.uniform(-2, 2)),
+            "peak_mm_h": float(rng.uniform(30, 90)),
+            "radius_km": float(rng.uniform(3, 8)),
+        }
+    )
     zones = list(city.zones)
     for _ in range(2):
-        events.append({"type": "crowd_surge", "zone": zones[int(rng.integers(0, len(zones)))], "peak_h": float(rng.uniform(0.2, 0.9) * duration_h),
-                       "width_min": float(rng.uniform(20, 60)), "extra_density": float(rng.uniform(0.4, 1.2))})
+        events.append(
+            {
+                "type": "crowd_surge",
+                "zone": zones[int(rng.integers(0, len(zones)))],
+                "peak_h": float(rng.uniform(0.2, 0.9) * duration_h),
+                "width_min": float(rng.uniform(20, 60)),
+                "extra_density": float(rng.uniform(0.4, 1.2)),
+            }
+        )
     start = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=int(rng.integers(0, 365)))
-    return Scenario(name="random", start=start, duration_s=duration_h * 3600, feeds=FEEDS, steps_s=dict(raw["defaults"]["steps_s"]),
-                    faults=FaultRates(**raw["defaults"]["faults"]), events=tuple(events), seed=seed,
-                    description=f"random events, seed {seed}", scale=scale)
+    return Scenario(
+        name="random",
+        start=start,
+        duration_s=duration_h * 3600,
+        feeds=FEEDS,
+        steps_s=dict(raw["defaults"]["steps_s"]),
+        faults=FaultRates(**raw["defaults"]["faults"]),
+        events=tuple(events),
+        seed=seed,
+        description=f"random events, seed {seed}",
+        scale=scale,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +211,15 @@ class _Detections:
     detection: list[str] = field(default_factory=list)
     confidence: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, camera_index: int, t_s: np.ndarray, parameter: str, value: np.ndarray, detection: str, confidence: np.ndarray) -> None:
+    def add(
+        self,
+        camera_index: int,
+        t_s: np.ndarray,
+        parameter: str,
+        value: np.ndarray,
+        detection: str,
+        confidence: np.ndarray,
+    ) -> None:
         if len(t_s):
             self.t_s.append(t_s)
             self.camera.append(np.full(len(t_s), camera_index))
@@ -198,7 +247,10 @@ def _tier_rank(tier: str | None) -> int:
 
 
 def simulate(scn: Scenario, city: City) -> Recording:
-    rng = {name: np.random.default_rng([scn.seed, i]) for i, name in enumerate(("water", "rain", "crowd", "camera", "faults", "messages"))}
+    rng = {
+        name: np.random.default_rng([scn.seed, i])
+        for i, name in enumerate(("water", "rain", "crowd", "camera", "faults", "messages"))
+    }
     rules = load_toml("warnings")["tier_from_severity"]
     feeds: list[_Feed] = []
     truth: list[TruthEvent] = []
@@ -213,8 +265,14 @@ def simulate(scn: Scenario, city: City) -> Recording:
     if "water" in scn.feeds or (water_events and "camera" in scn.feeds):
         stations = [s for s in city.stations.values() if not s.treated]
         t_w = np.arange(0, scn.duration_s, scn.steps_s["water"], dtype=float)
-        series = water.baseline(_local_hour(scn, city, t_w), t_w / 86400, len(stations), scn.start.month,
-                                [s.target_class for s in stations], rng["water"])
+        series = water.baseline(
+            _local_hour(scn, city, t_w),
+            t_w / 86400,
+            len(stations),
+            scn.start.month,
+            [s.target_class for s in stations],
+            rng["water"],
+        )
         clean = {p: a.copy() for p, a in series.clean.items()}
         limits = [class_limits(load_toml("gb3838"), s.target_class) for s in stations]
         points = [s.point for s in stations]
@@ -231,13 +289,41 @@ def simulate(scn: Scenario, city: City) -> Recording:
             plume = water.release(network, source.point, points, t_w, start_s, duration_s, loads, DECAY_PER_DAY)
             before = {p: clean[p].copy() for p in ("do", *loads)}
             water.apply(clean, plume)
-            truth.append(_water_truth(scn, city, network, event, n, source, stations, plume, before, clean, limits, t_w, start_s, duration_s, rules))
+            truth.append(
+                _water_truth(
+                    scn,
+                    city,
+                    network,
+                    event,
+                    n,
+                    source,
+                    stations,
+                    plume,
+                    before,
+                    clean,
+                    limits,
+                    t_w,
+                    start_s,
+                    duration_s,
+                    rules,
+                )
+            )
             if event["type"] == "oil_spill" and "camera" in scn.feeds:
-                _oil_detections(scn, city, network, cams, camera_index, event, source, t_cam, start_s, duration_s, rng["camera"])
+                _oil_detections(
+                    scn, city, network, cams, camera_index, event, source, t_cam, start_s, duration_s, rng["camera"]
+                )
         if "water" in scn.feeds:
             values = {p: clean[p] + series.noise[p] for p in water.PARAMS}
-            feeds.append(_Feed("water", [water_sensor_id(s.id) for s in stations], [s.id for s in stations],
-                               [s.district for s in stations], t_w, values))
+            feeds.append(
+                _Feed(
+                    "water",
+                    [water_sensor_id(s.id) for s in stations],
+                    [s.id for s in stations],
+                    [s.district for s in stations],
+                    t_w,
+                    values,
+                )
+            )
 
     # --- rain --------------------------------------------------------------------------------
     storms = [e for e in scn.events if e["type"] == "storm"]
@@ -247,8 +333,19 @@ def simulate(scn: Scenario, city: City) -> Recording:
         t_r = np.arange(step, scn.duration_s + step, step, dtype=float)  # interval ends
         x = np.array([g.x_km for g in gauges])
         y = np.array([g.y_km for g in gauges])
-        cells = [rain.StormCell(e["at_h"] * 3600, e["duration_h"] * 3600, e["x_km"], e["y_km"], e["vx_kmh"], e["vy_kmh"],
-                                e["peak_mm_h"], e["radius_km"]) for e in storms]
+        cells = [
+            rain.StormCell(
+                e["at_h"] * 3600,
+                e["duration_h"] * 3600,
+                e["x_km"],
+                e["y_km"],
+                e["vx_kmh"],
+                e["vy_kmh"],
+                e["peak_mm_h"],
+                e["radius_km"],
+            )
+            for e in storms
+        ]
         hours = int(np.ceil(scn.duration_s / 3600)) + 1
         showers = rain.showers(hours, len(gauges), rng["rain"])
         amounts = rain.amounts_mm(t_r, step, x, y, cells, showers)
@@ -256,8 +353,16 @@ def simulate(scn: Scenario, city: City) -> Recording:
             truth.append(_storm_truth(scn, gauges, storms, cells, amounts, t_r, step))
         if "rain" in scn.feeds:
             measured = np.round(amounts / 0.1) * 0.1  # tipping bucket: 0.1 mm resolution
-            feeds.append(_Feed("rain", [g.id for g in gauges], [g.id for g in gauges], [g.district for g in gauges], t_r,
-                               {"rain": measured, "interval_s": np.full_like(measured, step)}))
+            feeds.append(
+                _Feed(
+                    "rain",
+                    [g.id for g in gauges],
+                    [g.id for g in gauges],
+                    [g.district for g in gauges],
+                    t_r,
+                    {"rain": measured, "interval_s": np.full_like(measured, step)},
+                )
+            )
         if "camera" in scn.feeds and storms:
             _flood_detections(scn, city, cams, camera_index, cells, showers, t_cam, rng["camera"])
 
@@ -271,19 +376,39 @@ def simulate(scn: Scenario, city: City) -> Recording:
         counts = np.round(persons * (1 + r.normal(0, 0.02, persons.shape)))
         inflow, outflow = crowd.flows_per_min(persons, step)
         if "crowd" in scn.feeds:
-            feeds.append(_Feed("crowd", [counter_sensor_id(z.id) for z in zones], [z.id for z in zones], [z.district for z in zones], t_c,
-                               {"count": counts, "flow_in": np.round(inflow, 1), "flow_out": np.round(outflow, 1)}))
+            feeds.append(
+                _Feed(
+                    "crowd",
+                    [counter_sensor_id(z.id) for z in zones],
+                    [z.id for z in zones],
+                    [z.district for z in zones],
+                    t_c,
+                    {"count": counts, "flow_in": np.round(inflow, 1), "flow_out": np.round(outflow, 1)},
+                )
+            )
         if "camera" in scn.feeds and step == cam_step:
             for j, z in enumerate(zones):
                 for cam in (c for c in city.cameras.values() if c.target == "zone" and c.site == z.id):
                     seen = np.round(persons[:, j] * (1 + r.normal(0, 0.05, len(t_c))))
-                    cams.add(camera_index[cam.id], t_c, "person_count", seen, "crowd", np.round(r.uniform(0.85, 0.97, len(t_c)), 3))
+                    cams.add(
+                        camera_index[cam.id],
+                        t_c,
+                        "person_count",
+                        seen,
+                        "crowd",
+                        np.round(r.uniform(0.85, 0.97, len(t_c)), 3),
+                    )
 
     # --- faults on the arrays ------------------------------------------------------------------
     specs = load_toml("parameters")
     for feed in feeds:
-        feed.dropped, records = apply_array_faults(feed.values, scn.faults, float(feed.t_s[1] - feed.t_s[0]) if len(feed.t_s) > 1 else 60.0,
-                                                   np.random.default_rng([scn.seed, 7, FEEDS.index(feed.kind)]), SPIKE_SCALE)
+        feed.dropped, records = apply_array_faults(
+            feed.values,
+            scn.faults,
+            float(feed.t_s[1] - feed.t_s[0]) if len(feed.t_s) > 1 else 60.0,
+            np.random.default_rng([scn.seed, 7, FEEDS.index(feed.kind)]),
+            SPIKE_SCALE,
+        )
         for p, v in feed.values.items():
             np.clip(v, specs[feed.kind][p]["min"], specs[feed.kind][p]["max"], out=v)
         truth += _fault_truth(scn, feed, records)
@@ -293,13 +418,22 @@ def simulate(scn: Scenario, city: City) -> Recording:
 
     frame = _flatten(scn, feeds, cams, camera_ids, city, specs, rng["messages"], truth)
     end = scn.start + timedelta(seconds=scn.duration_s)
-    gt = GroundTruth(scenario=scn.name, seed=scn.seed, scale=scn.scale, start=scn.start, end=end,
-                     steps_s=dict(scn.steps_s), events=truth)
+    gt = GroundTruth(
+        scenario=scn.name,
+        seed=scn.seed,
+        scale=scn.scale,
+        start=scn.start,
+        end=end,
+        steps_s=dict(scn.steps_s),
+        events=truth,
+    )
     return Recording(frame=frame, truth=gt)
 
 
 # ---------------------------------------------------------------------------------------------
-def _water_truth(scn, city, network, event, n, source, stations, plume, before, clean, limits, t_w, start_s, duration_s, rules) -> TruthEvent:
+def _water_truth(
+    scn, city, network, event, n, source, stations, plume, before, clean, limits, t_w, start_s, duration_s, rules
+) -> TruthEvent:
     """Stations the release reaches, when the clean signal first breaks a limit, and how far."""
     affected, first_cross, worst = [], None, 0.0
     arrivals, peaks = {}, {}
@@ -307,7 +441,9 @@ def _water_truth(scn, city, network, event, n, source, stations, plume, before, 
     for j, station in enumerate(stations):
         if np.isnan(plume.travel_s[j]):
             continue
-        added_peak = max(float(np.max(np.abs(clean[p][:, j] - before[p][:, j]))) / max(water.NOISE[p], 1e-9) for p in watched)
+        added_peak = max(
+            float(np.max(np.abs(clean[p][:, j] - before[p][:, j]))) / max(water.NOISE[p], 1e-9) for p in watched
+        )
         if added_peak < 3:  # below three noise sd: the station cannot see it
             continue
         affected.append(water_sensor_id(station.id))
@@ -339,9 +475,17 @@ def _water_truth(scn, city, network, event, n, source, stations, plume, before, 
         affected_sensors=affected,
         expected_detection=None if first_cross is None else _iso(scn, first_cross),
         expected_tier=tier_from_severity(worst, rules) if first_cross is not None else None,
-        details={"source_type": source.type, "source_point": list(source.point), "pollutants": sorted(plume.added), "flow_factor": scn.flow_factor,
-                 "release_duration_s": duration_s, "arrival_h": arrivals, "peak_mg_l": peaks, "intake_arrival_h": intakes,
-                 **({"area_m2": event["area_m2"]} if "area_m2" in event else {})},
+        details={
+            "source_type": source.type,
+            "source_point": list(source.point),
+            "pollutants": sorted(plume.added),
+            "flow_factor": scn.flow_factor,
+            "release_duration_s": duration_s,
+            "arrival_h": arrivals,
+            "peak_mg_l": peaks,
+            "intake_arrival_h": intakes,
+            **({"area_m2": event["area_m2"]} if "area_m2" in event else {}),
+        },
     )
 
 
@@ -357,8 +501,20 @@ def _oil_detections(scn, city, network, cams, camera_index, event, source, t_cam
         tau = network.travel_time_s(source.point, station.point)
         if tau is None:
             continue
-        sigma = float(dispersion_sigma_s(tau, network.distance_km(source.point, station.point), network.dispersion_m2s(station.point)))
-        oil = plume_mg_l(t_cam - start_s, tau, sigma, duration_s, event["loads_kg"]["oil"], network.discharge_m3s(station.point), DECAY_PER_DAY["oil"])
+        sigma = float(
+            dispersion_sigma_s(
+                tau, network.distance_km(source.point, station.point), network.dispersion_m2s(station.point)
+            )
+        )
+        oil = plume_mg_l(
+            t_cam - start_s,
+            tau,
+            sigma,
+            duration_s,
+            event["loads_kg"]["oil"],
+            network.discharge_m3s(station.point),
+            DECAY_PER_DAY["oil"],
+        )
         sightings.append((tau, cam, oil))
     if not sightings:
         return
@@ -388,7 +544,9 @@ def _storm_truth(scn, gauges, storms, cells, amounts, t_r, step) -> TruthEvent:
         reached = acc >= rule["mm"]
         for j in np.flatnonzero(reached.any(axis=0)):
             g = gauges[j]
-            crossing.setdefault(g.id, {})[rule["tier"]] = _iso(scn, float(t_r[int(np.argmax(reached[:, j]))])).isoformat()
+            crossing.setdefault(g.id, {})[rule["tier"]] = _iso(
+                scn, float(t_r[int(np.argmax(reached[:, j]))])
+            ).isoformat()
             if _tier_rank(rule["tier"]) > _tier_rank(gauge_tier.get(g.id)):
                 gauge_tier[g.id] = rule["tier"]
     district_tier: dict[str, str] = {}
@@ -399,12 +557,22 @@ def _storm_truth(scn, gauges, storms, cells, amounts, t_r, step) -> TruthEvent:
     start_s = min(c.start_s for c in cells)
     end_s = min(scn.duration_s, max(c.start_s + c.duration_s for c in cells) + 3600)
     return TruthEvent(
-        id="storm-0", type="storm", start=_iso(scn, start_s), end=_iso(scn, end_s),
-        affected_sensors=sorted(gauge_tier), expected_detection=datetime.fromisoformat(first) if first else None,
+        id="storm-0",
+        type="storm",
+        start=_iso(scn, start_s),
+        end=_iso(scn, end_s),
+        affected_sensors=sorted(gauge_tier),
+        expected_detection=datetime.fromisoformat(first) if first else None,
         expected_tier=max(gauge_tier.values(), key=_tier_rank) if gauge_tier else None,
-        details={"gauge_tier": gauge_tier, "district_tier": district_tier, "crossing": crossing,
-                 "total_mm": {g.id: round(float(amounts[:, j].sum()), 2) for j, g in enumerate(gauges) if g.id in gauge_tier},
-                 "cells": [dict(e) for e in storms]},
+        details={
+            "gauge_tier": gauge_tier,
+            "district_tier": district_tier,
+            "crossing": crossing,
+            "total_mm": {
+                g.id: round(float(amounts[:, j].sum()), 2) for j, g in enumerate(gauges) if g.id in gauge_tier
+            },
+            "cells": [dict(e) for e in storms],
+        },
     )
 
 
@@ -414,13 +582,25 @@ def _flood_detections(scn, city, cams, camera_index, cells, showers, t_cam, r) -
         if cam.target != "road":
             continue
         road = city.roads[cam.site]
-        per_step = rain.amounts_mm(t_cam + (t_cam[1] - t_cam[0]), t_cam[1] - t_cam[0], np.array([road.x_km]), np.array([road.y_km]),
-                                   cells, showers[:, :1])[:, 0]
+        per_step = rain.amounts_mm(
+            t_cam + (t_cam[1] - t_cam[0]),
+            t_cam[1] - t_cam[0],
+            np.array([road.x_km]),
+            np.array([road.y_km]),
+            cells,
+            showers[:, :1],
+        )[:, 0]
         last_hour = _rolling_sum(per_step, int(3600 / (t_cam[1] - t_cam[0])))
         depth = np.clip(last_hour - 25.0, 0, None) * (0.008 if road.low_point else 0.003)
         seen = depth >= 0.05
-        cams.add(camera_index[cam.id], t_cam[seen], "flood_depth", np.round(depth[seen], 3), "road_flooding",
-                 np.round(r.uniform(0.7, 0.95, int(seen.sum())), 3))
+        cams.add(
+            camera_index[cam.id],
+            t_cam[seen],
+            "flood_depth",
+            np.round(depth[seen], 3),
+            "road_flooding",
+            np.round(r.uniform(0.7, 0.95, int(seen.sum())), 3),
+        )
 
 
 def _crowd_present(scn, city, zones, t_c, truth) -> np.ndarray:
@@ -431,8 +611,16 @@ def _crowd_present(scn, city, zones, t_c, truth) -> np.ndarray:
     peaks = np.array([z.peak_persons for z in zones], dtype=float)
     area = np.array([z.area_m2 for z in zones])
     index = {z.id: j for j, z in enumerate(zones)}
-    surges = [crowd.Surge(index[e["zone"]], e["peak_h"] * 3600, e["width_min"] * 60, e["extra_density"] * city.zones[e["zone"]].area_m2)
-              for e in scn.events if e["type"] == "crowd_surge"]
+    surges = [
+        crowd.Surge(
+            index[e["zone"]],
+            e["peak_h"] * 3600,
+            e["width_min"] * 60,
+            e["extra_density"] * city.zones[e["zone"]].area_m2,
+        )
+        for e in scn.events
+        if e["type"] == "crowd_surge"
+    ]
     chosen = np.array([z.id in scn.visitor_zones for z in zones]) if scn.visitor_zones else np.ones(len(zones), bool)
     step_min = (t_c[1] - t_c[0]) / 60
 
@@ -449,26 +637,45 @@ def _crowd_present(scn, city, zones, t_c, truth) -> np.ndarray:
     persons = crowd.present(t_c, hour, peaks, day_factor, surges)
     rules = load_toml("crowd")
     los = rules["level_of_service"]
-    for n, (e, s) in enumerate(zip([e for e in scn.events if e["type"] == "crowd_surge"], surges)):
+    for n, (_, s) in enumerate(zip([e for e in scn.events if e["type"] == "crowd_surge"], surges)):
         # only this surge's window: two surges on one zone must not share a crossing
         window = (t_c >= s.peak_s - 3 * s.width_s) & (t_c <= s.peak_s + 3 * s.width_s)
         density = np.where(window, persons[:, s.zone_index] / area[s.zone_index], 0.0)
         above = density >= rules["congestion_density"]
         peak_density = float(density.max())
         level = next((lvl for lvl, bound in los.items() if peak_density < bound), "F")
-        tier = next((t for t, lvl in sorted(rules["tiers"].items(), key=lambda kv: -_tier_rank(kv[0])) if level >= lvl), None)
+        tier = next(
+            (t for t, lvl in sorted(rules["tiers"].items(), key=lambda kv: -_tier_rank(kv[0])) if level >= lvl), None
+        )
         zone = zones[s.zone_index]
         cams_of_zone = [c.id for c in city.cameras.values() if c.target == "zone" and c.site == zone.id]
-        truth.append(TruthEvent(
-            id=f"crowd_surge-{n}-{zone.id}", type="crowd_surge",
-            start=_iso(scn, max(0.0, s.peak_s - 3 * s.width_s)), end=_iso(scn, min(scn.duration_s, s.peak_s + 3 * s.width_s)),
-            source_id=zone.id, affected_sensors=[counter_sensor_id(zone.id), *cams_of_zone],
-            expected_detection=_iso(scn, float(t_c[int(np.argmax(above))])) if above.any() else None,
-            expected_tier=tier, details={"peak_density": round(peak_density, 3), "level_of_service": level, "area_m2": zone.area_m2}))
+        truth.append(
+            TruthEvent(
+                id=f"crowd_surge-{n}-{zone.id}",
+                type="crowd_surge",
+                start=_iso(scn, max(0.0, s.peak_s - 3 * s.width_s)),
+                end=_iso(scn, min(scn.duration_s, s.peak_s + 3 * s.width_s)),
+                source_id=zone.id,
+                affected_sensors=[counter_sensor_id(zone.id), *cams_of_zone],
+                expected_detection=_iso(scn, float(t_c[int(np.argmax(above))])) if above.any() else None,
+                expected_tier=tier,
+                details={"peak_density": round(peak_density, 3), "level_of_service": level, "area_m2": zone.area_m2},
+            )
+        )
     if scn.visitors_per_day:
-        truth.append(TruthEvent(id="visitors", type="visitors", start=scn.start, end=_iso(scn, scn.duration_s),
-                                details={"visitors": round(visitors(day_factor, surges) / scn.zone_share), "zone_share": scn.zone_share,
-                                         "zones": [z.id for z, c in zip(zones, chosen) if c]}))
+        truth.append(
+            TruthEvent(
+                id="visitors",
+                type="visitors",
+                start=scn.start,
+                end=_iso(scn, scn.duration_s),
+                details={
+                    "visitors": round(visitors(day_factor, surges) / scn.zone_share),
+                    "zone_share": scn.zone_share,
+                    "zones": [z.id for z, c in zip(zones, chosen) if c],
+                },
+            )
+        )
     return persons
 
 
@@ -479,18 +686,39 @@ def _false_oil_detections(scn, city, cams, camera_index, t_cam, r, truth) -> Non
     for cam in oil_cams:
         for k in range(r.poisson(0.3 * weeks)):
             t = float(t_cam[int(r.integers(0, len(t_cam)))])
-            cams.add(camera_index[cam.id], np.array([t]), "oil_area", np.array([round(float(r.uniform(2, 25)), 1)]), "oil_sheen",
-                     np.array([round(float(r.uniform(0.3, 0.55)), 3)]))
-            truth.append(TruthEvent(id=f"fault-false_detection-{cam.id}-{k}", type="fault", start=_iso(scn, t), end=_iso(scn, t),
-                                    affected_sensors=[cam.id], details={"fault": "false_detection"}))
+            cams.add(
+                camera_index[cam.id],
+                np.array([t]),
+                "oil_area",
+                np.array([round(float(r.uniform(2, 25)), 1)]),
+                "oil_sheen",
+                np.array([round(float(r.uniform(0.3, 0.55)), 3)]),
+            )
+            truth.append(
+                TruthEvent(
+                    id=f"fault-false_detection-{cam.id}-{k}",
+                    type="fault",
+                    start=_iso(scn, t),
+                    end=_iso(scn, t),
+                    affected_sensors=[cam.id],
+                    details={"fault": "false_detection"},
+                )
+            )
 
 
 def _fault_truth(scn, feed: _Feed, records: list[FaultRecord]) -> list[TruthEvent]:
     step = float(feed.t_s[1] - feed.t_s[0]) if len(feed.t_s) > 1 else 60.0
-    return [TruthEvent(id=f"fault-{r.kind}-{feed.sensor_ids[r.sensor_index]}-{r.start_index}-{r.parameter or 'all'}", type="fault",
-                       start=_iso(scn, feed.t_s[r.start_index]), end=_iso(scn, feed.t_s[r.end_index] + step - 1),
-                       affected_sensors=[feed.sensor_ids[r.sensor_index]], details={"fault": r.kind, "parameter": r.parameter})
-            for r in records]
+    return [
+        TruthEvent(
+            id=f"fault-{r.kind}-{feed.sensor_ids[r.sensor_index]}-{r.start_index}-{r.parameter or 'all'}",
+            type="fault",
+            start=_iso(scn, feed.t_s[r.start_index]),
+            end=_iso(scn, feed.t_s[r.end_index] + step - 1),
+            affected_sensors=[feed.sensor_ids[r.sensor_index]],
+            details={"fault": r.kind, "parameter": r.parameter},
+        )
+        for r in records
+    ]
 
 
 def _flatten(scn, feeds, cams, camera_ids, city, specs, r, truth) -> pd.DataFrame:
@@ -505,11 +733,23 @@ def _flatten(scn, feeds, cams, camera_ids, city, specs, r, truth) -> pd.DataFram
         t_idx, s_idx = np.divmod(np.arange(T * S), S)
         t_idx, s_idx = t_idx[keep], s_idx[keep]
         for p, values in feed.values.items():
-            parts.append(pd.DataFrame({
-                "msg": msg, "ts_ms": start_ms + (feed.t_s[t_idx] * 1000).astype(np.int64), "kind": feed.kind,
-                "sensor_id": np.asarray(feed.sensor_ids)[s_idx], "site": np.asarray(feed.sites)[s_idx],
-                "district": np.asarray(feed.districts)[s_idx], "parameter": p, "value": np.round(values.ravel()[keep], 4),
-                "unit": specs[feed.kind][p]["unit"], "detection": "", "confidence": np.nan}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "msg": msg,
+                        "ts_ms": start_ms + (feed.t_s[t_idx] * 1000).astype(np.int64),
+                        "kind": feed.kind,
+                        "sensor_id": np.asarray(feed.sensor_ids)[s_idx],
+                        "site": np.asarray(feed.sites)[s_idx],
+                        "district": np.asarray(feed.districts)[s_idx],
+                        "parameter": p,
+                        "value": np.round(values.ravel()[keep], 4),
+                        "unit": specs[feed.kind][p]["unit"],
+                        "detection": "",
+                        "confidence": np.nan,
+                    }
+                )
+            )
         msg_offset += T * S
     if cams.t_s:
         t = np.concatenate(cams.t_s)
@@ -517,13 +757,36 @@ def _flatten(scn, feeds, cams, camera_ids, city, specs, r, truth) -> pd.DataFram
         sensors = [city.sensors[c] for c in camera_ids]
         n = len(t)
         lengths = [len(a) for a in cams.t_s]
-        parts.append(pd.DataFrame({
-            "msg": msg_offset + np.arange(n), "ts_ms": start_ms + (t * 1000).astype(np.int64), "kind": "camera",
-            "sensor_id": np.asarray(camera_ids)[cam], "site": np.asarray([s.site for s in sensors])[cam],
-            "district": np.asarray([s.district for s in sensors])[cam], "parameter": np.repeat(cams.parameter, lengths),
-            "value": np.concatenate(cams.value).astype(float), "unit": np.repeat([specs["camera"][p]["unit"] for p in cams.parameter], lengths),
-            "detection": np.repeat(cams.detection, lengths), "confidence": np.concatenate(cams.confidence).astype(float)}))
-    columns = ["msg", "ts_ms", "kind", "sensor_id", "site", "district", "parameter", "value", "unit", "detection", "confidence"]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "msg": msg_offset + np.arange(n),
+                    "ts_ms": start_ms + (t * 1000).astype(np.int64),
+                    "kind": "camera",
+                    "sensor_id": np.asarray(camera_ids)[cam],
+                    "site": np.asarray([s.site for s in sensors])[cam],
+                    "district": np.asarray([s.district for s in sensors])[cam],
+                    "parameter": np.repeat(cams.parameter, lengths),
+                    "value": np.concatenate(cams.value).astype(float),
+                    "unit": np.repeat([specs["camera"][p]["unit"] for p in cams.parameter], lengths),
+                    "detection": np.repeat(cams.detection, lengths),
+                    "confidence": np.concatenate(cams.confidence).astype(float),
+                }
+            )
+        )
+    columns = [
+        "msg",
+        "ts_ms",
+        "kind",
+        "sensor_id",
+        "site",
+        "district",
+        "parameter",
+        "value",
+        "unit",
+        "detection",
+        "confidence",
+    ]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame["send_ms"] = frame["ts_ms"].astype(np.int64)
     frame["malformed"] = False
@@ -532,8 +795,23 @@ def _flatten(scn, feeds, cams, camera_ids, city, specs, r, truth) -> pd.DataFram
     frame = frame.iloc[order].reset_index(drop=True)
     for c in ("kind", "sensor_id", "site", "district", "parameter", "unit", "detection"):
         frame[c] = frame[c].astype("category")
-    return frame[["msg", "send_ms", "ts_ms", "kind", "sensor_id", "site", "district", "parameter", "value", "unit",
-                  "detection", "confidence", "malformed"]]
+    return frame[
+        [
+            "msg",
+            "send_ms",
+            "ts_ms",
+            "kind",
+            "sensor_id",
+            "site",
+            "district",
+            "parameter",
+            "value",
+            "unit",
+            "detection",
+            "confidence",
+            "malformed",
+        ]
+    ]
 
 
 def _message_faults(scn, frame: pd.DataFrame, r, truth) -> pd.DataFrame:
@@ -547,16 +825,29 @@ def _message_faults(scn, frame: pd.DataFrame, r, truth) -> pd.DataFrame:
     frame.loc[is_late, "send_ms"] += frame.loc[is_late, "msg"].map(delay).to_numpy()
     dup = msgs[r.random(len(msgs)) < f.duplicate_fraction]
     copies = frame[frame["msg"].isin(dup)].copy()
-    copies["send_ms"] += (copies["msg"].map(pd.Series(r.uniform(0, 120, len(dup)) * 1000, index=dup))).astype(np.int64).to_numpy()
+    copies["send_ms"] += (
+        (copies["msg"].map(pd.Series(r.uniform(0, 120, len(dup)) * 1000, index=dup))).astype(np.int64).to_numpy()
+    )
     copies["msg"] += int(msgs.max()) + 1
-    broken = r.choice(msgs, size=min(f.malformed, len(msgs)), replace=False) if f.malformed else np.array([], dtype=msgs.dtype)
+    broken = (
+        r.choice(msgs, size=min(f.malformed, len(msgs)), replace=False)
+        if f.malformed
+        else np.array([], dtype=msgs.dtype)
+    )
     frame.loc[frame["msg"].isin(broken), "malformed"] = True
     for kind, chosen in (("late", late), ("duplicate", dup), ("malformed", broken)):
         if len(chosen):
             sensors = sorted(set(frame.loc[frame["msg"].isin(chosen), "sensor_id"]))
-            truth.append(TruthEvent(id=f"fault-{kind}-messages", type="fault", start=scn.start,
-                                    end=scn.start + timedelta(seconds=scn.duration_s), affected_sensors=sensors,
-                                    details={"fault": kind, "messages": int(len(chosen))}))
+            truth.append(
+                TruthEvent(
+                    id=f"fault-{kind}-messages",
+                    type="fault",
+                    start=scn.start,
+                    end=scn.start + timedelta(seconds=scn.duration_s),
+                    affected_sensors=sensors,
+                    details={"fault": kind, "messages": int(len(chosen))},
+                )
+            )
     return pd.concat([frame, copies], ignore_index=True)
 
 

@@ -17,8 +17,18 @@ from models.transport import dispersion_sigma_s, plume_mg_l
 
 PARAMS = ("temperature", "do", "ph", "nh3n", "cod", "codmn", "total_phosphorus", "turbidity", "conductivity", "oil")
 # sensor noise (1 sd), in canonical units
-NOISE = {"temperature": 0.05, "do": 0.08, "ph": 0.02, "nh3n": 0.02, "cod": 0.6, "codmn": 0.1, "total_phosphorus": 0.005,
-         "turbidity": 0.8, "conductivity": 4.0, "oil": 0.003}
+NOISE = {
+    "temperature": 0.05,
+    "do": 0.08,
+    "ph": 0.02,
+    "nh3n": 0.02,
+    "cod": 0.6,
+    "codmn": 0.1,
+    "total_phosphorus": 0.005,
+    "turbidity": 0.8,
+    "conductivity": 4.0,
+    "oil": 0.003,
+}
 # oxygen taken per mg/L of added load (mg O2 per mg): organic matter and nitrification
 OXYGEN_DEMAND = {"cod": 0.25, "nh3n": 1.5}
 
@@ -38,7 +48,9 @@ class WaterSeries:
     noise: dict[str, np.ndarray]
 
 
-def baseline(local_hour: np.ndarray, day: np.ndarray, n_stations: int, month: int, classes: list[str], rng: np.random.Generator) -> WaterSeries:
+def baseline(
+    local_hour: np.ndarray, day: np.ndarray, n_stations: int, month: int, classes: list[str], rng: np.random.Generator
+) -> WaterSeries:
     """Noise-free baselines and sensor noise for every station."""
     T, S = len(local_hour), n_stations
     h = local_hour[:, None]
@@ -98,7 +110,9 @@ def release(
         sigma = float(dispersion_sigma_s(tau, network.distance_km(source_point, point), network.dispersion_m2s(point)))
         q = network.discharge_m3s(point)
         for pollutant, kg in loads_kg.items():
-            added[pollutant][:, j] = plume_mg_l(t_s - start_s, tau, sigma, duration_s, kg, q, decay_per_day.get(pollutant, 0.0))
+            added[pollutant][:, j] = plume_mg_l(
+                t_s - start_s, tau, sigma, duration_s, kg, q, decay_per_day.get(pollutant, 0.0)
+            )
     return Plume(added=added, travel_s=travel, peak_mg_l={p: a.max(axis=0) for p, a in added.items()})
 
 

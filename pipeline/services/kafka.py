@@ -10,8 +10,8 @@ import asyncio
 import importlib.util
 from pathlib import Path
 
-from pipeline.services.base import MissingBinary, Service, port_open
 from pipeline.city import load_toml
+from pipeline.services.base import MissingBinary, Service, port_open
 from pipeline.topics import ALL_TOPICS, department_topic
 
 
@@ -35,14 +35,26 @@ class KafkaService(Service):
 
     def arguments(self) -> list[str]:
         url = f"tcp://{self.settings.kafka.host}:{self.settings.kafka.port}"
-        return ["broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        return [
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
 
     def healthy(self) -> bool:
         return port_open(self.settings.kafka.host, self.settings.kafka.port)
 
     def after_start(self) -> None:
         topics = (*ALL_TOPICS, *(department_topic(d) for d in load_toml("routing")["departments"]))
-        asyncio.run(ensure_topics(self.settings.kafka.bootstrap, topics, self.settings.kafka.partitions, self.settings.kafka.replication))
+        asyncio.run(
+            ensure_topics(
+                self.settings.kafka.bootstrap, topics, self.settings.kafka.partitions, self.settings.kafka.replication
+            )
+        )
 
 
 async def ensure_topics(bootstrap: str, topics: tuple[str, ...], partitions: int, replication: int) -> None:

@@ -76,7 +76,11 @@ class MqttService(Service):
             _write_private(password_file, "".join(f"{user}:{password}\n" for user, password in users))
             # hash in place so no password appears on a command line or stays in plain text
             subprocess.run(
-                [str(find_binary("mosquitto_passwd", ("/usr/bin",), "apt-get install -y mosquitto")), "-U", str(password_file)],
+                [
+                    str(find_binary("mosquitto_passwd", ("/usr/bin",), "apt-get install -y mosquitto")),
+                    "-U",
+                    str(password_file),
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -94,7 +98,9 @@ def tls_lines(mqtt: MqttSettings) -> list[str]:
     if not mqtt.tls:
         return []
     if not (mqtt.tls_cert_file and mqtt.tls_key_file):
-        raise ServiceError("mqtt: tls = true on the embedded broker needs tls_cert_file and tls_key_file (its certificate and key)")
+        raise ServiceError(
+            "mqtt: tls = true on the embedded broker needs tls_cert_file and tls_key_file (its certificate and key)"
+        )
     files = {"certfile": mqtt.tls_cert_file, "keyfile": mqtt.tls_key_file, "cafile": mqtt.tls_ca_file}
     for option, name in files.items():
         if name and not Path(name).is_file():
@@ -121,10 +127,14 @@ def sensor_credentials(mqtt: MqttSettings) -> list[tuple[str, str]]:
         user, sep, password = line.partition(":")
         user = user.strip()
         problem = (
-            "is not 'sensor_id:password'" if not sep or not user or not password
-            else "has a sensor id with one of + # / : or a space" if FORBIDDEN_IN_USERNAME & set(user)
-            else f"uses the services' user name {user!r}" if user == mqtt.username
-            else f"repeats sensor {user!r}" if user in found
+            "is not 'sensor_id:password'"
+            if not sep or not user or not password
+            else "has a sensor id with one of + # / : or a space"
+            if FORBIDDEN_IN_USERNAME & set(user)
+            else f"uses the services' user name {user!r}"
+            if user == mqtt.username
+            else f"repeats sensor {user!r}"
+            if user in found
             else ""
         )
         if problem:
@@ -138,19 +148,25 @@ def acl_text(mqtt: MqttSettings) -> str:
     user reads every topic under the root and writes the status topics, and the readings too while
     no sensor logs in itself (the simulator publishes for them). Anything else is denied."""
     root = mqtt.topic_root
-    anonymous = ["# clients without a login (mqtt.anonymous: the demo)", f"topic readwrite {root}/#", ""] if mqtt.anonymous else []
+    anonymous = (
+        ["# clients without a login (mqtt.anonymous: the demo)", f"topic readwrite {root}/#", ""]
+        if mqtt.anonymous
+        else []
+    )
     services_write = f"{root}/status/#" if mqtt.sensor_passwords_file else f"{root}/#"
-    return "\n".join([
-        "# written by Yuflow (pipeline/services/mqtt.py); regenerated at each start",
-        *anonymous,
-        f"user {mqtt.username}",
-        f"topic read {root}/#",
-        f"topic write {services_write}",
-        "",
-        "# every other user is a sensor logged in with its sensor id: <root>/<district>/<kind>/<sensor_id>",
-        f"pattern write {root}/+/+/%u",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# written by Yuflow (pipeline/services/mqtt.py); regenerated at each start",
+            *anonymous,
+            f"user {mqtt.username}",
+            f"topic read {root}/#",
+            f"topic write {services_write}",
+            "",
+            "# every other user is a sensor logged in with its sensor id: <root>/<district>/<kind>/<sensor_id>",
+            f"pattern write {root}/+/+/%u",
+            "",
+        ]
+    )
 
 
 def _write_private(path: Path, text: str) -> None:

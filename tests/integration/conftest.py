@@ -83,9 +83,15 @@ def own_services(data_dir, bridges: int = 1, workers: int = 1, processes: list |
     worker-2 …); ``processes``: an empty list that gets the started processes (whatever the test adds
     to it is stopped at the end too); ``extra_env``: more YUFLOW_* settings (short deadman limits)."""
     with pytest.MonkeyPatch.context() as env:
-        for key, value in {"YUFLOW_DATA_DIR": str(data_dir / "yuflow"), "YUFLOW_MQTT__PORT": str(free_port()),
-                           "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
-                           "YUFLOW_WORKER__WEB_PORT": str(free_port()), "COLUMNS": "200", **extra_env}.items():
+        for key, value in {
+            "YUFLOW_DATA_DIR": str(data_dir / "yuflow"),
+            "YUFLOW_MQTT__PORT": str(free_port()),
+            "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
+            "YUFLOW_WORKER__WEB_PORT": str(free_port()),
+            "COLUMNS": "200",
+            **extra_env,
+        }.items():
             env.setenv(key, value)
         settings = load_settings()
         started: list[Background] = processes if processes is not None else []  # all stopped at the end
@@ -93,8 +99,10 @@ def own_services(data_dir, bridges: int = 1, workers: int = 1, processes: list |
             services.up(settings)
             command = ["bridge"] if bridges == 1 else ["bridge", "--instances", str(bridges)]
             started += [Background("worker", ["worker"], settings), Background("bridge", command, settings)]
-            started += [Background(f"worker-{k}", ["worker"], settings, env={"YUFLOW_WORKER__WEB_PORT": str(free_port())})
-                        for k in range(2, workers + 1)]  # one consumer group: they split the partitions
+            started += [
+                Background(f"worker-{k}", ["worker"], settings, env={"YUFLOW_WORKER__WEB_PORT": str(free_port())})
+                for k in range(2, workers + 1)
+            ]  # one consumer group: they split the partitions
             bridge_online(settings, started[1].pid if bridges == 1 else None, timeout_s=60, instances=bridges)
             yield settings
         finally:
@@ -106,7 +114,12 @@ def own_services(data_dir, bridges: int = 1, workers: int = 1, processes: list |
 def yuflow(*args: str, exit_code: int = 0, timeout_s: float = 300) -> str:
     """``yuflow <args>`` as a user runs it (a wide terminal for rich's tables); its output, once it
     has exited with ``exit_code``."""
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=timeout_s,
-                          env={**os.environ, "COLUMNS": "200"})
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert done.returncode == exit_code, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout

@@ -17,8 +17,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.settings import BridgeSettings
 from pipeline.schemas import PAYLOAD_KEEP_CHARS, DeadLetter, Kind, Reading, parse_batch
+from pipeline.settings import BridgeSettings
 from pipeline.topics import DEADLETTER, READINGS
 from sensors_sim.publisher import publish
 from tests.unit.test_bad_input import ACCEPTED, CODES, SENSOR, T0, Case, corpus, enc, reaches_bridge, reading, topic
@@ -28,13 +28,21 @@ pytestmark = pytest.mark.integration
 TOPICS = (DEADLETTER, *READINGS.values())
 # corpus cases whose topic the bridge never sees: outside its subscription <root>/#, or not a
 # topic a client may publish to (wildcards, NUL); the unit tests cover them
-UNPUBLISHABLE = {"leading slash", "another root", "empty topic", "wildcards in the topic",
-                 "wildcard as the kind", "NUL in the topic"}
+UNPUBLISHABLE = {
+    "leading slash",
+    "another root",
+    "empty topic",
+    "wildcards in the topic",
+    "wildcard as the kind",
+    "NUL in the topic",
+}
 
 
 async def consume(settings, topics: tuple[str, ...], timeout_s: float, stop) -> list[tuple[str, bytes]]:
     """(topic, value) of every record on ``topics`` from the beginning, until ``stop(records)`` or the timeout."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka.bootstrap, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.kafka.bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     records: list[tuple[str, bytes]] = []
     deadline = time.monotonic() + timeout_s
@@ -69,11 +77,19 @@ class Ledger:
     def __init__(self, cases: list[Case]):
         self.cases = cases
         self.messages = [(t, p, expect, case) for case in cases for t, p, expect in case.messages()]
-        accepted = [r for _, p, expect, _ in self.messages if expect == ACCEPTED
-                    for r in (parse_batch(p) if p.startswith(b"[") else [Reading.model_validate_json(p)])]
+        accepted = [
+            r
+            for _, p, expect, _ in self.messages
+            if expect == ACCEPTED
+            for r in (parse_batch(p) if p.startswith(b"[") else [Reading.model_validate_json(p)])
+        ]
         self.to_forward = Counter((r.sensor_id, r.ts) for r in accepted)
-        self.to_dead_letter = {dead_letter_key(t, p): (case, p) for t, p, expect, case in self.messages if expect != ACCEPTED}
-        self.ours = {dead_letter_key(t, p) for t, p, _, _ in self.messages}  # accepted ones too: none may be dead-lettered
+        self.to_dead_letter = {
+            dead_letter_key(t, p): (case, p) for t, p, expect, case in self.messages if expect != ACCEPTED
+        }
+        self.ours = {
+            dead_letter_key(t, p) for t, p, _, _ in self.messages
+        }  # accepted ones too: none may be dead-lettered
         self.forwarded: list[Reading] = []  # every reading on the corpus's day
         self.dead: list[DeadLetter] = []  # every dead letter of a message sent here
         self.others: list[Reading] = []  # readings of the day after (the reading sent after the corpus)
@@ -109,7 +125,9 @@ class Ledger:
             case, payload = self.to_dead_letter[key_of(d)]
             assert d.code == case.expect, (case.name, d.reason)
             assert d.reason.strip() and case.words in d.reason, (case.name, d.reason)
-            assert d.truncated == (len(payload.decode("utf-8", errors="backslashreplace")) > PAYLOAD_KEEP_CHARS), case.name
+            assert d.truncated == (len(payload.decode("utf-8", errors="backslashreplace")) > PAYLOAD_KEEP_CHARS), (
+                case.name
+            )
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +156,9 @@ def test_the_bridge_keeps_running_and_forwards_a_valid_reading_afterwards(stack,
     assert publish([(topic(root=stack.settings.mqtt.topic_root), after.to_json())], stack.settings.mqtt) == 1
 
     fresh = Ledger(ledger.cases)  # a second pass over the topics, from the beginning
-    asyncio.run(consume(stack.settings, TOPICS, 60, lambda records: fresh.update(records).complete() and after in fresh.others))
+    asyncio.run(
+        consume(stack.settings, TOPICS, 60, lambda records: fresh.update(records).complete() and after in fresh.others)
+    )
     assert after in fresh.others, stack.bridge.log_tail(40)
     assert fresh.others.count(after) == 1 and after.sensor_id == SENSOR
     fresh.check()  # still exactly once each: nothing of the corpus came late

@@ -29,7 +29,9 @@ TRACING_TEST_STATIONS = {st.id for st in default_city().stations.values() if st.
 
 
 async def consume_all(settings, topic: str, timeout_s: float, stop) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka.bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     values: list[bytes] = []
     deadline = time.monotonic() + timeout_s
@@ -79,7 +81,11 @@ def test_do_sag_on_mqtt_yields_a_warning_that_escalates_to_the_true_tier(stack, 
     assert all("puhe-zhaixi-bridge" in m for w in warnings for m in w.affected)
     # warned after the sag began and no later than 30 min after DO crossed the limit (statistical
     # screening may warn before the crossing; the limit rule needs 3 readings past it)
-    assert sag.start.timestamp() * 1000 + shift <= first.ts.timestamp() * 1000 <= sag.expected_detection.timestamp() * 1000 + shift + 30 * 60_000
+    assert (
+        sag.start.timestamp() * 1000 + shift
+        <= first.ts.timestamp() * 1000
+        <= sag.expected_detection.timestamp() * 1000 + shift + 30 * 60_000
+    )
     # one incident for the river, across its parameters (DO, NH3-N, COD), each warning a higher tier
     assert len({w.incident_id for w in warnings}) == 1
     assert [w.tier.rank for w in warnings] == sorted({w.tier.rank for w in warnings})
@@ -107,8 +113,11 @@ def test_readings_are_queryable_in_influxdb(stack, demo_run):
 
 def test_simulated_malformed_payload_is_dead_lettered(stack, demo_run):
     recording, shift = demo_run
-    broken = [p for _, _, p in messages(recording.frame[recording.frame["malformed"]], stack.settings.mqtt.topic_root, shift)]
+    broken = [
+        p for _, _, p in messages(recording.frame[recording.frame["malformed"]], stack.settings.mqtt.topic_root, shift)
+    ]
     assert len(broken) == 1
+
     def records(got: list[bytes]) -> list[DeadLetter]:
         return [r for r in map(DeadLetter.model_validate_json, got) if r.payload == broken[0].decode()]
 
@@ -120,8 +129,14 @@ def test_malformed_payload_is_dead_lettered_and_the_bridge_keeps_running(stack):
     settings = stack.settings
     topic = mqtt_topic(settings.mqtt.topic_root, "jiangjin", "water", "wq-changjiang-jijiang")
     marker = f"broken-{time.time_ns()}"
-    after = Reading(sensor_id="wq-changjiang-jijiang", kind=Kind.water, station="changjiang-jijiang", district="jiangjin", ts=utc_now(),
-                    values={"do": Quantity(value=7.5, unit="mg/L")})
+    after = Reading(
+        sensor_id="wq-changjiang-jijiang",
+        kind=Kind.water,
+        station="changjiang-jijiang",
+        district="jiangjin",
+        ts=utc_now(),
+        values={"do": Quantity(value=7.5, unit="mg/L")},
+    )
     messages_ = [(topic, f'{{"sensor_id": "{marker}", '.encode()), *reading_messages([after], settings.mqtt.topic_root)]
     assert publish(messages_, settings.mqtt) == 2
 
@@ -133,13 +148,26 @@ def test_malformed_payload_is_dead_lettered_and_the_bridge_keeps_running(stack):
     def forwarded_readings(records: list[bytes]) -> list[Reading]:
         return [r for v in records if after.sensor_id.encode() in v for r in parse_batch(v)]
 
-    forwarded = asyncio.run(consume_all(settings, READINGS[Kind.water], 30, lambda got: after in forwarded_readings(got)))
+    forwarded = asyncio.run(
+        consume_all(settings, READINGS[Kind.water], 30, lambda got: after in forwarded_readings(got))
+    )
     assert after in forwarded_readings(forwarded)
     assert stack.bridge.alive()
 
 
 def tail(*options: str, timeout_s: int = 60) -> str:
-    command = [sys.executable, "-m", "pipeline.cli", "warnings", "tail", "--from-beginning", "--max", "1", "--timeout", str(timeout_s)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "warnings",
+        "tail",
+        "--from-beginning",
+        "--max",
+        "1",
+        "--timeout",
+        str(timeout_s),
+    ]
     env = {**os.environ, "COLUMNS": "200"}
     out = subprocess.run([*command, *options], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
@@ -148,10 +176,16 @@ def tail(*options: str, timeout_s: int = 60) -> str:
 
 def test_warnings_tail_follows_the_topic(stack, demo_run):
     line = tail("--district", "qijiang")  # piped: a line per warning (a terminal gets the live table)
-    assert line.count("\n") == 1 and " qijiang/" in line and re.search(r" id water:[a-z-]+:\d+:(blue|yellow|orange|red)", line), line
+    assert (
+        line.count("\n") == 1
+        and " qijiang/" in line
+        and re.search(r" id water:[a-z-]+:\d+:(blue|yellow|orange|red)", line)
+    ), line
     lines = tail("--district", "qijiang", "--department", "water_bureau", "--json").splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["district"] == "qijiang"
-    assert tail("--district", "chengkou", "--json", timeout_s=5).strip() == ""  # no sensors there: filtered out; stops at --timeout
+    assert (
+        tail("--district", "chengkou", "--json", timeout_s=5).strip() == ""
+    )  # no sensors there: filtered out; stops at --timeout
 
 
 def test_the_readme_example_reading_sent_with_mosquitto_pub_is_found_with_yuflow_query(stack):
@@ -172,8 +206,13 @@ def test_the_readme_example_reading_sent_with_mosquitto_pub_is_found_with_yuflow
     query = shlex.split(query_line)[1:]  # after `yuflow`
 
     def found() -> str | None:
-        out = subprocess.run([sys.executable, "-m", "pipeline.cli", *query], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "COLUMNS": "200"})
+        out = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *query],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         return out.stdout if out.returncode == 0 and "4.2" in out.stdout else None
 
     assert "7.3" in wait_until(found, 30, what="the README's reading in InfluxDB")

@@ -18,11 +18,22 @@ EXCERPT = Path(__file__).parents[1] / "data" / "gecco-water-2016-spring-first-3-
 
 
 def test_eval_gecco_stream_gives_the_batch_runs_alerts(tmp_path):
-    env = {**os.environ, "YUFLOW_DATA_DIR": str(tmp_path / "yuflow"), "YUFLOW_MQTT__PORT": str(free_port()),
-           "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
-           "YUFLOW_WORKER__WEB_PORT": str(free_port()), "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", "gecco", str(EXCERPT), "--stream", "--days", "3"],
-                          capture_output=True, text=True, timeout=400, env=env)
+    env = {
+        **os.environ,
+        "YUFLOW_DATA_DIR": str(tmp_path / "yuflow"),
+        "YUFLOW_MQTT__PORT": str(free_port()),
+        "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "YUFLOW_INFLUX__URL": f"http://127.0.0.1:{free_port()}",
+        "YUFLOW_WORKER__WEB_PORT": str(free_port()),
+        "COLUMNS": "200",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "eval", "gecco", str(EXCERPT), "--stream", "--days", "3"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+    )
     print(done.stdout[-2000:])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = next(line for line in done.stdout.splitlines() if line.startswith("batch run:"))

@@ -26,7 +26,6 @@ from tests.integration.conftest import own_services, yuflow
 pytestmark = pytest.mark.integration
 
 
-
 def water_readings_expected() -> int:
     """Distinct (sensor, time) water readings with a DO value that the bridge accepts (not malformed)."""
     city = default_city()
@@ -45,7 +44,9 @@ def test_a_worker_and_a_bridge_killed_mid_stream_lose_no_reading_and_deliver_eac
         time.sleep(6)
         worker = next(p for p in processes if p.name == "worker-2")
         worker.kill()  # SIGKILL of its process group
-        bridges = {name: int(s.split("pid=")[1]) for name, s in bridge_statuses(settings).items() if s.startswith("online")}
+        bridges = {
+            name: int(s.split("pid=")[1]) for name, s in bridge_statuses(settings).items() if s.startswith("online")
+        }
         victim = sorted(bridges)[0]
         os.kill(bridges[victim], signal.SIGKILL)
         sender.join(120)
@@ -60,9 +61,16 @@ def test_a_worker_and_a_bridge_killed_mid_stream_lose_no_reading_and_deliver_eac
         wait_until(stored, 180, what=f"all {expected} water readings in InfluxDB")
 
         def traced() -> list[dict] | None:
-            lines = [json.loads(x) for x in yuflow("warnings", "tail", "--from-beginning", "--json", "--timeout", "5").splitlines()
-                     if x.startswith("{")]
-            return lines if any(w["suspects"] and w["suspects"][0]["source_id"] == "ruxi-food-factory" for w in lines) else None
+            lines = [
+                json.loads(x)
+                for x in yuflow("warnings", "tail", "--from-beginning", "--json", "--timeout", "5").splitlines()
+                if x.startswith("{")
+            ]
+            return (
+                lines
+                if any(w["suspects"] and w["suspects"][0]["source_id"] == "ruxi-food-factory" for w in lines)
+                else None
+            )
 
         lines = wait_until(traced, 120, what="the warning naming the food factory")
         warnings = {w["warning_id"]: w for w in lines}
@@ -80,7 +88,9 @@ def test_a_worker_and_a_bridge_killed_mid_stream_lose_no_reading_and_deliver_eac
             made = wait_until(delivered, 90, what="every warning delivered to each of its departments")
         except TimeoutError:
             raise AssertionError(f"not delivered: {sorted(missing)}") from None
-        print(f"\n[failover] killed worker-2 and bridge {victim}; {expected} water readings stored; {len(warnings)} warnings "
-              f"({len(lines)} records), {sum(made.values())} topic deliveries")
+        print(
+            f"\n[failover] killed worker-2 and bridge {victim}; {expected} water readings stored; {len(warnings)} warnings "
+            f"({len(lines)} records), {sum(made.values())} topic deliveries"
+        )
         assert max(made.values()) == 1, [k for k, n in made.items() if n > 1]
         assert len(lines) == len(warnings), "a warning was issued twice"

@@ -38,12 +38,20 @@ INFLUX_STATION = "qijiang-sanjiang"
 
 
 def water(station: str, ts: datetime, do: float) -> Reading:
-    return Reading(sensor_id=f"wq-{station}", kind=Kind.water, station=station, district="qijiang", ts=ts,
-                   values={"do": Quantity(value=do, unit="mg/L")})
+    return Reading(
+        sensor_id=f"wq-{station}",
+        kind=Kind.water,
+        station=station,
+        district="qijiang",
+        ts=ts,
+        values={"do": Quantity(value=do, unit="mg/L")},
+    )
 
 
 def send(stack, readings: list[Reading]) -> None:
-    assert publish(reading_messages(readings, stack.settings.mqtt.topic_root), stack.settings.mqtt, qos=1) == len(readings)
+    assert publish(reading_messages(readings, stack.settings.mqtt.topic_root), stack.settings.mqtt, qos=1) == len(
+        readings
+    )
 
 
 async def _topic_records(settings, topic: str, timeout_s: float = 20) -> list[ConsumerRecord]:
@@ -76,7 +84,9 @@ def topic_values(settings, topic: str) -> list[bytes]:
 
 async def _committed(settings, tp: TopicPartition) -> int:
     """The worker's committed offset on ``tp`` (-1: none); a consumer in its group that joins nothing."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=settings.worker.app_id, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, group_id=settings.worker.app_id, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         committed = await consumer.committed(tp)
@@ -105,7 +115,9 @@ def warnings_on_topic(settings) -> list[Warning]:
 
 
 def deliveries_on_topic(settings, incident_id: str) -> list[Delivery]:
-    return [d for d in map(Delivery.model_validate_json, topic_values(settings, DELIVERIES)) if d.incident_id == incident_id]
+    return [
+        d for d in map(Delivery.model_validate_json, topic_values(settings, DELIVERIES)) if d.incident_id == incident_id
+    ]
 
 
 def log_since(process: Background, offset: int) -> str:
@@ -125,8 +137,10 @@ def sigkill(process: Background) -> None:
 
 def count_readings(stack, sensor_id: str, since: datetime, until: datetime) -> int:
     """Points in InfluxDB, which keeps one per series and time: a duplicate forwarded twice counts once."""
-    query = (f"SELECT count(\"do\") FROM readings WHERE sensor_id = '{sensor_id}' "
-             f"AND time >= '{influx_time(since)}' AND time <= '{influx_time(until)}'")
+    query = (
+        f"SELECT count(\"do\") FROM readings WHERE sensor_id = '{sensor_id}' "
+        f"AND time >= '{influx_time(since)}' AND time <= '{influx_time(until)}'"
+    )
     series = influxql(stack.settings.influx, query)
     return int(series[0]["values"][0][1]) if series else 0
 
@@ -167,16 +181,30 @@ def test_worker_killed_mid_incident_delivers_each_warning_once_and_recovers_its_
     assert incident.startswith("water:qijiang-river:"), incident
     # kill as soon as its deliveries are recorded: the delivery agent has just updated its table and
     # the warnings offset is most likely not committed yet (Faust commits every 2.8 s)
-    wait_until(lambda: len({d.delivery_id for d in deliveries_on_topic(settings, incident) if d.warning_id == w1.warning_id})
-               >= len(w1.departments), 60, 0.1, what="the first warning's deliveries")
+    wait_until(
+        lambda: (
+            len({d.delivery_id for d in deliveries_on_topic(settings, incident) if d.warning_id == w1.warning_id})
+            >= len(w1.departments)
+        ),
+        60,
+        0.1,
+        what="the first warning's deliveries",
+    )
     old = stack.worker
     offset = log_size(old)
     sigkill(old)
     killed = time.monotonic()
     stack.worker = Background("worker", ["worker"], settings)  # later tests and the fixture's teardown use this one
-    print(f"\n[faults] worker pid {old.pid} killed (SIGKILL) after warning {w1.warning_id} ({w1.tier.value}) was delivered "
-          f"to {len(w1.departments)} departments; {reread_after_restart(settings, w1.warning_id)}")
-    wait_until(lambda: "]: Ready" in log_since(stack.worker, offset) or not stack.worker.alive(), 120, 0.5, what="the new worker")
+    print(
+        f"\n[faults] worker pid {old.pid} killed (SIGKILL) after warning {w1.warning_id} ({w1.tier.value}) was delivered "
+        f"to {len(w1.departments)} departments; {reread_after_restart(settings, w1.warning_id)}"
+    )
+    wait_until(
+        lambda: "]: Ready" in log_since(stack.worker, offset) or not stack.worker.alive(),
+        120,
+        0.5,
+        what="the new worker",
+    )
     assert stack.worker.alive(), stack.worker.log_tail(40)
     ready_s = time.monotonic() - killed
 
@@ -193,14 +221,19 @@ def test_worker_killed_mid_incident_delivers_each_warning_once_and_recovers_its_
     escalation_s = time.monotonic() - sent
     assert {w.incident_id for w in ours} == {incident}, [(w.warning_id, w.tier.value) for w in ours]
     w2 = max(ours, key=lambda w: w.tier.rank)
-    warnings = {w.warning_id: w for w in warnings_on_topic(settings) if w.incident_id == incident}  # with any source warning
+    warnings = {
+        w.warning_id: w for w in warnings_on_topic(settings) if w.incident_id == incident
+    }  # with any source warning
 
     channels = set(settings.delivery.channels) - {"webhook"}  # no webhook URLs in the tests
     expected = {(w.warning_id, d, c) for w in warnings.values() for d in w.departments for c in channels}
 
     def all_recorded() -> Counter | None:
-        rows = influxql(settings.influx, f"SELECT \"warning_id\", \"department\", \"channel\" FROM deliveries "
-                                         f"WHERE incident_id = '{incident}' AND \"ok\" = 'true'")
+        rows = influxql(
+            settings.influx,
+            f'SELECT "warning_id", "department", "channel" FROM deliveries '
+            f"WHERE incident_id = '{incident}' AND \"ok\" = 'true'",
+        )
         counted = Counter((r[1], r[2], r[3]) for s in rows for r in s["values"])
         return counted if set(counted) >= expected else None
 
@@ -212,11 +245,13 @@ def test_worker_killed_mid_incident_delivers_each_warning_once_and_recovers_its_
             w = Warning.model_validate_json(value)
             if w.incident_id == incident:
                 fed[(w.warning_id, department)] += 1
-    print(f"[faults] new worker ready {ready_s:.1f} s after the kill; escalated {w1.tier.value} -> {w2.tier.value} under the same "
-          f"incident {incident} {escalation_s:.1f} s after the reading; {len(warnings)} warnings, {len(expected)} deliveries "
-          f"expected; to.<department> records per (warning, department): {sorted(Counter(fed.values()).items())}; "
-          f"deliveries records per (warning, department, channel): topic {sorted(Counter(on_topic.values()).items())}, "
-          f"InfluxDB {sorted(Counter(in_influx.values()).items())}")
+    print(
+        f"[faults] new worker ready {ready_s:.1f} s after the kill; escalated {w1.tier.value} -> {w2.tier.value} under the same "
+        f"incident {incident} {escalation_s:.1f} s after the reading; {len(warnings)} warnings, {len(expected)} deliveries "
+        f"expected; to.<department> records per (warning, department): {sorted(Counter(fed.values()).items())}; "
+        f"deliveries records per (warning, department, channel): topic {sorted(Counter(on_topic.values()).items())}, "
+        f"InfluxDB {sorted(Counter(in_influx.values()).items())}"
+    )
     assert w2.incident_id == incident and w1.warning_id in warnings and w2.warning_id in warnings
     assert fed == Counter({(w, d) for w, d, _ in expected}), fed  # each warning once on each department's topic
     assert on_topic == Counter(expected), on_topic
@@ -234,7 +269,10 @@ def test_bridge_killed_while_publishing_loses_no_reading(stack):
     n = 300
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=35)
     readings = [water(BRIDGE_STATION, start + timedelta(minutes=i), 7.0 + 0.1 * (i % 7)) for i in range(n)]
-    messages = [(20 * i, topic, payload) for i, (topic, payload) in enumerate(reading_messages(readings, settings.mqtt.topic_root))]
+    messages = [
+        (20 * i, topic, payload)
+        for i, (topic, payload) in enumerate(reading_messages(readings, settings.mqtt.topic_root))
+    ]
     acked: list[int] = []
     published = [0]
 
@@ -243,7 +281,9 @@ def test_bridge_killed_while_publishing_loses_no_reading(stack):
             yield message
             published[0] += 1
 
-    publisher = threading.Thread(target=lambda: acked.append(publish_timed(paced(), settings.mqtt, speed=1.0, qos=1, timeout_s=90)))
+    publisher = threading.Thread(
+        target=lambda: acked.append(publish_timed(paced(), settings.mqtt, speed=1.0, qos=1, timeout_s=90))
+    )
     publisher.start()
     try:
         time.sleep(2.0)
@@ -258,17 +298,28 @@ def test_bridge_killed_while_publishing_loses_no_reading(stack):
     assert acked == [n]
     sensor = f"wq-{BRIDGE_STATION}"
     back = time.monotonic()
-    counted = wait_until(lambda: (c := count_readings(stack, sensor, start, readings[-1].ts)) == n and c, 60, 0.5,
-                         what=f"{n} readings in InfluxDB")
+    counted = wait_until(
+        lambda: (c := count_readings(stack, sensor, start, readings[-1].ts)) == n and c,
+        60,
+        0.5,
+        what=f"{n} readings in InfluxDB",
+    )
     in_influx_s = time.monotonic() - back
     ours = {(r.sensor_id, r.ts) for r in readings}
-    forwarded = [(r.sensor_id, r.ts) for v in topic_values(settings, READINGS[Kind.water]) if sensor.encode() in v
-                 for r in parse_batch(v) if r.sensor_id == sensor and start <= r.ts <= readings[-1].ts]
-    print(f"\n[faults] bridge pid {old.pid} killed (SIGKILL) after {before_kill} of {n} readings were published; new bridge "
-          f"online {downtime_s:.1f} s later ({while_down} published meanwhile); "
-          f"{n} sent (QoS 1), {acked[0]} acknowledged by Mosquitto, {len(forwarded)} forwarded to Kafka "
-          f"({len(forwarded) - len(set(forwarded))} duplicates), {counted} in InfluxDB "
-          f"({in_influx_s:.1f} s after the publisher finished)")
+    forwarded = [
+        (r.sensor_id, r.ts)
+        for v in topic_values(settings, READINGS[Kind.water])
+        if sensor.encode() in v
+        for r in parse_batch(v)
+        if r.sensor_id == sensor and start <= r.ts <= readings[-1].ts
+    ]
+    print(
+        f"\n[faults] bridge pid {old.pid} killed (SIGKILL) after {before_kill} of {n} readings were published; new bridge "
+        f"online {downtime_s:.1f} s later ({while_down} published meanwhile); "
+        f"{n} sent (QoS 1), {acked[0]} acknowledged by Mosquitto, {len(forwarded)} forwarded to Kafka "
+        f"({len(forwarded) - len(set(forwarded))} duplicates), {counted} in InfluxDB "
+        f"({in_influx_s:.1f} s after the publisher finished)"
+    )
     assert set(forwarded) == ours
     assert counted == n
 
@@ -289,8 +340,12 @@ def test_readings_sent_while_influxdb_is_down_are_written_when_it_is_back(stack)
     try:
         assert not influx.healthy()
         send(stack, readings)
-        retries = wait_until(lambda: log_since(stack.worker, offset).count("InfluxDB write failed"), 30, 0.5,
-                             what="the sink to retry its write")
+        retries = wait_until(
+            lambda: log_since(stack.worker, offset).count("InfluxDB write failed"),
+            30,
+            0.5,
+            what="the sink to retry its write",
+        )
         time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
         retries = log_since(stack.worker, offset).count("InfluxDB write failed")
     finally:
@@ -298,8 +353,14 @@ def test_readings_sent_while_influxdb_is_down_are_written_when_it_is_back(stack)
     back = time.monotonic()
     outage_s = back - stopped
     sensor = f"wq-{INFLUX_STATION}"
-    counted = wait_until(lambda: (c := count_readings(stack, sensor, start, readings[-1].ts)) == n and c, 90, 0.5,
-                         what=f"{n} readings in InfluxDB")
-    print(f"\n[faults] InfluxDB down {outage_s:.1f} s; {n} readings sent meanwhile; the sink's writes failed and were retried "
-          f"{retries} times; all {counted} in InfluxDB {time.monotonic() - back:.1f} s after it was back")
+    counted = wait_until(
+        lambda: (c := count_readings(stack, sensor, start, readings[-1].ts)) == n and c,
+        90,
+        0.5,
+        what=f"{n} readings in InfluxDB",
+    )
+    print(
+        f"\n[faults] InfluxDB down {outage_s:.1f} s; {n} readings sent meanwhile; the sink's writes failed and were retried "
+        f"{retries} times; all {counted} in InfluxDB {time.monotonic() - back:.1f} s after it was back"
+    )
     assert counted == n

@@ -26,16 +26,26 @@ pytestmark = pytest.mark.integration
 STATION = "huaxi-nanquan"  # a river no other test uses (an incident is a river's: tracing tests watch the Ruxi)
 
 
-
 def lifecycle_stages(stack, incident_id: str) -> list[str]:
-    series = influxql(stack.settings.influx, f"SELECT \"stage\", \"actor\" FROM lifecycle WHERE incident_id = '{incident_id}'")
+    series = influxql(
+        stack.settings.influx, f'SELECT "stage", "actor" FROM lifecycle WHERE incident_id = \'{incident_id}\''
+    )
     return [row[1] for s in series for row in s["values"]]
 
 
 def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in_influxdb(stack):
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
-    low_do = [Reading(sensor_id=f"wq-{STATION}", kind=Kind.water, station=STATION, district="banan", ts=start + timedelta(minutes=10 * i),
-                      values={"do": Quantity(value=2.5, unit="mg/L")}) for i in range(4)]
+    low_do = [
+        Reading(
+            sensor_id=f"wq-{STATION}",
+            kind=Kind.water,
+            station=STATION,
+            district="banan",
+            ts=start + timedelta(minutes=10 * i),
+            values={"do": Quantity(value=2.5, unit="mg/L")},
+        )
+        for i in range(4)
+    ]
     assert publish(reading_messages(low_do, stack.settings.mqtt.topic_root), stack.settings.mqtt) == 4
 
     async def first_warning():
@@ -46,16 +56,28 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
 
     warning = asyncio.run(first_warning())
     assert warning is not None, stack.worker.log_tail(40)
-    wait_until(lambda: {"sensed", "warned"} <= set(lifecycle_stages(stack, warning.incident_id)), 60, what="sensed and warned in InfluxDB")
+    wait_until(
+        lambda: {"sensed", "warned"} <= set(lifecycle_stages(stack, warning.incident_id)),
+        60,
+        what="sensed and warned in InfluxDB",
+    )
 
     # delivered to each department's own topic, each delivery recorded
     topic = department_topic(warning.departments[-1])
-    fed = asyncio.run(consume_all(stack.settings, topic, 30, lambda got: any(warning.warning_id.encode() in v for v in got)))
+    fed = asyncio.run(
+        consume_all(stack.settings, topic, 30, lambda got: any(warning.warning_id.encode() in v for v in got))
+    )
     assert any(warning.warning_id.encode() in v for v in fed)
-    deliveries = f"SELECT \"since_reading_s\", \"department\" FROM deliveries WHERE warning_id = '{warning.warning_id}' AND \"channel\" = 'topic'"
-    rows = wait_until(lambda: [r for s in influxql(stack.settings.influx, deliveries) for r in s["values"]]
-                      if len(warning.departments) <= sum(len(s["values"]) for s in influxql(stack.settings.influx, deliveries)) else None,
-                      60, what="the deliveries in InfluxDB")
+    deliveries = f'SELECT "since_reading_s", "department" FROM deliveries WHERE warning_id = \'{warning.warning_id}\' AND "channel" = \'topic\''
+    rows = wait_until(
+        lambda: (
+            [r for s in influxql(stack.settings.influx, deliveries) for r in s["values"]]
+            if len(warning.departments) <= sum(len(s["values"]) for s in influxql(stack.settings.influx, deliveries))
+            else None
+        ),
+        60,
+        what="the deliveries in InfluxDB",
+    )
     assert {r[2] for r in rows} == set(warning.departments)
     wait_until(lambda: "delivered" in lifecycle_stages(stack, warning.incident_id), 60, what="delivered in InfluxDB")
 
@@ -63,9 +85,23 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
     early = yuflow("warnings", "review", warning.incident_id, exit_code=1)
     assert "rejected" in early and "before closed" in early
     assert "accepted" in yuflow("warnings", "ack", warning.warning_id, "--by", "巴南区水利局 值班员")
-    wait_until(lambda: "acknowledged" in lifecycle_stages(stack, warning.incident_id), 60, what="the acknowledgement in InfluxDB")
-    yuflow("warnings", "close", warning.incident_id, "--by", "巴南区水利局 值班员", "--note", "sampling confirmed; plant fixed")
-    stages = wait_until(lambda: (s := lifecycle_stages(stack, warning.incident_id)) and "closed" in s and s, 60, what="the closure")
+    wait_until(
+        lambda: "acknowledged" in lifecycle_stages(stack, warning.incident_id),
+        60,
+        what="the acknowledgement in InfluxDB",
+    )
+    yuflow(
+        "warnings",
+        "close",
+        warning.incident_id,
+        "--by",
+        "巴南区水利局 值班员",
+        "--note",
+        "sampling confirmed; plant fixed",
+    )
+    stages = wait_until(
+        lambda: (s := lifecycle_stages(stack, warning.incident_id)) and "closed" in s and s, 60, what="the closure"
+    )
     assert stages.index("sensed") < stages.index("acknowledged") < stages.index("closed") and "reviewed" not in stages
 
     # acknowledging an incident that never was: rejected at once with the reason, a dead letter that
@@ -79,7 +115,7 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
     assert lifecycle_stages(stack, bogus) == []
     log = stack.worker.log_tail(400)
     logged = log.rfind(f"rejected an operator's action: no open incident {bogus}")
-    assert logged >= 0 and "Traceback" not in log[logged:logged + 400], log[-2000:]
+    assert logged >= 0 and "Traceback" not in log[logged : logged + 400], log[-2000:]
     assert stack.worker.alive()
 
 
@@ -87,29 +123,47 @@ def test_readings_sent_in_real_time_are_warned_and_delivered_within_a_second(sta
     import time
 
     def low_do(station: str, district: str) -> list[Reading]:
-        return [Reading(sensor_id=f"wq-{station}", kind=Kind.water, station=station, district=district, ts=datetime.now(UTC),
-                        values={"do": Quantity(value=2.0, unit="mg/L")})]
+        return [
+            Reading(
+                sensor_id=f"wq-{station}",
+                kind=Kind.water,
+                station=station,
+                district=district,
+                ts=datetime.now(UTC),
+                values={"do": Quantity(value=2.0, unit="mg/L")},
+            )
+        ]
 
     # warm up: a warning and its deliveries elsewhere, so every agent has joined and fetched once
     warm = "changjiang-mudong"
     for _ in range(3):
         publish(reading_messages(low_do(warm, "banan"), stack.settings.mqtt.topic_root), stack.settings.mqtt)
         time.sleep(0.2)
-    wait_until(lambda: influxql(stack.settings.influx, "SELECT count(\"since_reading_s\") FROM deliveries WHERE incident_id =~ /^water:changjiang:/"),
-               90, what="the warm-up deliveries")
+    wait_until(
+        lambda: influxql(
+            stack.settings.influx,
+            'SELECT count("since_reading_s") FROM deliveries WHERE incident_id =~ /^water:changjiang:/',
+        ),
+        90,
+        what="the warm-up deliveries",
+    )
     station = "liangtan-xiyong"
     readings = []
-    for i in range(4):  # at 1x speed: each reading stamped when it is sent; the third completes the finding
+    for _ in range(4):  # at 1x speed: each reading stamped when it is sent; the third completes the finding
         reading = low_do(station, "shapingba")
         assert publish(reading_messages(reading, stack.settings.mqtt.topic_root), stack.settings.mqtt) == 1
         readings += reading
         time.sleep(0.5)
-    query = (f"SELECT \"since_reading_s\" FROM deliveries WHERE \"channel\" = 'topic' AND incident_id =~ /^water:liangtan:/ "
-             f"AND time >= '{readings[0].ts.isoformat().replace('+00:00', 'Z')}'")
+    query = (
+        f'SELECT "since_reading_s" FROM deliveries WHERE "channel" = \'topic\' AND incident_id =~ /^water:liangtan:/ '
+        f"AND time >= '{readings[0].ts.isoformat().replace('+00:00', 'Z')}'"
+    )
     series = wait_until(lambda: influxql(stack.settings.influx, query), 60, what="the deliveries in InfluxDB")
     latencies = [row[1] for s in series for row in s["values"]]
     print(f"[latency] reading -> delivered, per department: {sorted(latencies)}")
-    assert latencies and max(latencies) < 1.0, latencies  # reading -> alert -> warning -> delivered, recorded per department
+    assert latencies and max(latencies) < 1.0, (
+        latencies
+    )  # reading -> alert -> warning -> delivered, recorded per department
 
 
 def test_from_the_tail_to_an_acknowledgement_with_only_what_the_tail_printed(stack):
@@ -117,8 +171,17 @@ def test_from_the_tail_to_an_acknowledgement_with_only_what_the_tail_printed(sta
     it shows, acknowledge; then the incident list says who acknowledged, and `yuflow status` is green."""
     station, district = "huaxi-lijiatuo", "banan"  # after the first test closed its incident on this river: a new one
     now = datetime.now(UTC).replace(microsecond=0)
-    low_do = [Reading(sensor_id=f"wq-{station}", kind=Kind.water, station=station, district=district, ts=now - timedelta(minutes=10 * (3 - i)),
-                      values={"do": Quantity(value=2.0, unit="mg/L")}) for i in range(4)]
+    low_do = [
+        Reading(
+            sensor_id=f"wq-{station}",
+            kind=Kind.water,
+            station=station,
+            district=district,
+            ts=now - timedelta(minutes=10 * (3 - i)),
+            values={"do": Quantity(value=2.0, unit="mg/L")},
+        )
+        for i in range(4)
+    ]
     assert publish(reading_messages(low_do, stack.settings.mqtt.topic_root), stack.settings.mqtt) == 4
 
     def shown() -> str | None:

@@ -14,7 +14,6 @@ from tests.integration.conftest import yuflow
 pytestmark = pytest.mark.integration
 
 
-
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
@@ -25,7 +24,9 @@ def test_recording_replays_into_influxdb(stack, tmp_path, fmt, route, seed):
     yuflow("sim", "record", "random", str(file), "--seed", str(seed), "--duration", "1")
     frame = load_frame(tmp_path / f"random-{seed}.parquet") if fmt == "parquet" else None
     if frame is None:  # the JSONL twin, for counting: the same scenario and seed
-        yuflow("sim", "record", "random", str(tmp_path / f"random-{seed}.parquet"), "--seed", str(seed), "--duration", "1")
+        yuflow(
+            "sim", "record", "random", str(tmp_path / f"random-{seed}.parquet"), "--seed", str(seed), "--duration", "1"
+        )
         frame = load_frame(tmp_path / f"random-{seed}.parquet")
     truth = load_truth(file)
     assert truth.scenario == "random" and truth.seed == seed

@@ -32,9 +32,18 @@ def readings() -> list[Reading]:
     city = default_city()
     stations = [s for s in city.stations.values() if not s.treated][:30]
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
-    return [Reading(sensor_id=f"wq-{s.id}", kind=Kind.water, station=s.id, district=s.district, ts=start + timedelta(seconds=60 * i),
-                    values={"do": Quantity(value=8.0, unit="mg/L")})
-            for i in range(READINGS_SENT // len(stations)) for s in stations]
+    return [
+        Reading(
+            sensor_id=f"wq-{s.id}",
+            kind=Kind.water,
+            station=s.id,
+            district=s.district,
+            ts=start + timedelta(seconds=60 * i),
+            values={"do": Quantity(value=8.0, unit="mg/L")},
+        )
+        for i in range(READINGS_SENT // len(stations))
+        for s in stations
+    ]
 
 
 def test_two_bridges_split_the_feed_and_a_killed_one_comes_back_with_its_share(tmp_path):
@@ -44,12 +53,17 @@ def test_two_bridges_split_the_feed_and_a_killed_one_comes_back_with_its_share(t
         assert len(pids) == 2, before
         sent = readings()
         acked: list[int] = []
-        sender = threading.Thread(target=lambda: acked.append(publish(reading_messages(sent, settings.mqtt.topic_root), settings.mqtt,
-                                                                      timeout_s=120)))
+        sender = threading.Thread(
+            target=lambda: acked.append(
+                publish(reading_messages(sent, settings.mqtt.topic_root), settings.mqtt, timeout_s=120)
+            )
+        )
         sender.start()
         time.sleep(0.3)
         victim = sorted(pids)[0]
-        os.kill(pids[victim], signal.SIGKILL)  # mid-stream: what it had not acknowledged, the broker keeps for its session
+        os.kill(
+            pids[victim], signal.SIGKILL
+        )  # mid-stream: what it had not acknowledged, the broker keeps for its session
         sender.join(150)
         assert acked == [len(sent)]
 
@@ -61,13 +75,19 @@ def test_two_bridges_split_the_feed_and_a_killed_one_comes_back_with_its_share(t
         got = asyncio.run(consume_all(settings, READINGS[Kind.water], 120, lambda records: forwarded(records) >= want))
         missing = want - forwarded(got)
         assert not missing, f"{len(missing)} of {len(want)} readings never reached Kafka"
-        after = wait_until(lambda: (s := bridge_statuses(settings)) and s.get(victim, "").startswith("online") and s, 30,
-                           what="the killed bridge started again")
+        after = wait_until(
+            lambda: (s := bridge_statuses(settings)) and s.get(victim, "").startswith("online") and s,
+            30,
+            what="the killed bridge started again",
+        )
         assert int(after[victim].split("pid=")[1]) != pids[victim]
 
         def shares() -> dict[str, int] | None:  # each bridge logs what it received every 10 s
             log = (settings.data_path / "logs" / "bridge.log").read_text(errors="replace")
-            found = {name: max(map(int, re.findall(rf"bridge {re.escape(name)} received=(\d+)", log)), default=0) for name in pids}
+            found = {
+                name: max(map(int, re.findall(rf"bridge {re.escape(name)} received=(\d+)", log)), default=0)
+                for name in pids
+            }
             return found if all(found.values()) else None
 
         shares = wait_until(shares, 40, what="both bridges' counts in the log")

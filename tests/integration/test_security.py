@@ -39,27 +39,83 @@ def make_ca(directory: Path) -> dict[str, str]:
         pytest.skip("the openssl command is needed to make test certificates (apt-get install -y openssl)")
     d = directory
     ext = d / "server.ext"
-    ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                   "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
+    ext.write_text(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
+    )
     for args in (
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-         "-subj", "/CN=Yuflow test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-        ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
-         "-days", "2", "-extfile", str(ext)],
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Yuflow test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        [
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+        ],
     ):
         subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
-    return {"tls_ca_file": str(d / "ca.crt"), "tls_cert_file": str(d / "server.crt"), "tls_key_file": str(d / "server.key")}
+    return {
+        "tls_ca_file": str(d / "ca.crt"),
+        "tls_cert_file": str(d / "server.crt"),
+        "tls_key_file": str(d / "server.key"),
+    }
 
 
 def broker_settings(directory: Path, **mqtt_overrides) -> Settings:
     passwords = directory / "sensors.passwd"
     passwords.write_text("# sensor_id:password\n" + "".join(f"{s}:{p}\n" for s, p in SENSORS.items()))
     passwords.chmod(0o600)
-    mqtt_settings = {"port": free_port(), "username": SERVICES_USER, "password": SERVICES_PASSWORD, "acl": True,
-                     "sensor_passwords_file": str(passwords), "topic_root": ROOT, "client_id_prefix": "sec", **mqtt_overrides}
+    mqtt_settings = {
+        "port": free_port(),
+        "username": SERVICES_USER,
+        "password": SERVICES_PASSWORD,
+        "acl": True,
+        "sensor_passwords_file": str(passwords),
+        "topic_root": ROOT,
+        "client_id_prefix": "sec",
+        **mqtt_overrides,
+    }
     return load_settings(data_dir=directory / "data", mqtt=mqtt_settings)
 
 
@@ -86,15 +142,24 @@ def tls_broker(tmp_path_factory) -> Iterator[Settings]:
 class Session:
     """A connected MQTT v5 test client that records its CONNACK, PUBACKs and messages."""
 
-    def __init__(self, settings: Settings, username: str | None, password: str | None, tls: dict | None = None,
-                 client: mqtt.Client | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        username: str | None,
+        password: str | None,
+        tls: dict | None = None,
+        client: mqtt.Client | None = None,
+    ):
         self.connected = threading.Event()
         self.connack: mqtt.ReasonCode | None = None
         self.pubacks: dict[int, int] = {}
         self.messages: list[tuple[str, bytes]] = []
         if client is None:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{username}-{time.monotonic_ns()}",
-                                 protocol=mqtt.MQTTv5)
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=f"test-{username}-{time.monotonic_ns()}",
+                protocol=mqtt.MQTTv5,
+            )
             if username is not None:
                 client.username_pw_set(username, password)
             if tls is not None:
@@ -217,7 +282,9 @@ def test_tls_with_the_ca_works_and_plain_or_unverified_connections_fail(tls_brok
     config = (tls_broker.data_path / "mqtt" / "mosquitto.conf").read_text()
     assert "certfile" in config and "keyfile" in config and "cafile" in config
     listener = services_listener(tls_broker, sessions)  # make_client: TLS with tls_ca_file, and the password
-    sensor = open_session(sessions, tls_broker, "wq-beta", SENSORS["wq-beta"], tls={"ca_certs": tls_broker.mqtt.tls_ca_file})
+    sensor = open_session(
+        sessions, tls_broker, "wq-beta", SENSORS["wq-beta"], tls={"ca_certs": tls_broker.mqtt.tls_ca_file}
+    )
     assert sensor.accepted()
     assert sensor.publish(f"{ROOT}/shapingba/water/wq-beta", b"over tls") == 0
     assert listener.wait_for(b"over tls")
@@ -235,17 +302,33 @@ def test_a_running_bridge_logs_no_secret(broker, stack, tmp_path):
     secrets_dir.mkdir()
     (secrets_dir / "influx__password").write_text("influx-pw-from-file-4b1e\n")
     (secrets_dir / "mqtt__password").write_text(SERVICES_PASSWORD + "\n")
-    secrets = {"YUFLOW_INFLUX__TOKEN": "influx-token-9d0c2e", "YUFLOW_WEB__OPERATOR_TOKEN": "operator-token-61af",
-               "YUFLOW_DELIVERY__WEBHOOK_TOKEN": "webhook-token-e7b3"}
-    env = {**os.environ, **secrets, "YUFLOW_SECRETS_DIR": str(secrets_dir), "YUFLOW_DATA_DIR": str(tmp_path / "data"),
-           "YUFLOW_MQTT__PORT": str(broker.mqtt.port), "YUFLOW_MQTT__USERNAME": SERVICES_USER,
-           "YUFLOW_MQTT__TOPIC_ROOT": ROOT, "YUFLOW_MQTT__CLIENT_ID_PREFIX": "sec-logged",
-           "YUFLOW_KAFKA__BOOTSTRAP": stack.settings.kafka.bootstrap}
+    secrets = {
+        "YUFLOW_INFLUX__TOKEN": "influx-token-9d0c2e",
+        "YUFLOW_WEB__OPERATOR_TOKEN": "operator-token-61af",
+        "YUFLOW_DELIVERY__WEBHOOK_TOKEN": "webhook-token-e7b3",
+    }
+    env = {
+        **os.environ,
+        **secrets,
+        "YUFLOW_SECRETS_DIR": str(secrets_dir),
+        "YUFLOW_DATA_DIR": str(tmp_path / "data"),
+        "YUFLOW_MQTT__PORT": str(broker.mqtt.port),
+        "YUFLOW_MQTT__USERNAME": SERVICES_USER,
+        "YUFLOW_MQTT__TOPIC_ROOT": ROOT,
+        "YUFLOW_MQTT__CLIENT_ID_PREFIX": "sec-logged",
+        "YUFLOW_KAFKA__BOOTSTRAP": stack.settings.kafka.bootstrap,
+    }
     env.pop("YUFLOW_MQTT__PASSWORD", None)  # from the secrets directory only
     log_file = tmp_path / "bridge.log"
     with open(log_file, "wb") as log:
-        bridge = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "bridge", "--log-level", "DEBUG"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "bridge", "--log-level", "DEBUG"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
     try:
         bridge_online(broker, bridge.pid, timeout_s=60)  # logged in with the password from the secrets directory
     finally:
@@ -264,12 +347,31 @@ def test_a_running_bridge_logs_no_secret(broker, stack, tmp_path):
 def test_a_worker_logs_no_secret_starting_or_failing(tmp_path):
     """`yuflow worker` at debug with every secret set, against a Kafka that is not there: its banner, its
     start-up and its failure (a traceback) hold none of the secret values."""
-    secrets = {f"YUFLOW_{name}": f"{name.lower()}-value-3c8d" for name in
-               ("MQTT__PASSWORD", "INFLUX__PASSWORD", "INFLUX__TOKEN", "DELIVERY__WEBHOOK_TOKEN", "WEB__OPERATOR_TOKEN")}
-    env = {**os.environ, **secrets, "YUFLOW_DATA_DIR": str(tmp_path / "data"), "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
-           "YUFLOW_WORKER__WEB_PORT": str(free_port())}
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "worker", "--log-level", "debug"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    secrets = {
+        f"YUFLOW_{name}": f"{name.lower()}-value-3c8d"
+        for name in (
+            "MQTT__PASSWORD",
+            "INFLUX__PASSWORD",
+            "INFLUX__TOKEN",
+            "DELIVERY__WEBHOOK_TOKEN",
+            "WEB__OPERATOR_TOKEN",
+        )
+    }
+    env = {
+        **os.environ,
+        **secrets,
+        "YUFLOW_DATA_DIR": str(tmp_path / "data"),
+        "YUFLOW_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "YUFLOW_WORKER__WEB_PORT": str(free_port()),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "worker", "--log-level", "debug"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = out.stdout + out.stderr
     assert out.returncode != 0 and "transport" in output and "Unable to bootstrap" in output
     assert not [secret for secret in secrets.values() if secret in output]

@@ -42,9 +42,13 @@ def first_alert_ms(frame, city) -> int:
             limit = LIMITS[reading.station].get(parameter)
             if limit is not None:
                 key = (reading.sensor_id, parameter)
-                persistence[key], change = step(persistence.get(key, PersistenceState()), limit.severity(quantity.value), PERSISTENCE_READINGS)
+                persistence[key], change = step(
+                    persistence.get(key, PersistenceState()), limit.severity(quantity.value), PERSISTENCE_READINGS
+                )
                 limit_changed |= change is not None
-        verdict = screen.step_one(reading.sensor_id, {p: q.value for p, q in reading.values.items()}, reading.ts.timestamp())
+        verdict = screen.step_one(
+            reading.sensor_id, {p: q.value for p, q in reading.values.items()}, reading.ts.timestamp()
+        )
         if limit_changed or verdict.change == "raised":
             return send_ms
     raise AssertionError("the scenario raises no water alert")
@@ -67,21 +71,30 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
     rest = [m for m in sent if m[0] > decisive_ms + shift_ms]
     assert publish_timed(history, settings.mqtt) == len(history)
     last_ns = max(m[0] for m in history if b'"kind":"water"' in m[2]) * 10**6
-    wait_until(lambda: influxql(settings.influx, f"SELECT count(\"do\") FROM readings WHERE time >= {last_ns}"), LEAD_S,
-               what="the history to reach InfluxDB")
+    wait_until(
+        lambda: influxql(settings.influx, f'SELECT count("do") FROM readings WHERE time >= {last_ns}'),
+        LEAD_S,
+        what="the history to reach InfluxDB",
+    )
     assert time.time() * 1000 < decisive_ms + shift_ms - 2000, "the history took too long to drain"
     while time.time() * 1000 < decisive_ms + shift_ms:
         time.sleep(0.005)
     assert publish_timed(decisive, settings.mqtt) == len(decisive)  # at 1x: sent when it is stamped
 
-    first = ("SELECT \"since_reading_s\", \"department\" FROM deliveries WHERE \"channel\" = 'topic' AND incident_id =~ /^water:ruxi:/ "
-             f"AND time >= {(decisive_ms + shift_ms) * 10**6}")
+    first = (
+        'SELECT "since_reading_s", "department" FROM deliveries WHERE "channel" = \'topic\' AND incident_id =~ /^water:ruxi:/ '
+        f"AND time >= {(decisive_ms + shift_ms) * 10**6}"
+    )
     try:
-        rows = wait_until(lambda: [r for s in influxql(settings.influx, first) for r in s["values"]], 60, what="the first deliveries")
+        rows = wait_until(
+            lambda: [r for s in influxql(settings.influx, first) for r in s["values"]], 60, what="the first deliveries"
+        )
     except TimeoutError:
         alerts = influxql(settings.influx, "SELECT * FROM alerts WHERE area = 'ruxi' ORDER BY time DESC LIMIT 5")
-        raise AssertionError(f"no delivery of the decisive reading's warning; the Ruxi alerts: {alerts}; "
-                             f"the worker's log: {stack.worker.log_tail(30)}") from None
+        raise AssertionError(
+            f"no delivery of the decisive reading's warning; the Ruxi alerts: {alerts}; "
+            f"the worker's log: {stack.worker.log_tail(30)}"
+        ) from None
     assert max(r[1] for r in rows) < 1.0, rows  # first anomalous reading -> alert -> warning -> delivered
 
     # the rest of the scenario (the plume's passage) arrives; tracing looks once 2 h of it exist
@@ -105,17 +118,30 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
         return w.suspects and w.suspects[0].source_id == "ruxi-food-factory" and w.tier is Tier.red
 
     def on_time(w):  # the intake arrival within 10 % of the truth (a first look may see only the plume's front)
-        return traced_red(w) and any(a.intake_id == "ruxi-intake" and a.hours_left >= 0  # ahead of the plume when traced
-                                     and abs(a.arrival.timestamp() - true_arrival_s) <= tolerance_s for a in w.arrivals)
+        return traced_red(w) and any(
+            a.intake_id == "ruxi-intake"
+            and a.hours_left >= 0  # ahead of the plume when traced
+            and abs(a.arrival.timestamp() - true_arrival_s) <= tolerance_s
+            for a in w.arrivals
+        )
 
     seen = asyncio.run(ruxi_warnings(on_time))
-    assert any(on_time(w) for w in seen), [(w.title, [(a.intake_id, a.arrival.timestamp() - true_arrival_s) for a in w.arrivals])
-                                           for w in seen]
+    assert any(on_time(w) for w in seen), [
+        (w.title, [(a.intake_id, a.arrival.timestamp() - true_arrival_s) for a in w.arrivals]) for w in seen
+    ]
     time.sleep(5)  # time for anything that would repeat it
     found = asyncio.run(ruxi_warnings(timeout_s=5))
-    assert len({w.incident_id for w in found}) == 1, [(w.warning_id, w.title, w.affected, str(w.ts)) for w in found]  # one incident for the river
-    print("\n[tracing] Ruxi warnings: " + "; ".join(f"{w.tier.value} from {w.station}: " + (
-        f"{w.suspects[0].source_id} {w.suspects[0].probability:.0%}" if w.suspects else "no suspect") for w in found))
+    assert len({w.incident_id for w in found}) == 1, [
+        (w.warning_id, w.title, w.affected, str(w.ts)) for w in found
+    ]  # one incident for the river
+    print(
+        "\n[tracing] Ruxi warnings: "
+        + "; ".join(
+            f"{w.tier.value} from {w.station}: "
+            + (f"{w.suspects[0].source_id} {w.suspects[0].probability:.0%}" if w.suspects else "no suspect")
+            for w in found
+        )
+    )
     red = [w for w in found if traced_red(w)]
     # one red warning naming the factory; a later look may revise it (its arrival, the intake or the
     # dam ahead of the plume), each re-sent as an update, never a new warning
@@ -131,11 +157,16 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
     assert warning.suspects[0].distance_km == pytest.approx(factory_km, abs=0.05)
     assert "oil sheen" in warning.message and "cam-ruxi-mingda" in warning.message  # the camera corroborates
     ruxi_dams = [d.name for d in city.dams.values() if d.river == "ruxi"]
-    assert any(name in item for name in ruxi_dams for item in warning.checklist), warning.checklist  # the interception dam
+    assert any(name in item for name in ruxi_dams for item in warning.checklist), (
+        warning.checklist
+    )  # the interception dam
     red_departments = load_toml("routing")["categories"]["water"]["red"]
     assert warning.departments == red_departments and len(red_departments) == 5
 
-    deliveries = f"SELECT \"department\", \"since_reading_s\" FROM deliveries WHERE warning_id = '{first_red.warning_id}' AND \"channel\" = 'topic'"
-    rows = wait_until(lambda: (r := [r for s in influxql(settings.influx, deliveries) for r in s["values"]]) and len(r) >= 5 and r,
-                      60, what="the red warning's deliveries")
+    deliveries = f'SELECT "department", "since_reading_s" FROM deliveries WHERE warning_id = \'{first_red.warning_id}\' AND "channel" = \'topic\''
+    rows = wait_until(
+        lambda: (r := [r for s in influxql(settings.influx, deliveries) for r in s["values"]]) and len(r) >= 5 and r,
+        60,
+        what="the red warning's deliveries",
+    )
     assert {r[1] for r in rows} == set(red_departments)

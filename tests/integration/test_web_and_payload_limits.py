@@ -33,10 +33,15 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
 
 def test_a_forged_cross_site_post_to_the_running_page_is_refused_and_records_nothing(stack):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "web", "--port", str(port)], env=os.environ.copy(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "web", "--port", str(port)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def up() -> bool:
             try:
                 with urllib.request.urlopen(base + "/health", timeout=2) as answer:
@@ -45,10 +50,17 @@ def test_a_forged_cross_site_post_to_the_running_page_is_refused_and_records_not
                 return False
 
         wait_until(up, 30, what="the web page")
-        action = json.dumps({"id": "forged-1", "incident_id": "water:ruxi:1", "action": "close", "actor": "evil", "note": "x"}).encode()
+        action = json.dumps(
+            {"id": "forged-1", "incident_id": "water:ruxi:1", "action": "close", "actor": "evil", "note": "x"}
+        ).encode()
         # what a form on another site can send: a "simple" request, no preflight
-        assert post(base + "/api/actions", action, {"Content-Type": "text/plain", "Origin": "http://evil.example"}) == 403
-        assert post(base + "/api/actions", action, {"Content-Type": "application/json", "Origin": "http://evil.example"}) == 403
+        assert (
+            post(base + "/api/actions", action, {"Content-Type": "text/plain", "Origin": "http://evil.example"}) == 403
+        )
+        assert (
+            post(base + "/api/actions", action, {"Content-Type": "application/json", "Origin": "http://evil.example"})
+            == 403
+        )
         assert post(base + "/api/actions", action, {"Content-Type": "application/json", "Host": "evil.example"}) == 403
         assert post(base + "/api/actions", b"{" + b" " * 20_000 + b"}", {"Content-Type": "application/json"}) == 403
         # the same page's own request gets past the checks (and is judged on its content)
@@ -60,7 +72,9 @@ def test_a_forged_cross_site_post_to_the_running_page_is_refused_and_records_not
 
 def test_large_mqtt_payloads_are_refused_before_they_cost_the_bridge_memory(stack):
     settings = stack.settings
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"big-{time.monotonic_ns()}", protocol=mqtt.MQTTv311)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"big-{time.monotonic_ns()}", protocol=mqtt.MQTTv311
+    )
     client.username_pw_set(settings.mqtt.username, settings.mqtt.password.get_secret_value())
     client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()

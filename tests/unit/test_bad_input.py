@@ -53,8 +53,19 @@ def readme_codes() -> set[str]:
 
 
 README_CODES = readme_codes()
-CODES = {"invalid", "bad_topic", "topic_mismatch", "unknown_sensor", "sensor_mismatch", "unknown_parameter", "wrong_unit",
-         "impossible_value", "future_timestamp", "duplicate", "too_large"}  # the README's table today
+CODES = {
+    "invalid",
+    "bad_topic",
+    "topic_mismatch",
+    "unknown_sensor",
+    "sensor_mismatch",
+    "unknown_parameter",
+    "wrong_unit",
+    "impossible_value",
+    "future_timestamp",
+    "duplicate",
+    "too_large",
+}  # the README's table today
 
 
 def bridge_validator() -> ReadingValidator:
@@ -148,7 +159,10 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
 
     dup, late, late_after = r(), r(), r()  # late is a minute before late_after, and sent after it
     m = n()
-    dup_utc, dup_offset = reading(m), reading(m, ts=(T0 + timedelta(minutes=m)).astimezone(timezone(timedelta(hours=-5))).isoformat())
+    dup_utc, dup_offset = (
+        reading(m),
+        reading(m, ts=(T0 + timedelta(minutes=m)).astimezone(timezone(timedelta(hours=-5))).isoformat()),
+    )
     padded, over = enc(r()), enc(r())
     padded += b" " * (max_payload_bytes - len(padded))
     over += b" " * (max_payload_bytes + 1 - len(over))
@@ -157,9 +171,19 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         # accepted
         Case("valid reading", T, enc(r()), ACCEPTED),
         Case("convertible unit (DO in ug/L)", T, enc(value("do", 8000, "ug/L")), ACCEPTED),
-        Case("UTC offset +08:00 (normalised to UTC)", T, enc(r(ts=(T0 + timedelta(minutes=n())).astimezone(timezone(timedelta(hours=8))).isoformat())), ACCEPTED),
+        Case(
+            "UTC offset +08:00 (normalised to UTC)",
+            T,
+            enc(r(ts=(T0 + timedelta(minutes=n())).astimezone(timezone(timedelta(hours=8))).isoformat())),
+            ACCEPTED,
+        ),
         Case("pretty-printed JSON", T, enc(r(), indent=2).replace(b"\n", b"\r\n"), ACCEPTED),
-        Case("unicode escapes in strings", T, enc(r()).replace(b'"qijiang-ganshui"', b'"\\u0071ijiang-ganshui"'), ACCEPTED),
+        Case(
+            "unicode escapes in strings",
+            T,
+            enc(r()).replace(b'"qijiang-ganshui"', b'"\\u0071ijiang-ganshui"'),
+            ACCEPTED,
+        ),
         Case("late (out-of-order) reading is forwarded", T, enc(late), ACCEPTED, prior=(enc(late_after),)),
         Case("payload exactly at the size limit", T, padded, ACCEPTED),
         # malformed JSON
@@ -170,7 +194,13 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         # a JSON array is a batch of the sensor's samples, each checked on its own (test_batches below)
         Case("one reading inside an array: a batch of one", T, enc([r()]), ACCEPTED),
         Case("an empty array", T, b"[]", "invalid", "empty array"),
-        Case("an array of a number", T, b"[7]", "invalid", "sample 1 of 1: invalid reading: payload: Input should be an object"),
+        Case(
+            "an array of a number",
+            T,
+            b"[7]",
+            "invalid",
+            "sample 1 of 1: invalid reading: payload: Input should be an object",
+        ),
         Case("an array holding an array", T, enc([[r()]]), "invalid", "should be an object"),
         Case("JSON null", T, b"null", "invalid", "should be an object"),
         Case("JSON number", T, b"42", "invalid", "should be an object"),
@@ -180,36 +210,84 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("UTF-8 byte-order mark", T, b"\xef\xbb\xbf" + enc(r()), "invalid", "Invalid JSON"),
         Case("UTF-16 encoded JSON", T, json.dumps(r()).encode("utf-16"), "invalid", "Invalid JSON"),
         Case("non-UTF-8 bytes", T, b"\xff\xfe\xfd\x00\x80binary", "invalid", "Invalid JSON"),
-        Case("Latin-1 byte inside a string", T, enc(r(station="qijiang-ganshui\xb5"), ensure_ascii=False).decode().encode("latin-1"), "invalid", "Invalid JSON"),
+        Case(
+            "Latin-1 byte inside a string",
+            T,
+            enc(r(station="qijiang-ganshui\xb5"), ensure_ascii=False).decode().encode("latin-1"),
+            "invalid",
+            "Invalid JSON",
+        ),
         Case("deeply nested JSON (top level)", T, nested.encode(), "invalid", "depth limit"),
-        Case("deeply nested JSON (in a value)", T, enc(r()).replace(b'"value": 8.0', b'"value": ' + nested.encode()), "invalid", "recursion limit"),
+        Case(
+            "deeply nested JSON (in a value)",
+            T,
+            enc(r()).replace(b'"value": 8.0', b'"value": ' + nested.encode()),
+            "invalid",
+            "recursion limit",
+        ),
         # wrong types and shapes
         Case("value as a word", T, enc(value("do", "high", "mg/L")), "invalid", "values.do.value"),
         Case("value null", T, enc(value("do", None, "mg/L")), "invalid", "values.do.value"),
         Case("value as a numeric string", T, enc(value("do", "6.5", "mg/L")), "invalid", "values.do.value"),
         Case("value as a boolean", T, enc(value("do", True, "mg/L")), "invalid", "values.do.value"),
         Case("ts as Unix seconds", T, enc(r(ts=1710115200)), "invalid", "ts"),
-        Case("confidence as a string", topic(kind="camera", sensor="cam-x", root=root),
-             enc(r(kind="camera", sensor_id="cam-x", detection="oil_sheen", confidence="0.9")), "invalid", "confidence"),
+        Case(
+            "confidence as a string",
+            topic(kind="camera", sensor="cam-x", root=root),
+            enc(r(kind="camera", sensor_id="cam-x", detection="oil_sheen", confidence="0.9")),
+            "invalid",
+            "confidence",
+        ),
         Case("value as a list", T, enc(value("do", [8.0], "mg/L")), "invalid", "values.do.value"),
         Case("values as a list", T, enc(r(values=[{"do": 8.0}])), "invalid", "values"),
         Case("values empty", T, enc(r(values={})), "invalid", "values"),
         Case("bare number instead of a quantity", T, enc(r(values={"do": 8.0})), "invalid", "values.do"),
         Case("quantity without a unit", T, enc(r(values={"do": {"value": 8.0}})), "invalid", "values.do.unit"),
         Case("empty unit", T, enc(value("do", 8.0, "")), "invalid", "values.do.unit"),
-        Case("65 parameters", T, enc(r(values={f"p{i}": {"value": 1, "unit": "x"} for i in range(65)})), "invalid", "values"),
+        Case(
+            "65 parameters",
+            T,
+            enc(r(values={f"p{i}": {"value": 1, "unit": "x"} for i in range(65)})),
+            "invalid",
+            "values",
+        ),
         Case("sensor_id as a number", T, enc(r(sensor_id=42)), "invalid", "sensor_id"),
-        Case("sensor_id with a space", topic(sensor="wq qijiang", root=root), enc(r(sensor_id="wq qijiang")), "invalid", "sensor_id"),
+        Case(
+            "sensor_id with a space",
+            topic(sensor="wq qijiang", root=root),
+            enc(r(sensor_id="wq qijiang")),
+            "invalid",
+            "sensor_id",
+        ),
         Case("unknown kind in the payload", T, enc(r(kind="sewage")), "invalid", "kind"),
         Case("missing ts", T, enc({k: v for k, v in r().items() if k != "ts"}), "invalid", "ts: Field required"),
-        Case("missing values", T, enc({k: v for k, v in r().items() if k != "values"}), "invalid", "values: Field required"),
+        Case(
+            "missing values",
+            T,
+            enc({k: v for k, v in r().items() if k != "values"}),
+            "invalid",
+            "values: Field required",
+        ),
         Case("extra field", T, enc(r(note="calibrated")), "invalid", "note"),
         Case("ts as a boolean", T, enc(r(ts=True)), "invalid", "ts"),
         Case("ts as words", T, enc(r(ts="yesterday at noon")), "invalid", "ts"),
-        Case("water reading on a camera topic", topic(kind="camera", root=root), enc(r(kind="water")), "invalid", "kind"),
-        Case("camera reading without its detection", topic(kind="camera", sensor=CAMERA, root=root),
-             enc({k: v for k, v in camera_reading(n()).items() if k != "detection"}), "invalid", "detection"),
-        Case("camera confidence above 1", topic(kind="camera", sensor=CAMERA, root=root), enc(camera_reading(n(), confidence=1.5)), "invalid", "confidence"),
+        Case(
+            "water reading on a camera topic", topic(kind="camera", root=root), enc(r(kind="water")), "invalid", "kind"
+        ),
+        Case(
+            "camera reading without its detection",
+            topic(kind="camera", sensor=CAMERA, root=root),
+            enc({k: v for k, v in camera_reading(n()).items() if k != "detection"}),
+            "invalid",
+            "detection",
+        ),
+        Case(
+            "camera confidence above 1",
+            topic(kind="camera", sensor=CAMERA, root=root),
+            enc(camera_reading(n(), confidence=1.5)),
+            "invalid",
+            "confidence",
+        ),
         # NaN and infinity
         Case("NaN token", T, raw_value("NaN"), "invalid", "finite number"),
         Case("Infinity token", T, raw_value("Infinity"), "invalid", "finite number"),
@@ -217,7 +295,13 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("1e400 (overflows to infinity)", T, raw_value("1e400"), "invalid", "finite number"),
         Case("a 400-digit integer", T, raw_value("9" * 400), "invalid", "finite number"),
         Case("NaN as a string", T, enc(value("do", "NaN", "mg/L")), "invalid", "valid number"),
-        Case("finite value that overflows on conversion", T, enc(value("conductivity", 1e306, "mS/cm")), "impossible_value", "inf"),
+        Case(
+            "finite value that overflows on conversion",
+            T,
+            enc(value("conductivity", 1e306, "mS/cm")),
+            "impossible_value",
+            "inf",
+        ),
         # impossible values
         Case("DO 90 mg/L", T, enc(value("do", 90, "mg/L")), "impossible_value", "outside"),
         Case("negative pH", T, enc(value("ph", -1, "pH")), "impossible_value", "ph"),
@@ -226,10 +310,28 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("negative conductivity", T, enc(value("conductivity", -5, "uS/cm")), "impossible_value", "conductivity"),
         Case("impossible after unit conversion", T, enc(value("do", 90_000, "ug/L")), "impossible_value", "90 mg/L"),
         # registry: unknown sensor, mismatches
-        Case("unknown sensor", topic(sensor="wq-qijiang-nowhere", root=root), enc(r(sensor_id="wq-qijiang-nowhere")), "unknown_sensor", "wq-qijiang-nowhere"),
+        Case(
+            "unknown sensor",
+            topic(sensor="wq-qijiang-nowhere", root=root),
+            enc(r(sensor_id="wq-qijiang-nowhere")),
+            "unknown_sensor",
+            "wq-qijiang-nowhere",
+        ),
         Case("registered at another station", T, enc(r(station="qijiang-gunan")), "sensor_mismatch", "registered"),
-        Case("registered in another district", topic(district="jiangjin", root=root), enc(r(district="jiangjin")), "sensor_mismatch", "registered"),
-        Case("registered as another kind", topic(kind="rain", root=root), enc(r(kind="rain", values={"rain": {"value": 1, "unit": "mm"}})), "sensor_mismatch", "registered as water"),
+        Case(
+            "registered in another district",
+            topic(district="jiangjin", root=root),
+            enc(r(district="jiangjin")),
+            "sensor_mismatch",
+            "registered",
+        ),
+        Case(
+            "registered as another kind",
+            topic(kind="rain", root=root),
+            enc(r(kind="rain", values={"rain": {"value": 1, "unit": "mm"}})),
+            "sensor_mismatch",
+            "registered as water",
+        ),
         # parameters and units
         Case("unknown parameter", T, enc(value("co2", 400, "ppm")), "unknown_parameter", "co2"),
         Case("another feed's parameter", T, enc(value("rain", 1, "mm")), "unknown_parameter", "rain"),
@@ -242,13 +344,32 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("one byte over the limit", T, over, "too_large", f"{max_payload_bytes + 1} bytes"),
         # duplicates and time
         Case("duplicate", T, enc(dup), "duplicate", "already accepted", prior=(enc(dup),)),
-        Case("duplicate written with another UTC offset", T, enc(dup_offset), "duplicate", "already accepted", prior=(enc(dup_utc),)),
+        Case(
+            "duplicate written with another UTC offset",
+            T,
+            enc(dup_offset),
+            "duplicate",
+            "already accepted",
+            prior=(enc(dup_utc),),
+        ),
         Case("far-future timestamp", T, enc(r(ts="2099-01-01T00:00:00Z")), "future_timestamp", "future"),
         Case("year 9999", T, enc(r(ts="9999-12-31T23:59:59Z")), "future_timestamp", "future"),
         Case("missing timezone", T, enc(r(ts="2024-03-11T12:00:00")), "invalid", "timezone"),
         Case("date only", T, enc(r(ts="2024-03-11")), "invalid", "valid datetime"),
-        Case("year 1 with a positive offset (before year 1 in UTC)", T, enc(r(ts="0001-01-01T00:30:00+01:00")), "invalid", "ts: date value out of range"),
-        Case("year 9999 with a negative offset (after 9999 in UTC)", T, enc(r(ts="9999-12-31T23:30:00-01:00")), "invalid", "ts: date value out of range"),
+        Case(
+            "year 1 with a positive offset (before year 1 in UTC)",
+            T,
+            enc(r(ts="0001-01-01T00:30:00+01:00")),
+            "invalid",
+            "ts: date value out of range",
+        ),
+        Case(
+            "year 9999 with a negative offset (after 9999 in UTC)",
+            T,
+            enc(r(ts="9999-12-31T23:30:00-01:00")),
+            "invalid",
+            "ts: date value out of range",
+        ),
         # topics
         Case("unknown kind in the topic", topic(kind="sewage", root=root), enc(r()), "bad_topic", "unknown kind"),
         Case("kind in capitals", topic(kind="Water", root=root), enc(r()), "bad_topic", "unknown kind"),
@@ -261,8 +382,20 @@ def corpus(root: str = ROOT, max_payload_bytes: int = BRIDGE.max_payload_bytes) 
         Case("wildcards in the topic", f"{root}/+/water/#", enc(r()), "topic_mismatch", "sensor_id"),
         Case("wildcard as the kind", f"{root}/{DISTRICT}/+/{SENSOR}", enc(r()), "bad_topic", "unknown kind"),
         Case("NUL in the topic", f"{root}/{DISTRICT}\x00/water/{SENSOR}", enc(r()), "topic_mismatch", "district"),
-        Case("topic names another sensor", topic(sensor="wq-qijiang-gunan", root=root), enc(r()), "topic_mismatch", "sensor_id"),
-        Case("topic names another district", topic(district="jiangjin", root=root), enc(r()), "topic_mismatch", "district"),
+        Case(
+            "topic names another sensor",
+            topic(sensor="wq-qijiang-gunan", root=root),
+            enc(r()),
+            "topic_mismatch",
+            "sensor_id",
+        ),
+        Case(
+            "topic names another district",
+            topic(district="jiangjin", root=root),
+            enc(r()),
+            "topic_mismatch",
+            "district",
+        ),
         Case("topic names another kind", topic(kind="rain", root=root), enc(r()), "topic_mismatch", "kind"),
         Case("empty district level", topic(district="", root=root), enc(r()), "topic_mismatch", "district"),
     ]
@@ -322,7 +455,11 @@ def test_batches_check_each_sample_and_dead_letter_only_the_bad_ones():
     assert [x.ts for x in results if isinstance(x, Reading)] == [datetime.fromisoformat(g["ts"]) for g in good]
     # one dead letter for the message's bad samples, with their count and the first one's reason
     summary = results[-1]
-    assert summary.reason.startswith("2 of 5 samples rejected (") and "impossible_value 1" in summary.reason and "duplicate 1" in summary.reason
+    assert (
+        summary.reason.startswith("2 of 5 samples rejected (")
+        and "impossible_value 1" in summary.reason
+        and "duplicate 1" in summary.reason
+    )
     assert "the first: sample 2 of 5: " in summary.reason
     one_bad = validator.validate_message(TOPIC, enc([reading(910), bad]), NOW)
     assert json.loads(one_bad[-1].payload)["ts"] == bad["ts"]  # a lone bad sample's dead letter keeps the sample
@@ -409,7 +546,9 @@ def validate_twice(topic_: str, payload: bytes) -> None:
 
 TOPIC = topic()
 CAMERA_TOPIC = topic(kind="camera", sensor=CAMERA)
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 VALID = enc(reading(0))
 
@@ -463,9 +602,29 @@ def test_fuzz_batches_give_one_outcome_per_sample(samples):
 
 
 PARAMETERS = sorted({name for kind in parameter_specs(load_toml("parameters")).values() for name in kind})
-UNITS = sorted({u for kind in parameter_specs(load_toml("parameters")).values() for s in kind.values() for u in (s.unit, *s.convert)})
+UNITS = sorted(
+    {
+        u
+        for kind in parameter_specs(load_toml("parameters")).values()
+        for s in kind.values()
+        for u in (s.unit, *s.convert)
+    }
+)
 FIELDS = ["sensor_id", "kind", "station", "district", "ts", "values", "detection", "confidence", "image_ref"]
-IDENTS = [SENSOR, STATION, DISTRICT, CAMERA, CAMERA_SITE, "water", "camera", "rain", "wq-qijiang-gunan", "qijiang-gunan", "jiangjin", "rg-01-00"]
+IDENTS = [
+    SENSOR,
+    STATION,
+    DISTRICT,
+    CAMERA,
+    CAMERA_SITE,
+    "water",
+    "camera",
+    "rain",
+    "wq-qijiang-gunan",
+    "qijiang-gunan",
+    "jiangjin",
+    "rg-01-00",
+]
 NEST = "__nested__"
 
 numbers = (
@@ -475,12 +634,23 @@ numbers = (
     | st.integers(min_value=10**300, max_value=10**400)
     | st.sampled_from(["8.0", "NaN", "inf", "1e400", "", "high", True, False, None])
 )
-offsets = st.none() | st.just(UTC) | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-23 * 60 - 59, 23 * 60 + 59))
+offsets = (
+    st.none()
+    | st.just(UTC)
+    | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-23 * 60 - 59, 23 * 60 + 59))
+)
 timestamps = (
     st.builds(lambda d: d.isoformat(), st.datetimes(timezones=offsets))
-    | st.builds(lambda d: d.isoformat(), st.datetimes(max_value=datetime(1, 1, 1, 3), timezones=offsets))  # the edges of
-    | st.builds(lambda d: d.isoformat(), st.datetimes(min_value=datetime(9999, 12, 31, 21), timezones=offsets))  # datetime's range
-    | st.builds(lambda d: d.isoformat(), st.datetimes(min_value=datetime(2026, 11, 23), max_value=datetime(2026, 11, 25), timezones=st.just(UTC)))
+    | st.builds(
+        lambda d: d.isoformat(), st.datetimes(max_value=datetime(1, 1, 1, 3), timezones=offsets)
+    )  # the edges of
+    | st.builds(
+        lambda d: d.isoformat(), st.datetimes(min_value=datetime(9999, 12, 31, 21), timezones=offsets)
+    )  # datetime's range
+    | st.builds(
+        lambda d: d.isoformat(),
+        st.datetimes(min_value=datetime(2026, 11, 23), max_value=datetime(2026, 11, 25), timezones=st.just(UTC)),
+    )
     | st.text(max_size=30)
     | st.integers()
     | st.floats()
@@ -488,10 +658,18 @@ timestamps = (
 scalars = st.none() | st.booleans() | numbers | st.text(max_size=20) | st.sampled_from(IDENTS + UNITS + PARAMETERS)
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8) | st.sampled_from(FIELDS), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.sampled_from(FIELDS), children, max_size=4)
+    ),
     max_leaves=12,
 )
-quantities = st.fixed_dictionaries({}, optional={"value": numbers, "unit": st.sampled_from(UNITS) | st.text(max_size=20), "extra": json_values}) | json_values
+quantities = (
+    st.fixed_dictionaries(
+        {}, optional={"value": numbers, "unit": st.sampled_from(UNITS) | st.text(max_size=20), "extra": json_values}
+    )
+    | json_values
+)
 
 
 @st.composite
@@ -501,7 +679,9 @@ def mutated_readings(draw) -> tuple[str, bytes]:
     payload = deepcopy(payload)
     nest_depth = 0
     for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(["set", "drop", "parameter", "number", "unit", "ts", "ts", "identity", "huge", "nest"]))
+        op = draw(
+            st.sampled_from(["set", "drop", "parameter", "number", "unit", "ts", "ts", "identity", "huge", "nest"])
+        )
         values = payload.get("values") if isinstance(payload.get("values"), dict) else None
         if op == "set":
             payload[draw(st.sampled_from(FIELDS) | st.text(max_size=10))] = draw(json_values)
@@ -527,7 +707,9 @@ def mutated_readings(draw) -> tuple[str, bytes]:
         elif op == "nest":
             payload[draw(st.sampled_from(FIELDS))] = NEST
             nest_depth = draw(st.integers(1, 3000))
-    if draw(st.booleans()) and all(isinstance(payload.get(k), str) and "/" not in payload[k] for k in ("district", "kind", "sensor_id")):
+    if draw(st.booleans()) and all(
+        isinstance(payload.get(k), str) and "/" not in payload[k] for k in ("district", "kind", "sensor_id")
+    ):
         topic_ = topic(payload["district"], payload["kind"], payload["sensor_id"])  # the topic follows the payload
     text = json.dumps(payload, allow_nan=True, ensure_ascii=draw(st.booleans()))
     if nest_depth:
@@ -541,11 +723,20 @@ def test_fuzz_mutated_readings(message):
     validate_twice(*message)
 
 
-segments = st.sampled_from([ROOT, DISTRICT, "jiangjin", "water", "camera", "rain", SENSOR, CAMERA, "", "+", "#", "yuflow ", "WATER"]) | st.text(max_size=12)
-topics = st.text(max_size=80) | st.builds("/".join, st.lists(segments, max_size=6)) | st.builds(lambda s: "/".join([ROOT, *s]), st.lists(segments, min_size=3, max_size=3))
+segments = st.sampled_from(
+    [ROOT, DISTRICT, "jiangjin", "water", "camera", "rain", SENSOR, CAMERA, "", "+", "#", "yuflow ", "WATER"]
+) | st.text(max_size=12)
+topics = (
+    st.text(max_size=80)
+    | st.builds("/".join, st.lists(segments, max_size=6))
+    | st.builds(lambda s: "/".join([ROOT, *s]), st.lists(segments, min_size=3, max_size=3))
+)
 
 
 @FUZZ
-@given(topic_=topics, payload=st.sampled_from([VALID, enc(camera_reading(0)), b"{", b""]) | st.builds(lambda m: m[1], mutated_readings()))
+@given(
+    topic_=topics,
+    payload=st.sampled_from([VALID, enc(camera_reading(0)), b"{", b""]) | st.builds(lambda m: m[1], mutated_readings()),
+)
 def test_fuzz_arbitrary_topics(topic_, payload):
     validate_twice(topic_, payload)

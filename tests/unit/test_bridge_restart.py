@@ -53,7 +53,9 @@ def test_the_bridge_health_endpoint_says_not_ready_with_the_reason_until_it_forw
         return answers
 
     (down, status), (mqtt_down, _), (ok, body), (missing, _) = asyncio.run(scenario())
-    assert down == 503 and not status["ready"] and "KafkaTimeoutError" in status["reason"] and status["instance"] == "h1"
+    assert (
+        down == 503 and not status["ready"] and "KafkaTimeoutError" in status["reason"] and status["instance"] == "h1"
+    )
     assert mqtt_down == 503
     assert ok == 200 and body["ready"] and body["received"] == 12 and body["unacknowledged"] == 3
     assert missing == 404

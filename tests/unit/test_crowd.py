@@ -27,7 +27,12 @@ def city():
 def test_fruin_levels_and_tiers_follow_the_config():
     densities = np.array([0.0, 0.3, 0.31, 0.71, 0.72, 1.07, 1.08, 2.17, 2.5])  # a bound belongs to the level above it
     assert levels_many(densities, BOUNDS).tolist() == ["A", "A", "B", "C", "D", "D", "E", "F", "F"]
-    assert [tier_for_level(level_of_service(d, BOUNDS), TIERS) for d in (0.5, 0.8, 1.2, 2.5)] == [None, "yellow", "orange", "red"]
+    assert [tier_for_level(level_of_service(d, BOUNDS), TIERS) for d in (0.5, 0.8, 1.2, 2.5)] == [
+        None,
+        "yellow",
+        "orange",
+        "red",
+    ]
     assert density_bound("orange", TIERS, BOUNDS) == RULES["congestion_density"] == 1.08
 
 
@@ -54,17 +59,31 @@ def test_the_forecaster_learns_a_trend_and_the_flows_show_a_surge_sooner():
 def counter(zone: str, t_s: float, persons: float, net_per_min: float = 0.0) -> Reading:
     z = city().zones[zone]
     turnover = persons / 90
-    return Reading(sensor_id=counter_sensor_id(zone), kind=Kind.crowd, station=zone, district=z.district,
-                   ts=datetime.fromtimestamp(t_s, UTC),
-                   values={"count": Quantity(value=round(persons), unit="persons"),
-                           "flow_in": Quantity(value=round(turnover + max(net_per_min, 0), 1), unit="persons/min"),
-                           "flow_out": Quantity(value=round(turnover - min(net_per_min, 0), 1), unit="persons/min")})
+    return Reading(
+        sensor_id=counter_sensor_id(zone),
+        kind=Kind.crowd,
+        station=zone,
+        district=z.district,
+        ts=datetime.fromtimestamp(t_s, UTC),
+        values={
+            "count": Quantity(value=round(persons), unit="persons"),
+            "flow_in": Quantity(value=round(turnover + max(net_per_min, 0), 1), unit="persons/min"),
+            "flow_out": Quantity(value=round(turnover - min(net_per_min, 0), 1), unit="persons/min"),
+        },
+    )
 
 
 def camera(zone: str, t_s: float, persons: float) -> CameraDetection:
     cam = next(c for c in city().cameras.values() if c.target == "zone" and c.site == zone)
-    return CameraDetection(sensor_id=cam.id, station=zone, district=cam.district, ts=datetime.fromtimestamp(t_s, UTC), detection="crowd",
-                           confidence=0.9, values={"person_count": Quantity(value=round(persons), unit="persons")})
+    return CameraDetection(
+        sensor_id=cam.id,
+        station=zone,
+        district=cam.district,
+        ts=datetime.fromtimestamp(t_s, UTC),
+        detection="crowd",
+        confidence=0.9,
+        values={"person_count": Quantity(value=round(persons), unit="persons")},
+    )
 
 
 def surge(zone: str, minutes: int, base: float, extra: float, peak_min: float, width_min: float):
@@ -83,20 +102,26 @@ def test_a_surge_is_warned_ahead_of_congestion_with_the_zones_dispersal_plan_and
     area = city().zones[zone].area_m2
     crossing = int(np.argmax(persons / area >= RULES["congestion_density"]))
     orange = next(a for a in raised if a.tier.rank >= Tier.orange.rank)
-    assert (T0 + crossing * 60) - orange.ts.timestamp() >= 10 * 60      # 10+ minutes ahead
+    assert (T0 + crossing * 60) - orange.ts.timestamp() >= 10 * 60  # 10+ minutes ahead
     assert orange.expected_at is not None and orange.rule == "fruin_forecast"
     plan = "\n".join(orange.checklist)
     z = city().zones[zone]
     assert z.metro_stations[0] in plan and z.passages[0] in plan and z.entrances[0] in plan
-    assert [a.tier for a in raised] == sorted({a.tier for a in raised}, key=lambda t: t.rank)  # only ever up, no repeats
-    assert sum(a.resolved for a in alerts) == 1 and alerts[-1].resolved                     # cleared once, after the surge
+    assert [a.tier for a in raised] == sorted(
+        {a.tier for a in raised}, key=lambda t: t.rank
+    )  # only ever up, no repeats
+    assert sum(a.resolved for a in alerts) == 1 and alerts[-1].resolved  # cleared once, after the surge
 
 
 def test_a_crowd_hovering_at_a_bound_gives_one_warning_not_a_flapping_series():
     watch, zone = CrowdWatch(city()), "bayi-food-street"
     area = city().zones[zone].area_m2
     rng = np.random.default_rng(1)
-    alerts = [a for m in range(180) for a in watch.add(counter(zone, T0 + m * 60, (0.74 + 0.03 * rng.standard_normal()) * area))]
+    alerts = [
+        a
+        for m in range(180)
+        for a in watch.add(counter(zone, T0 + m * 60, (0.74 + 0.03 * rng.standard_normal()) * area))
+    ]
     assert [a.tier for a in alerts] == [Tier.yellow]
 
 
@@ -119,8 +144,14 @@ def test_cameras_fuse_with_the_counter_and_carry_a_zone_whose_counter_is_silent(
 
 def test_unknown_zones_and_other_detections_are_ignored_by_the_watch():
     watch = CrowdWatch(city())
-    other = Reading(sensor_id="rg-03-04", kind=Kind.rain, station="rg-03-04", district="yuzhong", ts=datetime.fromtimestamp(T0, UTC),
-                    values={"rain": Quantity(value=1.0, unit="mm")})
+    other = Reading(
+        sensor_id="rg-03-04",
+        kind=Kind.rain,
+        station="rg-03-04",
+        district="yuzhong",
+        ts=datetime.fromtimestamp(T0, UTC),
+        values={"rain": Quantity(value=1.0, unit="mm")},
+    )
     assert watch.add(other) == [] and watch.states == {}
 
 

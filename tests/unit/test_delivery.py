@@ -17,10 +17,20 @@ from pipeline.settings import DeliverySettings
 
 def warning() -> Warning:
     now = datetime.now(UTC)
-    return Warning(warning_id="water:ruxi-mingda:oil:1:red", incident_id="water:ruxi-mingda:oil:1", category=Category.water, tier=Tier.red,
-                   district="liangping", station="ruxi-mingda", levels=["township", "district", "city"],
-                   departments=["water_bureau", "ecology_environment", "emergency_management"], title="RED", message="oil",
-                   alert_ids=["a"], ts=now - timedelta(milliseconds=300))
+    return Warning(
+        warning_id="water:ruxi-mingda:oil:1:red",
+        incident_id="water:ruxi-mingda:oil:1",
+        category=Category.water,
+        tier=Tier.red,
+        district="liangping",
+        station="ruxi-mingda",
+        levels=["township", "district", "city"],
+        departments=["water_bureau", "ecology_environment", "emergency_management"],
+        title="RED",
+        message="oil",
+        alert_ids=["a"],
+        ts=now - timedelta(milliseconds=300),
+    )
 
 
 def free_port() -> int:
@@ -55,8 +65,14 @@ def test_each_department_gets_each_channel_once_and_failures_are_recorded_with_w
         async def produce(topic, key, value):
             produced.append((topic, key, value))
 
-        settings = DeliverySettings(webhooks={"water_bureau": f"http://127.0.0.1:{port}/water", "ecology_environment": f"http://127.0.0.1:{port}/ee"},
-                                    webhook_token=SecretStr("s3cret"), webhook_attempts=3)
+        settings = DeliverySettings(
+            webhooks={
+                "water_bureau": f"http://127.0.0.1:{port}/water",
+                "ecology_environment": f"http://127.0.0.1:{port}/ee",
+            },
+            webhook_token=SecretStr("s3cret"),
+            webhook_attempts=3,
+        )
         webhook = WebhookChannel(settings)
         channels = [TopicChannel(produce), webhook, LogChannel()]
         try:

@@ -71,13 +71,16 @@ def test_batch_rolling_sums_match_the_accumulator():
 
 
 # --- tiers -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("mm_per_5min", "hours", "expected"), [
-    (50.0 / 144, 12, "blue"),      # 50 mm in 12 h
-    (50.0 / 72, 6, "yellow"),      # 50 mm in 6 h
-    (50.0 / 36, 3, "orange"),      # 50 mm in 3 h
-    (100.0 / 36, 3, "red"),        # 100 mm in 3 h
-    (49.0 / 144, 12, None),        # just short of blue
-])
+@pytest.mark.parametrize(
+    ("mm_per_5min", "hours", "expected"),
+    [
+        (50.0 / 144, 12, "blue"),  # 50 mm in 12 h
+        (50.0 / 72, 6, "yellow"),  # 50 mm in 6 h
+        (50.0 / 36, 3, "orange"),  # 50 mm in 3 h
+        (100.0 / 36, 3, "red"),  # 100 mm in 3 h
+        (49.0 / 144, 12, None),  # just short of blue
+    ],
+)
 def test_cma_tiers_from_config_at_their_thresholds(mm_per_5min, hours, expected):
     slots = int(hours * 12)
     acc = filled([mm_per_5min] * slots)
@@ -85,14 +88,16 @@ def test_cma_tiers_from_config_at_their_thresholds(mm_per_5min, hours, expected)
 
 
 def test_a_tier_is_forecast_when_observed_plus_nowcast_reaches_it_and_not_below_the_one_reached():
-    acc = filled([2.5] * 12)                    # 30 mm in the last hour
-    leads = np.arange(1, 73) * STEP             # 6 h of 5-min leads
-    wet = 40.0 / 12 * np.arange(1, 73)          # and 40 mm/h to come: 30 + 40 τ >= 100 at τ = 1.75 h
+    acc = filled([2.5] * 12)  # 30 mm in the last hour
+    leads = np.arange(1, 73) * STEP  # 6 h of 5-min leads
+    wet = 40.0 / 12 * np.arange(1, 73)  # and 40 mm/h to come: 30 + 40 τ >= 100 at τ = 1.75 h
     fc = tier_forecast(acc, 12 * STEP, wet, leads, TIERS)
     assert fc == ("red", 6300.0, pytest.approx(100.0, abs=0.01), 3)
-    assert tier_forecast(acc, 12 * STEP, 2.5 * np.arange(1, 73), leads, TIERS).tier == "orange"  # 30 mm/h: 90 mm in 3 h at most
+    assert (
+        tier_forecast(acc, 12 * STEP, 2.5 * np.arange(1, 73), leads, TIERS).tier == "orange"
+    )  # 30 mm/h: 90 mm in 3 h at most
     assert tier_forecast(acc, 12 * STEP, np.zeros(72), leads, TIERS) is None
-    done = filled([100.0 / 36] * 36)            # red already reached: nothing higher to forecast
+    done = filled([100.0 / 36] * 36)  # red already reached: nothing higher to forecast
     assert tier_forecast(done, 36 * STEP, wet, leads, TIERS) is None
 
 
@@ -137,9 +142,9 @@ def test_the_nowcast_tracks_a_moving_cell_and_brings_its_rain_downstream_not_ups
     truth = sum(cell_rates(x, y, ti) for ti in t) * STEP / 3600
     downstream = int(np.argmin(np.hypot(x - 35, y - 15)))
     behind = int(np.argmin(np.hypot(x - 0, y - 12.5)))
-    assert band["p90"][downstream, 1] > 0.5 * truth[downstream]   # the cell's rain is forecast where it goes
+    assert band["p90"][downstream, 1] > 0.5 * truth[downstream]  # the cell's rain is forecast where it goes
     assert band["p50"][downstream, 1] > 10.0
-    assert band["p50"][behind, 1] < 0.2 * band["p50"][downstream, 1]   # and not where it has been
+    assert band["p50"][behind, 1] < 0.2 * band["p50"][downstream, 1]  # and not where it has been
     assert band["p50"][behind, 1] < truth[behind] + 2.0
 
 
@@ -147,7 +152,7 @@ def test_a_lone_stuck_gauge_is_no_storm_cell_and_the_nowcaster_state_round_trips
     x, y = grid()
     now = StormNowcaster(x, y, step_s=STEP)
     lone = np.zeros(x.size)
-    lone[17] = 30.0   # one gauge says 30 mm/h, every neighbour is dry
+    lone[17] = 30.0  # one gauge says 30 mm/h, every neighbour is dry
     for k in range(6):
         now.update(k * STEP, lone)
     assert now.tracks == []
@@ -166,8 +171,14 @@ def city():
 
 def rain_reading(gauge: str, t_s: float, mm: float) -> Reading:
     g = city().gauges[gauge]
-    return Reading(sensor_id=gauge, kind="rain", station=gauge, district=g.district, ts=datetime.fromtimestamp(t_s, UTC),
-                   values={"rain": Quantity(value=mm, unit="mm"), "interval_s": Quantity(value=STEP, unit="s")})
+    return Reading(
+        sensor_id=gauge,
+        kind="rain",
+        station=gauge,
+        district=g.district,
+        ts=datetime.fromtimestamp(t_s, UTC),
+        values={"rain": Quantity(value=mm, unit="mm"), "interval_s": Quantity(value=STEP, unit="s")},
+    )
 
 
 def run_watch(rates_at, steps: int, t0: float = 1_750_000_200.0):
@@ -204,11 +215,15 @@ def test_a_storm_crossing_the_city_is_warned_by_district_before_gauges_cross_wit
     assert forecast and all(a.expected_at > a.ts for a in forecast)
     assert any(a.checklist for a in raised)  # risk points and their responsible persons for the call-out
     # warned ahead: every gauge that reached orange was warned at orange or above before it did
-    for j, g in enumerate(ids):
+    for g in ids:
         acc = watch.accumulators[g]
-        crossed = [k for k in range(1, 61) if tier_reached(acc, 1_750_000_200.0 + k * STEP, TIERS).tier in ("orange", "red")]
+        crossed = [
+            k for k in range(1, 61) if tier_reached(acc, 1_750_000_200.0 + k * STEP, TIERS).tier in ("orange", "red")
+        ]
         if crossed:
-            first_warned = min((t for tier, t in watch.warned[g].items() if Tier(tier).rank >= Tier.orange.rank), default=None)
+            first_warned = min(
+                (t for tier, t in watch.warned[g].items() if Tier(tier).rank >= Tier.orange.rank), default=None
+            )
             assert first_warned is not None and first_warned < 1_750_000_200.0 + crossed[0] * STEP, g
 
 
@@ -232,16 +247,25 @@ def test_road_flooding_seen_by_a_camera_lifts_the_districts_rain_warning():
     gauge = next(g for g in c.gauges.values() if g.district == "yuzhong")
     t = 1_750_000_200.0
     tile = next(iter(RainWatch(c).tiles))  # the default city is one tile
-    blue = RainDistrictStatus(tile=tile, district="yuzhong", t_s=t,
-                              gauges=[GaugeStatus(gauge=gauge.id, tier="blue", mm=52.0, window_h=12)])
+    blue = RainDistrictStatus(
+        tile=tile, district="yuzhong", t_s=t, gauges=[GaugeStatus(gauge=gauge.id, tier="blue", mm=52.0, window_h=12)]
+    )
 
     def districts() -> DistrictWarnings:
         return RainWatch(c).districts
 
     flooded = districts()
-    flooded.add_flooding(CameraDetection(sensor_id="cam-road-jiabin-hongyadong", station="road-jiabin-hongyadong", district="yuzhong",
-                                         ts=datetime.fromtimestamp(t - 600, UTC), detection="road_flooding", confidence=0.9,
-                                         values={"flood_depth": Quantity(value=0.3, unit="m")}))
+    flooded.add_flooding(
+        CameraDetection(
+            sensor_id="cam-road-jiabin-hongyadong",
+            station="road-jiabin-hongyadong",
+            district="yuzhong",
+            ts=datetime.fromtimestamp(t - 600, UTC),
+            detection="road_flooding",
+            confidence=0.9,
+            values={"flood_depth": Quantity(value=0.3, unit="m")},
+        )
+    )
     lifted = flooded.update(blue)
     assert [a.tier for a in districts().update(blue)] == [Tier.blue]
     assert [a.tier for a in lifted] == [Tier.yellow] and "积水 0.30 m" in lifted[0].message
@@ -278,8 +302,23 @@ def test_a_storm_gives_the_same_warnings_on_tiles_as_on_the_whole_field():
     for tiles in (rain_tiles(c, None, 0.0), rain_tiles(c, 20.0, 30.0)):
         watch = RainWatch(c, tiles=tiles)
         alerts = [a for r in readings for a in watch.add(r)] + watch.flush()
-        runs.append((watch, sorted((a.district, a.tier.value if a.tier else "", a.ts, a.resolved, a.expected_at or a.ts, a.sensor_id, a.message)
-                                   for a in alerts)))
+        runs.append(
+            (
+                watch,
+                sorted(
+                    (
+                        a.district,
+                        a.tier.value if a.tier else "",
+                        a.ts,
+                        a.resolved,
+                        a.expected_at or a.ts,
+                        a.sensor_id,
+                        a.message,
+                    )
+                    for a in alerts
+                ),
+            )
+        )
     (whole, whole_alerts), (tiled, tiled_alerts) = runs
     assert len(tiled.tiles) == 6 and len(whole_alerts) >= 10
     assert tiled_alerts == whole_alerts
@@ -300,7 +339,7 @@ def test_a_district_waits_for_all_its_tiles_but_a_silent_tile_holds_it_back_one_
         return RainDistrictStatus(tile=tile, district="yuzhong", t_s=t_s, gauges=gauges)
 
     districts = DistrictWarnings(c, RainRules(), halves)
-    assert districts.update(status("a", t, "blue")) == []           # tile b has not sent this step yet
+    assert districts.update(status("a", t, "blue")) == []  # tile b has not sent this step yet
     assert [a.tier for a in districts.update(status("b", t, "orange"))] == [Tier.orange]  # both: judged on both
-    assert districts.update(status("a", t + STEP, "red")) == []     # b is silent from now on ...
+    assert districts.update(status("a", t + STEP, "red")) == []  # b is silent from now on ...
     assert [a.tier for a in districts.update(status("a", t + 2 * STEP))] == [Tier.red]  # ... one step late

@@ -38,7 +38,9 @@ def readme_commands() -> list[str]:
 
 @pytest.mark.parametrize("doc, reading", json_examples())
 def test_every_example_reading_in_the_docs_is_accepted_by_the_bridge(doc, reading):
-    validator = ReadingValidator(default_city(), parameter_specs(load_toml("parameters")), "yuflow", max_future_s=10**10)
+    validator = ReadingValidator(
+        default_city(), parameter_specs(load_toml("parameters")), "yuflow", max_future_s=10**10
+    )
     topic = mqtt_topic("yuflow", reading["district"], reading["kind"], reading["sensor_id"])
     [result] = validator.validate_message(topic, json.dumps(reading).encode(), datetime.now(UTC))
     assert not isinstance(result, DeadLetter), (doc, result.reason)

@@ -14,19 +14,31 @@ T = pd.Timestamp("2026-11-24 06:00", tz="UTC")
 
 def data() -> ReportData:
     minute = pd.Timedelta(minutes=1)
-    lifecycle = pd.DataFrame([
-        (T, "water:a:do:1", "sensed", "system"), (T + 2 * minute, "water:a:do:1", "warned", "system"),
-        (T + 2 * minute, "water:a:do:1", "delivered", "system"), (T + 9 * minute, "water:a:do:1", "acknowledged", "operator"),
-        (T + 60 * minute, "water:a:do:1", "closed", "operator"),
-        (T, "crowd:z:density:1", "sensed", "system"), (T + minute, "crowd:z:density:1", "warned", "system"),
-    ], columns=["time", "incident_id", "stage", "source"])
-    warnings = pd.DataFrame([
-        (T + 2 * minute, "water:a:do:1", "water", "yellow", "qijiang", 120.0), (T + 5 * minute, "water:a:do:1", "water", "red", "qijiang", 300.0),
-        (T + minute, "crowd:z:density:1", "crowd", "orange", "yuzhong", 60.0),
-    ], columns=["time", "incident_id", "category", "tier", "district", "time_to_warn_s"])
+    lifecycle = pd.DataFrame(
+        [
+            (T, "water:a:do:1", "sensed", "system"),
+            (T + 2 * minute, "water:a:do:1", "warned", "system"),
+            (T + 2 * minute, "water:a:do:1", "delivered", "system"),
+            (T + 9 * minute, "water:a:do:1", "acknowledged", "operator"),
+            (T + 60 * minute, "water:a:do:1", "closed", "operator"),
+            (T, "crowd:z:density:1", "sensed", "system"),
+            (T + minute, "crowd:z:density:1", "warned", "system"),
+        ],
+        columns=["time", "incident_id", "stage", "source"],
+    )
+    warnings = pd.DataFrame(
+        [
+            (T + 2 * minute, "water:a:do:1", "water", "yellow", "qijiang", 120.0),
+            (T + 5 * minute, "water:a:do:1", "water", "red", "qijiang", 300.0),
+            (T + minute, "crowd:z:density:1", "crowd", "orange", "yuzhong", 60.0),
+        ],
+        columns=["time", "incident_id", "category", "tier", "district", "time_to_warn_s"],
+    )
     alerts = pd.DataFrame([(T, "water", 0.4), (T, "crowd", 0.2)], columns=["time", "category", "time_to_alert_s"])
-    deliveries = pd.DataFrame([(T, "water_bureau", "topic", "true", 0.05), (T, "water_bureau", "webhook", "false", 5.2)],
-                              columns=["time", "department", "channel", "ok", "since_reading_s"])
+    deliveries = pd.DataFrame(
+        [(T, "water_bureau", "topic", "true", 0.05), (T, "water_bureau", "webhook", "false", 5.2)],
+        columns=["time", "department", "channel", "ok", "since_reading_s"],
+    )
     return ReportData(warnings, lifecycle, alerts, deliveries)
 
 
@@ -40,7 +52,7 @@ def test_loop_times_take_each_stages_first_time_and_the_highest_tier():
 
 def test_the_report_is_a_page_with_its_plots_and_tables():
     page = render(data(), days=7, now=datetime(2026, 11, 24, 8, 0, tzinfo=UTC))
-    assert page.count("<img src=\"data:image/png;base64,") == 2
+    assert page.count('<img src="data:image/png;base64,') == 2
     assert "2 incident(s) warned, 3 warning(s), 2 delivery record(s)" in page
     assert "water_bureau" in page and "webhook" in page
     empty = ReportData(*(pd.DataFrame() for _ in range(4)))
@@ -56,7 +68,9 @@ def test_incidents_are_counted_once_by_their_highest_tier_in_tier_order():
 
 def test_replayed_data_is_marked_and_durations_read_as_people_say_them():
     replay = data()
-    replay.warnings.loc[replay.warnings["incident_id"] == "crowd:z:density:1", "time_to_warn_s"] = 21600.0  # readings 6 h old
+    replay.warnings.loc[replay.warnings["incident_id"] == "crowd:z:density:1", "time_to_warn_s"] = (
+        21600.0  # readings 6 h old
+    )
     replay.deliveries.loc[1, "since_reading_s"] = 21600.0
     page = render(replay, days=7, now=datetime(2026, 11, 24, 8, 0, tzinfo=UTC))
     assert "1 of the 2 incident(s) come from replayed or simulated data" in page

@@ -42,7 +42,9 @@ def test_nan_and_infinity_are_rejected():
 
 
 def test_camera_detection_parses_as_its_own_type():
-    payload = water_payload(kind="camera", detection="oil_sheen", confidence=0.9, values={"oil_area": {"value": 300, "unit": "m2"}})
+    payload = water_payload(
+        kind="camera", detection="oil_sheen", confidence=0.9, values={"oil_area": {"value": 300, "unit": "m2"}}
+    )
     assert isinstance(parse_reading(encode(payload)), CameraDetection)
     assert type(parse_reading(encode(water_payload()))) is Reading
     with pytest.raises(ValidationError):
@@ -54,7 +56,26 @@ def test_tiers_are_ordered_low_to_high():
 
 
 def test_topics_are_defined_once_and_parse_back():
-    assert set(ALL_TOPICS) == {"readings.water", "readings.rain", "readings.crowd", "readings.camera", "rain.tiles", "rain.districts", "crowd.camera", "alerts", "tracing", "warnings", "lifecycle", "actions", "actions.results", "silences", "alerts.suppressed", "deliveries", "deadletter", "water.trace"}
+    assert set(ALL_TOPICS) == {
+        "readings.water",
+        "readings.rain",
+        "readings.crowd",
+        "readings.camera",
+        "rain.tiles",
+        "rain.districts",
+        "crowd.camera",
+        "alerts",
+        "tracing",
+        "warnings",
+        "lifecycle",
+        "actions",
+        "actions.results",
+        "silences",
+        "alerts.suppressed",
+        "deliveries",
+        "deadletter",
+        "water.trace",
+    }
     topic = mqtt_topic("yuflow", "qijiang", "water", "wq-1")
     assert topic == "yuflow/qijiang/water/wq-1"
     address = parse_mqtt_topic(topic, "yuflow")

@@ -96,10 +96,18 @@ def test_config_show_never_prints_a_secret(tmp_path, as_json):
     secrets.mkdir()
     (secrets / "influx__password").write_text(SECRET_VALUES[("influx", "password")])
     env = {name: v for name, v in os.environ.items() if not name.startswith("YUFLOW_") or name == "YUFLOW_CONFIG_DIR"}
-    env |= {f"YUFLOW_{s.upper()}__{k.upper()}": v for (s, k), v in SECRET_VALUES.items() if (s, k) != ("influx", "password")}
+    env |= {
+        f"YUFLOW_{s.upper()}__{k.upper()}": v for (s, k), v in SECRET_VALUES.items() if (s, k) != ("influx", "password")
+    }
     env |= {"YUFLOW_SECRETS_DIR": str(secrets), "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "config", "show", *(["--json"] if as_json else [])],
-                         env=env, capture_output=True, text=True, check=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "config", "show", *(["--json"] if as_json else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     for secret in SECRET_VALUES.values():
         assert secret not in out.stdout + out.stderr
     if as_json:
@@ -114,8 +122,17 @@ def test_config_show_never_prints_a_secret(tmp_path, as_json):
 def secure_settings(tmp_path, **mqtt):
     sensors = tmp_path / "sensors.passwd"
     sensors.write_text("# id:password\nwq-one:one-pw-1234\n\nwq-two : two-pw-5678\n")
-    return load_settings(data_dir=tmp_path / "data", mqtt={"username": "services", "password": "svc-pw-9999", "acl": True,
-                                                           "sensor_passwords_file": str(sensors), "topic_root": "yf", **mqtt})
+    return load_settings(
+        data_dir=tmp_path / "data",
+        mqtt={
+            "username": "services",
+            "password": "svc-pw-9999",
+            "acl": True,
+            "sensor_passwords_file": str(sensors),
+            "topic_root": "yf",
+            **mqtt,
+        },
+    )
 
 
 def prepared(settings) -> MqttService:
@@ -152,7 +169,12 @@ def test_the_default_broker_takes_only_the_services_generated_login(tmp_path):
     assert load_settings(data_dir=tmp_path / "other").mqtt.password != settings.mqtt.password
     service = prepared(settings)
     config = (service.dir / "mosquitto.conf").read_text()
-    assert "allow_anonymous false" in config and "password_file" in config and "acl_file" in config and "certfile" not in config
+    assert (
+        "allow_anonymous false" in config
+        and "password_file" in config
+        and "acl_file" in config
+        and "certfile" not in config
+    )
     assert password not in config + (service.dir / "passwd").read_text()
     rules = [line for line in (service.dir / "acl").read_text().splitlines() if line and not line.startswith("#")]
     # no sensor logs in itself: the services (the simulator) publish the readings for them
@@ -175,19 +197,26 @@ def test_tls_listener_options(tmp_path):
         files[f"tls_{name}_file"] = str(tmp_path / f"{name}.pem")
     service = prepared(load_settings(data_dir=tmp_path / "data", mqtt={"tls": True, "port": 8883, **files}))
     config = (service.dir / "mosquitto.conf").read_text().splitlines()
-    assert config[:4] == ["listener 8883 127.0.0.1", f"certfile {tmp_path}/cert.pem", f"keyfile {tmp_path}/key.pem",
-                          f"cafile {tmp_path}/ca.pem"]
+    assert config[:4] == [
+        "listener 8883 127.0.0.1",
+        f"certfile {tmp_path}/cert.pem",
+        f"keyfile {tmp_path}/key.pem",
+        f"cafile {tmp_path}/ca.pem",
+    ]
     assert service.address == "mqtts://127.0.0.1:8883"
     with pytest.raises(ServiceError, match="tls_cert_file and tls_key_file"):
         prepared(load_settings(data_dir=tmp_path / "d2", mqtt={"tls": True}))
 
 
-@pytest.mark.parametrize("line, problem", [
-    ("wq-one", "is not 'sensor_id:password'"),
-    ("wq-one:", "is not 'sensor_id:password'"),
-    ("wq/+:p4ss-leak", "has a sensor id"),
-    ("services:p4ss-leak", "uses the services' user name"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("wq-one", "is not 'sensor_id:password'"),
+        ("wq-one:", "is not 'sensor_id:password'"),
+        ("wq/+:p4ss-leak", "has a sensor id"),
+        ("services:p4ss-leak", "uses the services' user name"),
+    ],
+)
 def test_bad_sensor_password_lines_are_named_without_the_password(tmp_path, line, problem):
     sensors = tmp_path / "sensors"
     sensors.write_text(f"ok-1:pw\n{line}\n")
@@ -197,7 +226,9 @@ def test_bad_sensor_password_lines_are_named_without_the_password(tmp_path, line
     assert "p4ss-leak" not in str(error.value)
 
 
-def call(app, path: str, body: dict, headers: dict[str, str], cookies: dict[str, str] | None = None) -> tuple[int, dict]:
+def call(
+    app, path: str, body: dict, headers: dict[str, str], cookies: dict[str, str] | None = None
+) -> tuple[int, dict]:
     """One HTTP POST through the ASGI app, without a server; ``cookies`` gets the cookies it sets."""
     sent: list[dict] = []
     request = {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
@@ -208,10 +239,20 @@ def call(app, path: str, body: dict, headers: dict[str, str], cookies: dict[str,
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in {"host": "127.0.0.1:8080", **headers}.items()],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in {"host": "127.0.0.1:8080", **headers}.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
     asyncio.run(app(scope, receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     for name, value in start["headers"]:
@@ -228,8 +269,13 @@ def test_web_actions_need_the_operator_token_and_answer_the_warning_agents_verdi
     async def submit_action(settings, event, timeout_s=15.0, client=None):
         submitted.append(event)
         known = event.incident_id == "water:x:1"
-        return ActionResult(request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=known,
-                            reason="" if known else f"no open incident {event.incident_id}")
+        return ActionResult(
+            request_id=event.request_id,
+            incident_id=event.incident_id,
+            stage=event.stage,
+            accepted=known,
+            reason="" if known else f"no open incident {event.incident_id}",
+        )
 
     monkeypatch.setattr(web, "submit_action", submit_action)
     app = web.create_app(load_settings(web={"operator_token": "op-secret"}))
@@ -241,16 +287,23 @@ def test_web_actions_need_the_operator_token_and_answer_the_warning_agents_verdi
     status, body = call(app, "/api/actions", action, {**as_json, "authorization": "Bearer op-secret"})
     assert status == 200 and body["accepted"]["stage"] == "acknowledged"
     assert len(submitted) == 1 and submitted[0].actor == "duty officer"
-    status, body = call(app, "/api/actions", {**action, "id": "water:nonexistent:1"}, {**as_json, "authorization": "Bearer op-secret"})
+    status, body = call(
+        app, "/api/actions", {**action, "id": "water:nonexistent:1"}, {**as_json, "authorization": "Bearer op-secret"}
+    )
     assert status == 409 and "no open incident" in body["error"]
-    assert call(app, "/api/actions", {**action, "stage": "warned"}, {**as_json, "authorization": "Bearer op-secret"})[0] == 400
+    assert (
+        call(app, "/api/actions", {**action, "stage": "warned"}, {**as_json, "authorization": "Bearer op-secret"})[0]
+        == 400
+    )
     # without a token (the demo, on loopback) the page's actions are open
     assert call(web.create_app(load_settings(web={"operator_token": ""})), "/api/actions", action, as_json)[0] == 200
 
 
 def test_the_page_logs_operators_in_with_a_cookie_and_refuses_forged_requests(monkeypatch):
     async def submit_action(settings, event, timeout_s=15.0, client=None):
-        return ActionResult(request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=True)
+        return ActionResult(
+            request_id=event.request_id, incident_id=event.incident_id, stage=event.stage, accepted=True
+        )
 
     monkeypatch.setattr(web, "submit_action", submit_action)
     app = web.create_app(load_settings(web={"operator_token": "op-secret"}))
@@ -267,7 +320,12 @@ def test_the_page_logs_operators_in_with_a_cookie_and_refuses_forged_requests(mo
     assert call(app, "/api/actions", action, {**session, "origin": "http://evil.example"})[0] == 403
     assert call(app, "/api/actions", action, {**session, "origin": "http://127.0.0.1:8080"})[0] == 200
     # a name that rebinds to this host (its page's Origin matches its Host) is not one the page answers to
-    assert call(app, "/api/actions", action, {**session, "host": "evil.example:8080", "origin": "http://evil.example:8080"})[0] == 403
+    assert (
+        call(
+            app, "/api/actions", action, {**session, "host": "evil.example:8080", "origin": "http://evil.example:8080"}
+        )[0]
+        == 403
+    )
     assert call(app, "/api/actions", {**action, "note": "x" * 20_000}, {**session, "content-length": "20100"})[0] == 403
 
 

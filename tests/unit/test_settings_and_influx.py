@@ -25,7 +25,13 @@ def test_env_overrides_user_file_overrides_defaults(tmp_path, monkeypatch):
 
 def test_config_show_masks_secrets():
     env = {**os.environ, "YUFLOW_INFLUX__TOKEN": "tok-very-secret", "YUFLOW_MQTT__PASSWORD": "pw-very-secret"}
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "config", "show", "--json"], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "config", "show", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "very-secret" not in out.stdout + out.stderr
     assert '"token": "***"' in out.stdout and '"password": "***"' in out.stdout
     assert "very-secret" not in repr(load_settings(influx={"token": "very-secret"}))
@@ -41,9 +47,17 @@ def test_reading_line_protocol_escapes_tags():
 
 
 def test_deadletter_line_counts_and_keeps_the_reason():
-    record = DeadLetter(code="invalid", reason='bad "json", really', source_topic="yuflow/a b", payload="{", payload_bytes=1,
-                        received_at=datetime(2026, 1, 1, tzinfo=UTC))
-    assert deadletter_line(record).startswith('deadletter,code=invalid,stage=bridge count=1i,reason="bad \\"json\\", really"')
+    record = DeadLetter(
+        code="invalid",
+        reason='bad "json", really',
+        source_topic="yuflow/a b",
+        payload="{",
+        payload_bytes=1,
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert deadletter_line(record).startswith(
+        'deadletter,code=invalid,stage=bridge count=1i,reason="bad \\"json\\", really"'
+    )
 
 
 def test_missing_binary_names_the_package():

@@ -17,8 +17,15 @@ from sensors_sim.recording import messages, save, truth_path
 from sensors_sim.scenario import load_scenario, simulate
 
 CITY = default_city()
-NO_FAULTS = FaultRates(spike_prob=0, stuck_per_sensor_week=0, drift_per_sensor_week=0, dropout_per_sensor_week=0,
-                       late_fraction=0, duplicate_fraction=0, malformed=0)
+NO_FAULTS = FaultRates(
+    spike_prob=0,
+    stuck_per_sensor_week=0,
+    drift_per_sensor_week=0,
+    dropout_per_sensor_week=0,
+    late_fraction=0,
+    duplicate_fraction=0,
+    malformed=0,
+)
 
 
 @cache
@@ -75,14 +82,18 @@ def test_release_reaches_downstream_stations_at_distance_over_velocity(source_id
 def test_dissolved_oxygen_stays_within_saturation_bounds(name):
     scn = replace(load_scenario(name, city=CITY), faults=NO_FAULTS)  # physics only
     frame = simulate(scn, CITY).frame
-    wide = frame[frame["kind"] == "water"].pivot_table(index=["sensor_id", "ts_ms"], columns="parameter", values="value", observed=True)
+    wide = frame[frame["kind"] == "water"].pivot_table(
+        index=["sensor_id", "ts_ms"], columns="parameter", values="value", observed=True
+    )
     ratio = wide["do"] / water.do_saturation_mg_l(wide["temperature"])
     assert ratio.max() < 1.25  # supersaturation by day, never beyond what photosynthesis gives
     assert (wide["do"] >= 0).all() and (ratio > 0.6).mean() > 0.9  # low only where a sag takes oxygen
 
 
 def test_rain_accumulations_add_up():
-    cell = rain.StormCell(start_s=3600, duration_s=3 * 3600, x_km=0, y_km=0, vx_kmh=0, vy_kmh=0, peak_mm_h=60, radius_km=5)
+    cell = rain.StormCell(
+        start_s=3600, duration_s=3 * 3600, x_km=0, y_km=0, vx_kmh=0, vy_kmh=0, peak_mm_h=60, radius_km=5
+    )
     x, y = np.array([0.0, 3.0]), np.array([0.0, 0.0])
     no_showers = np.zeros((10, 2))
     five_min = rain.amounts_mm(np.arange(300, 6 * 3600 + 300, 300.0), 300, x, y, [cell], no_showers)
@@ -141,5 +152,7 @@ def test_recorded_messages_pass_the_bridge_validation_except_injected_faults():
     validator = ReadingValidator(CITY, parameter_specs(load_toml("parameters")), "yuflow", max_future_s=10**10)
     results = [validator.validate(topic, payload, utc_now()) for _, topic, payload in messages(rec.frame, "yuflow")]
     dead = [r for r in results if isinstance(r, DeadLetter)]
-    assert sum(isinstance(r, Reading) for r in results) == rec.frame[~rec.frame["malformed"]]["msg"].nunique() - sum(d.code == "duplicate" for d in dead)
+    assert sum(isinstance(r, Reading) for r in results) == rec.frame[~rec.frame["malformed"]]["msg"].nunique() - sum(
+        d.code == "duplicate" for d in dead
+    )
     assert {d.code for d in dead} <= {"duplicate", "invalid"}

@@ -9,7 +9,15 @@ import pytest
 
 from pipeline.city import default_city
 from pipeline.schemas import Alert, CameraDetection, Category, Quantity, WaterTraceRecord
-from pipeline.water_tracing import ORDER_GRACE_S, POLLUTANTS, SETTLE_S, SINK_WAIT_S, NoTrace, TraceStream, tracing_result
+from pipeline.water_tracing import (
+    ORDER_GRACE_S,
+    POLLUTANTS,
+    SETTLE_S,
+    SINK_WAIT_S,
+    NoTrace,
+    TraceStream,
+    tracing_result,
+)
 from sensors_sim.scenario import load_scenario, simulate
 
 CITY = default_city()
@@ -21,7 +29,9 @@ def ruxi():
     """The Ruxi spill's water readings as (time, station, pollutants) rows in time order, and the
     time of the first reading at 明达 with oil well above its baseline (where an alert is raised)."""
     rec = simulate(load_scenario("ruxi_oil_spill", city=CITY), CITY)
-    water = rec.frame[(rec.frame["kind"] == "water") & ~rec.frame["malformed"] & rec.frame["parameter"].isin(POLLUTANTS)]
+    water = rec.frame[
+        (rec.frame["kind"] == "water") & ~rec.frame["malformed"] & rec.frame["parameter"].isin(POLLUTANTS)
+    ]
     wide = water.pivot_table(index=["ts_ms", "site"], columns="parameter", values="value", observed=True).reset_index()
     wide = wide.sort_values(["ts_ms", "site"])
     mingda = wide[wide["site"] == "ruxi-mingda"]
@@ -33,16 +43,32 @@ def ruxi():
 def records(wide, since_ms: int, until_ms: int, rows_per_record: int = 40):
     part = wide[(wide["ts_ms"] >= since_ms) & (wide["ts_ms"] < until_ms)]
     for at in range(0, len(part), rows_per_record):
-        chunk = part.iloc[at: at + rows_per_record]
+        chunk = part.iloc[at : at + rows_per_record]
         values = {p: [None if np.isnan(v) else float(v) for v in chunk[p]] for p in POLLUTANTS if p in chunk}
-        yield WaterTraceRecord(stations=list(chunk["site"].astype(str)), ts_s=list(chunk["ts_ms"] / 1000), values=values)
+        yield WaterTraceRecord(
+            stations=list(chunk["site"].astype(str)), ts_s=list(chunk["ts_ms"] / 1000), values=values
+        )
 
 
 def alert_at(ts_ms: int, station: str = "ruxi-mingda") -> Alert:
     st = CITY.stations[station]
-    return Alert(alert_id=f"wq-{station}:oil:{ts_ms}", category=Category.water, rule="gb3838_exceedance", sensor_id=f"wq-{station}",
-                 station=station, district=st.district, township=st.township, area=st.river, ts=ts_ms / 1000, parameter="oil",
-                 value=0.3, unit="mg/L", limit=0.05, severity=1.0, message="oil above the limit")
+    return Alert(
+        alert_id=f"wq-{station}:oil:{ts_ms}",
+        category=Category.water,
+        rule="gb3838_exceedance",
+        sensor_id=f"wq-{station}",
+        station=station,
+        district=st.district,
+        township=st.township,
+        area=st.river,
+        ts=ts_ms / 1000,
+        parameter="oil",
+        value=0.3,
+        unit="mg/L",
+        limit=0.05,
+        severity=1.0,
+        message="oil above the limit",
+    )
 
 
 def test_a_trace_waits_for_its_window_in_event_time_and_names_the_factory_from_the_stream(ruxi):
@@ -103,12 +129,25 @@ def test_a_trace_that_cannot_run_says_why():
 
 def test_camera_sightings_come_from_the_stream():
     stream = TraceStream(CITY, [OBSERVE_S])
-    seen = [CameraDetection(sensor_id="cam-ruxi-mingda", station="ruxi-mingda", district="liangping", ts=1_750_000_000 + 60 * k,
-                            values={"oil_area": Quantity(value=100.0 * k, unit="m2")}, detection="oil_sheen", confidence=c)
-            for k, c in ((1, 0.9), (3, 0.7), (2, 0.3))]
+    seen = [
+        CameraDetection(
+            sensor_id="cam-ruxi-mingda",
+            station="ruxi-mingda",
+            district="liangping",
+            ts=1_750_000_000 + 60 * k,
+            values={"oil_area": Quantity(value=100.0 * k, unit="m2")},
+            detection="oil_sheen",
+            confidence=c,
+        )
+        for k, c in ((1, 0.9), (3, 0.7), (2, 0.3))
+    ]
     stream.add(WaterTraceRecord(sightings=seen), 0.0)
     [sighting] = stream.camera_sightings(["ruxi-mingda"], 1_750_000_000, 1_750_000_000 + 3600)
-    assert (sighting.camera_id, sighting.area_m2, sighting.confidence) == ("cam-ruxi-mingda", 300.0, 0.9)  # the 0.3 one is glint
+    assert (sighting.camera_id, sighting.area_m2, sighting.confidence) == (
+        "cam-ruxi-mingda",
+        300.0,
+        0.9,
+    )  # the 0.3 one is glint
 
 
 def test_an_incident_is_looked_at_again_as_the_plume_passes_and_a_backlog_makes_every_look_in_order(ruxi):
@@ -149,7 +188,12 @@ def test_a_replay_of_older_data_after_newer_starts_the_stations_windows_afresh()
     stream = TraceStream(CITY, [300.0])
     stream.add(WaterTraceRecord(stations=["ruxi-mingda"], ts_s=[1e9], values={"cod": [5.0]}), 0.0)
     older = 1e9 - stream.keep_s - 86400
-    stream.add(WaterTraceRecord(stations=["ruxi-mingda", "ruxi-mingda"], ts_s=[older, older + 600], values={"cod": [1.0, 2.0]}), 0.0)
+    stream.add(
+        WaterTraceRecord(
+            stations=["ruxi-mingda", "ruxi-mingda"], ts_s=[older, older + 600], values={"cod": [1.0, 2.0]}
+        ),
+        0.0,
+    )
     h = stream.windows.history("ruxi-mingda", 0, 2e9)
     assert h.t_s.tolist() == [older, older + 600] and stream.windows.latest_s("ruxi-mingda") == older + 600
 
@@ -162,8 +206,9 @@ def test_a_trace_record_is_split_by_river_basin_and_nothing_is_lost():
 
     city = load_city(scale=2)
     stations = ["puhe-zhaixi-bridge", "ruxi-mingda", "puhe-zhaixi-bridge.2", "changjiang-chaotianmen"]
-    record = WaterTraceRecord(stations=stations, ts_s=[1.0, 2.0, 3.0, 4.0], values={"oil": [0.1, 0.2, None, 0.4]},
-                              alerts=[alert_at(2000)])
+    record = WaterTraceRecord(
+        stations=stations, ts_s=[1.0, 2.0, 3.0, 4.0], values={"oil": [0.1, 0.2, None, 0.4]}, alerts=[alert_at(2000)]
+    )
     parts = by_basin(record, city)
     assert set(parts) == {"changjiang", "ruxi", "changjiang.2"}  # the Puhe ends in the Changjiang; clones apart
     assert parts["changjiang"].stations == ["puhe-zhaixi-bridge", "changjiang-chaotianmen"]

@@ -31,7 +31,12 @@ def test_valid_reading_passes_and_units_are_canonical(validator):
         (TOPIC, encode(water_payload(values={"do": {"value": "high", "unit": "mg/L"}})), "invalid", "values.do.value"),
         ("yuflow/qijiang/water", encode(water_payload()), "bad_topic", "not yuflow/<district>"),
         ("yuflow/qijiang/water/wq-puhe-upper", encode(water_payload()), "topic_mismatch", "sensor_id"),
-        ("yuflow/qijiang/water/wq-nowhere", encode(water_payload(sensor_id="wq-nowhere")), "unknown_sensor", "wq-nowhere"),
+        (
+            "yuflow/qijiang/water/wq-nowhere",
+            encode(water_payload(sensor_id="wq-nowhere")),
+            "unknown_sensor",
+            "wq-nowhere",
+        ),
         (TOPIC, encode(water_payload(station="puhe-upper")), "sensor_mismatch", "registered"),
         (TOPIC, encode(water_payload(values={"co2": {"value": 1, "unit": "ppm"}})), "unknown_parameter", "co2"),
         (TOPIC, encode(water_payload(values={"do": {"value": 6, "unit": "ppm"}})), "wrong_unit", "ppm"),

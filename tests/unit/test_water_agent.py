@@ -18,7 +18,7 @@ def test_the_limit_rules_array_form_gives_step_reading_by_reading(seed):
     rule.ensure(sensors)
     states = {}
     seen = set()
-    for t in range(steps):
+    for _ in range(steps):
         rows = rng.permutation(sensors)
         severity = np.where(rng.random((sensors, columns)) < 0.4, rng.uniform(0, 1, (sensors, columns)), np.nan)
         checked = rng.random((sensors, columns)) < 0.9
@@ -52,7 +52,7 @@ def test_the_water_agents_batch_severity_is_limit_severity():
         for j, p in enumerate(COLUMNS):
             limit = LIMITS[by_row[k]].get(p)
             expected = -np.inf if limit is None else limit.severity(values[n, j])
-            assert (np.isnan(got[n, j]) if expected is None else got[n, j] == expected), (by_row[k], p, values[n, j])
+            assert np.isnan(got[n, j]) if expected is None else got[n, j] == expected, (by_row[k], p, values[n, j])
     assert np.isnan(got).any() and (got > 0).any() and np.isneginf(got).any()
 
 
@@ -70,14 +70,20 @@ def simulated_water_readings(hours: float = 6.0) -> list[bytes]:
 
 
 def test_the_water_agents_batch_decoding_gives_each_readings_values_station_and_time():
-    from agents.water import COLUMNS, CITY, STATION_ROW, decode_batch
+    from agents.water import CITY, COLUMNS, STATION_ROW, decode_batch
     from pipeline.schemas import Reading, encode_batch
 
     readings = simulated_water_readings()
-    odd = Reading.model_validate({**orjson.loads(readings[0]), "values": {"do": {"value": 4, "unit": "mg/L"}}}).to_json()  # one parameter
-    foreign = b'{"sensor_id":"x","station":"nowhere","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":5,"unit":"mg/L"}}}'
+    odd = Reading.model_validate(
+        {**orjson.loads(readings[0]), "values": {"do": {"value": 4, "unit": "mg/L"}}}
+    ).to_json()  # one parameter
+    foreign = (
+        b'{"sensor_id":"x","station":"nowhere","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":5,"unit":"mg/L"}}}'
+    )
     half = len(readings) // 2  # records as the agent takes them: several at once, one not JSON
-    batch, bad = decode_batch([encode_batch(readings[:half]), b"[{not json", encode_batch(readings[half:] + [odd, foreign])], CITY)
+    batch, bad = decode_batch(
+        [encode_batch(readings[:half]), b"[{not json", encode_batch(readings[half:] + [odd, foreign])], CITY
+    )
     assert [raw for raw, _ in bad] == [b"[{not json", foreign]
     assert isinstance(bad[0][1], orjson.JSONDecodeError) and isinstance(bad[1][1], KeyError)
     assert len(batch.readings) == len(batch.keys) == len(readings) + 1
@@ -96,8 +102,12 @@ def test_the_readings_sinks_line_protocol_equals_reading_line_for_each_reading()
     from pipeline.schemas import Reading, encode_batch
 
     readings = simulated_water_readings(2.0)
-    whole = Reading.model_validate({**orjson.loads(readings[0]),  # an integer and a name to escape
-                                    "values": {"do": {"value": 7, "unit": "mg/L"}, "odd name,=x%": {"value": 1e-7, "unit": "mg/L"}}}).to_json()
+    whole = Reading.model_validate(
+        {
+            **orjson.loads(readings[0]),  # an integer and a name to escape
+            "values": {"do": {"value": 7, "unit": "mg/L"}, "odd name,=x%": {"value": 1e-7, "unit": "mg/L"}},
+        }
+    ).to_json()
     got = reading_lines_json(encode_batch(readings + [whole]))
     assert got == [reading_line(Reading.model_validate_json(r)) for r in readings + [whole]]
     assert "do=7.0,odd\\ name\\,\\=x%=1e-07 " in got[-1]

@@ -61,7 +61,9 @@ def test_one_warning_per_incident_and_a_new_one_on_escalation():
     assert "city" in escalation.levels and "emergency_management" in escalation.departments
     cleared, nothing = decide(resolved, escalated_incident, CITY, RULES, ROUTING)
     assert nothing is None and cleared["open"]  # clear here, but what was seen flows on downstream for a while
-    reopened, new_warning = decide(mild.model_copy(update={"ts": mild.ts + timedelta(days=1)}), cleared, CITY, RULES, ROUTING)
+    reopened, new_warning = decide(
+        mild.model_copy(update={"ts": mild.ts + timedelta(days=1)}), cleared, CITY, RULES, ROUTING
+    )
     assert new_warning is not None and new_warning.incident_id != warning.incident_id
 
 
@@ -78,10 +80,15 @@ def test_statistical_screen_warns_early_on_the_sag_and_not_on_a_quiet_week():
         alerted = {}
         for _, _, payload in messages(water, "yuflow"):
             reading = Reading.model_validate_json(payload)
-            verdict = screen.step_one(reading.sensor_id, {p: q.value for p, q in reading.values.items()}, reading.ts.timestamp())
+            verdict = screen.step_one(
+                reading.sensor_id, {p: q.value for p, q in reading.values.items()}, reading.ts.timestamp()
+            )
             if verdict.change == "raised":
                 alerted.setdefault(reading.station, reading.ts)
-        assert expected <= set(alerted) and (expected or len(alerted) <= 1), (name, alerted)  # quiet: at most 1 in 30 sensor-weeks
+        assert expected <= set(alerted) and (expected or len(alerted) <= 1), (
+            name,
+            alerted,
+        )  # quiet: at most 1 in 30 sensor-weeks
         for station in expected:
             sag = rec.truth.of_type("do_sag")[0]
             # the screen at its 1-minute window sees the 10-minute sag 40 min after the limit crossing
@@ -97,11 +104,20 @@ def test_the_incident_lifecycle_records_sensed_warned_and_operators_actions_in_o
     incident, warning = decide(mild, None, CITY, RULES, ROUTING)
     stages = incident["stages"]
     assert stages["sensed"] == mild.ts.timestamp() and stages["warned"] == warning.issued_at.timestamp()
-    assert incident_id_of(warning.warning_id) == incident["incident_id"] and incident_key_of(warning.warning_id) == mild.incident_key
+    assert (
+        incident_id_of(warning.warning_id) == incident["incident_id"]
+        and incident_key_of(warning.warning_id) == mild.incident_key
+    )
 
     def act(stage, inc, at_s, **kw):
-        event = LifecycleEvent(incident_id=incident["incident_id"], stage=stage, source="operator", actor="王科长",
-                               ts=warning.issued_at + timedelta(seconds=at_s), **kw)
+        event = LifecycleEvent(
+            incident_id=incident["incident_id"],
+            stage=stage,
+            source="operator",
+            actor="王科长",
+            ts=warning.issued_at + timedelta(seconds=at_s),
+            **kw,
+        )
         return apply_lifecycle(event, inc, warning.issued_at.timestamp() + at_s, CITY, RULES, ROUTING)
 
     with pytest.raises(ValueError, match="before closed"):
@@ -119,7 +135,9 @@ def test_the_incident_lifecycle_records_sensed_warned_and_operators_actions_in_o
     resolved = run([3.0] * 3 + [6.0] * 3)[1]
     cleared, _ = decide(resolved, incident, CITY, RULES, ROUTING)
     end_s = max(m["until_s"] for m in cleared["members"].values())
-    done, _, _ = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), cleared, end_s, CITY, RULES, ROUTING)
+    done, _, _ = apply_lifecycle(
+        LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), cleared, end_s, CITY, RULES, ROUTING
+    )
     assert done["stages"]["closed"] == end_s and not done["open"]
 
 
@@ -134,13 +152,15 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     routing = {**ROUTING, "roster": {"city_posts": {"grassroots_governance_centre": "市基层治理中心 值班室"}}}
 
     def check(inc, at_s):
-        return apply_lifecycle(LifecycleEvent(incident_id=inc["incident_id"], stage=Stage.check), inc, t0 + at_s, CITY, RULES, routing)
+        return apply_lifecycle(
+            LifecycleEvent(incident_id=inc["incident_id"], stage=Stage.check), inc, t0 + at_s, CITY, RULES, routing
+        )
 
-    assert check(incident, after_s - 1)[1] is None                      # not yet due
+    assert check(incident, after_s - 1)[1] is None  # not yet due
     first, again, records = check(incident, after_s)
     assert again.levels == warning.levels and again.warning_id.endswith(":resent1") and "re-sent 1" in again.title
     assert [r.stage for r in records] == [Stage.resent] and first["resends"] == 1
-    assert check(first, after_s + 60)[1] is None                         # the clock restarts at each send
+    assert check(first, after_s + 60)[1] is None  # the clock restarts at each send
     second, escalated, records = check(first, 2 * after_s)
     assert RULES["lifecycle"]["escalate_after"] == 2 and [r.stage for r in records] == [Stage.escalated]
     assert escalated.levels == ["township", "district"] and warning.levels == ["township"]
@@ -148,9 +168,15 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     third, at_city, _ = check(second, 3 * after_s)
     assert at_city.levels == ["township", "district", "city"] and "市基层治理中心 值班室" in at_city.recipients
     assert "市基层治理中心 值班室" not in escalated.recipients
-    acked, _, _ = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.acknowledged, source="operator"),
-                                  second, t0 + 2 * after_s, CITY, RULES, ROUTING)
-    assert check(acked, 10 * after_s)[1] is None                        # acknowledged: no more re-sends
+    acked, _, _ = apply_lifecycle(
+        LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.acknowledged, source="operator"),
+        second,
+        t0 + 2 * after_s,
+        CITY,
+        RULES,
+        ROUTING,
+    )
+    assert check(acked, 10 * after_s)[1] is None  # acknowledged: no more re-sends
 
 
 def test_warnings_name_the_responsible_persons_of_their_area_and_the_city_posts_at_red():
@@ -159,21 +185,45 @@ def test_warnings_name_the_responsible_persons_of_their_area_and_the_city_posts_
     deep = run([1.0] * 3)[0]  # Puhe, Qijiang district: red
     _, red = decide(deep, None, CITY, RULES, routing)
     assert red.tier is Tier.red and "city" in red.levels
-    assert any(r.startswith("王强 (") for r in red.recipients)                    # named in the roster for Qijiang
-    assert "綦江区水利局 值班室" in red.recipients and "市应急管理局 指挥中心" in red.recipients  # district post, city post
+    assert any(r.startswith("王强 (") for r in red.recipients)  # named in the roster for Qijiang
+    assert (
+        "綦江区水利局 值班室" in red.recipients and "市应急管理局 指挥中心" in red.recipients
+    )  # district post, city post
     assert len(red.recipients) == len(set(red.recipients))
     mild = run([3.9] * 3)[0]
     _, blue = decide(mild, None, CITY, RULES, routing)
-    assert not any(r.startswith("市") for r in blue.recipients)                   # blue stays at the township
+    assert not any(r.startswith("市") for r in blue.recipients)  # blue stays at the township
 
 
-def _alert(station: str, parameter: str, severity: float, minutes: float, resolved: bool = False, rule: str = "gb3838_exceedance") -> Alert:
+def _alert(
+    station: str,
+    parameter: str,
+    severity: float,
+    minutes: float,
+    resolved: bool = False,
+    rule: str = "gb3838_exceedance",
+) -> Alert:
     from datetime import UTC, datetime
 
     ts = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(minutes=minutes)
-    return Alert(alert_id=f"{station}:{parameter}:{minutes}", category="water", rule=rule, sensor_id=f"wq-{station}", station=station,
-                 district=CITY.stations[station].district, township=CITY.stations[station].township, area=CITY.stations[station].river,
-                 ts=ts, parameter=parameter, value=1.0, unit="mg/L", limit=1.0, severity=severity, message="m", resolved=resolved)
+    return Alert(
+        alert_id=f"{station}:{parameter}:{minutes}",
+        category="water",
+        rule=rule,
+        sensor_id=f"wq-{station}",
+        station=station,
+        district=CITY.stations[station].district,
+        township=CITY.stations[station].township,
+        area=CITY.stations[station].river,
+        ts=ts,
+        parameter=parameter,
+        value=1.0,
+        unit="mg/L",
+        limit=1.0,
+        severity=severity,
+        message="m",
+        resolved=resolved,
+    )
 
 
 def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers_after_a_hold_and_closes_itself():
@@ -183,15 +233,17 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
     hold_min = RULES["grouping"]["deescalate_after_min"]
     traced_until = 60 + RULES["grouping"]["trace_hold_h"] * 60  # the red alert's tier holds while tracing looks
     steps = [
-        _alert("ruxi-mingda", "oil", 0.1, 0),               # opens the Ruxi incident: blue
-        _alert("ruxi-mingda", "cod", 0.3, 10),              # another parameter: yellow, same incident
-        _alert("ruxi-intake-section", "oil", 0.8, 60),      # downstream: red, same incident
-        _alert("ruxi-intake-section", "oil", 0.8, 70, resolved=True),   # red gone, yellow remains: held, not lowered yet
-        _alert("ruxi-mingda", "oil", 0.1, 70 + hold_min + 1),           # no false comfort: red while the oil's trace is unknown
-        _alert("ruxi-mingda", "oil", 0.1, traced_until + 1),            # the trace's time is over: yellow now, but held
+        _alert("ruxi-mingda", "oil", 0.1, 0),  # opens the Ruxi incident: blue
+        _alert("ruxi-mingda", "cod", 0.3, 10),  # another parameter: yellow, same incident
+        _alert("ruxi-intake-section", "oil", 0.8, 60),  # downstream: red, same incident
+        _alert("ruxi-intake-section", "oil", 0.8, 70, resolved=True),  # red gone, yellow remains: held, not lowered yet
+        _alert("ruxi-mingda", "oil", 0.1, 70 + hold_min + 1),  # no false comfort: red while the oil's trace is unknown
+        _alert("ruxi-mingda", "oil", 0.1, traced_until + 1),  # the trace's time is over: yellow now, but held
         _alert("ruxi-mingda", "oil", 0.1, traced_until + hold_min + 2),  # the hold has passed: lowered to yellow
         _alert("ruxi-mingda", "cod", 0.3, traced_until + hold_min + 10, resolved=True),
-        _alert("ruxi-mingda", "oil", 0.1, traced_until + hold_min + 20, resolved=True),  # every station clear, but the oil flows on
+        _alert(
+            "ruxi-mingda", "oil", 0.1, traced_until + hold_min + 20, resolved=True
+        ),  # every station clear, but the oil flows on
     ]
     incident, issued = None, []
     for alert in steps:
@@ -202,8 +254,15 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
     # once what was seen has passed the river's last station (+ margin), the timer lowers, then closes the incident
     passed_s = max(m["until_s"] for k, m in incident["members"].items() if k.startswith("plume:"))
     border = CITY.stations["ruxi-border"].point
-    assert passed_s == max(a.ts.timestamp() + CITY.network.travel_time_s(CITY.stations[a.station].point, border)
-                           for a in steps if not a.resolved) + RULES["grouping"]["plume_margin_h"] * 3600
+    assert (
+        passed_s
+        == max(
+            a.ts.timestamp() + CITY.network.travel_time_s(CITY.stations[a.station].point, border)
+            for a in steps
+            if not a.resolved
+        )
+        + RULES["grouping"]["plume_margin_h"] * 3600
+    )
     check = LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check)
     lowered, blue, _ = apply_lifecycle(check, incident, passed_s - 1, CITY, RULES, ROUTING)
     assert blue.tier is Tier.blue and lowered["open"]
@@ -223,10 +282,14 @@ def test_a_lowered_warning_reaches_everyone_warned_before_and_a_re_raised_tier_g
     incident, held = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until - 1), incident, CITY, RULES, ROUTING)
     assert held is None
     incident, _ = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until), incident, CITY, RULES, ROUTING)
-    incident, lowered = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until + hold_min), incident, CITY, RULES, ROUTING)
+    incident, lowered = decide(
+        _alert("ruxi-mingda", "cod", 0.3, traced_until + hold_min), incident, CITY, RULES, ROUTING
+    )
     assert lowered.tier is Tier.yellow and "降级" in lowered.title and set(red.departments) <= set(lowered.departments)
     assert lowered.affected == ["ruxi-mingda:cod", "plume:ruxi-mingda"]
-    incident, again = decide(_alert("ruxi-mingda", "oil", 0.9, traced_until + hold_min + 60), incident, CITY, RULES, ROUTING)
+    incident, again = decide(
+        _alert("ruxi-mingda", "oil", 0.9, traced_until + hold_min + 60), incident, CITY, RULES, ROUTING
+    )
     assert again.tier is Tier.red and again.warning_id != red.warning_id and again.incident_id == red.incident_id
 
 
@@ -243,8 +306,9 @@ def test_an_early_statistical_finding_lapses_and_the_timer_closes_the_incident()
     # a limit alert on the same parameter makes it a member that only clearing ends
     confirmed, _ = decide(_alert("ruxi-mingda", "oil", 0.1, 30), incident, CITY, RULES, ROUTING)
     assert confirmed["members"]["ruxi-mingda:oil"]["until_s"] is None and due(confirmed, end_s + 1, RULES) != "settle"
-    closed, nothing, records = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), incident,
-                                               end_s, CITY, RULES, ROUTING)
+    closed, nothing, records = apply_lifecycle(
+        LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), incident, end_s, CITY, RULES, ROUTING
+    )
     assert nothing is None and closed["open"] is False and [r.stage for r in records] == [Stage.closed]
 
 
@@ -253,19 +317,46 @@ def test_no_lowered_warning_while_a_plume_is_heading_to_an_intake(traced_after_m
     """Oil at 明达 (red), gone from the station an hour later, the plume due at the intake 4.7 h after
     the detection: whether the trace comes with the first look or with the last, no warning lowers
     the incident before the plume has passed the intake."""
-    from agents.warnings import apply_lifecycle, decide_traced
     from datetime import UTC, datetime
+
+    from agents.warnings import apply_lifecycle, decide_traced
     from pipeline.schemas import Category, IntakeArrival, LifecycleEvent, SourceSuspect, Stage, TracingResult
 
     t0 = datetime(2026, 11, 24, tzinfo=UTC)
     arrival = t0 + timedelta(hours=4.7)
     result = TracingResult(
-        incident_key="water:ruxi", category=Category.water, station="ruxi-mingda", district="liangping", parameter="oil", ts=t0,
-        compute_ms=50.0, observed_until=t0 + timedelta(minutes=traced_after_min),
-        suspects=[SourceSuspect(source_id="ruxi-food-factory", name="食品厂", type="factory", enterprise="某公司", probability=0.95,
-                                distance_km=2.3, travel_time_h=1.3, explanation="fits")],
-        arrivals=[IntakeArrival(intake_id="ruxi-intake", name="取水口", arrival=arrival, earliest=arrival - timedelta(minutes=30),
-                                latest=arrival + timedelta(minutes=30), peak_mg_l=0.8, hours_left=4.7 - traced_after_min / 60)])
+        incident_key="water:ruxi",
+        category=Category.water,
+        station="ruxi-mingda",
+        district="liangping",
+        parameter="oil",
+        ts=t0,
+        compute_ms=50.0,
+        observed_until=t0 + timedelta(minutes=traced_after_min),
+        suspects=[
+            SourceSuspect(
+                source_id="ruxi-food-factory",
+                name="食品厂",
+                type="factory",
+                enterprise="某公司",
+                probability=0.95,
+                distance_km=2.3,
+                travel_time_h=1.3,
+                explanation="fits",
+            )
+        ],
+        arrivals=[
+            IntakeArrival(
+                intake_id="ruxi-intake",
+                name="取水口",
+                arrival=arrival,
+                earliest=arrival - timedelta(minutes=30),
+                latest=arrival + timedelta(minutes=30),
+                peak_mg_l=0.8,
+                hours_left=4.7 - traced_after_min / 60,
+            )
+        ],
+    )
     incident, issued = None, []
     for minutes in range(0, 8 * 60, 10):  # a reading every 10 min: oil over the limit for an hour, then clear
         if minutes == traced_after_min:
@@ -273,8 +364,14 @@ def test_no_lowered_warning_while_a_plume_is_heading_to_an_intake(traced_after_m
             issued.append((minutes, warning))
         alert = _alert("ruxi-mingda", "oil", 0.9, minutes, resolved=minutes >= 60)
         incident, warning = decide(alert, incident, CITY, RULES, ROUTING)
-        incident, timer = apply_lifecycle(LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), incident,
-                                          alert.ts.timestamp(), CITY, RULES, ROUTING)[:2]
+        incident, timer = apply_lifecycle(
+            LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check),
+            incident,
+            alert.ts.timestamp(),
+            CITY,
+            RULES,
+            ROUTING,
+        )[:2]
         issued += [(minutes, warning), (minutes, timer)]
     lowered = [m for m, w in issued if w is not None and "降级" in w.title]
     assert any(w is not None and w.suspects for _, w in issued)  # the source warning was issued
@@ -282,6 +379,13 @@ def test_no_lowered_warning_while_a_plume_is_heading_to_an_intake(traced_after_m
 
 
 def test_a_title_counts_stations_not_the_incidents_plumes_sources_or_holds():
-    members = {"ruxi-mingda:oil": 1, "ruxi-mingda:cod": 1, "plume:ruxi-mingda": 1, "source:ruxi-food-factory": 1,
-               "plume:ruxi-food-factory": 1, "trace:ruxi-jindai:oil": 1, "ruxi-intake-section:oil": 1}
+    members = {
+        "ruxi-mingda:oil": 1,
+        "ruxi-mingda:cod": 1,
+        "plume:ruxi-mingda": 1,
+        "source:ruxi-food-factory": 1,
+        "plume:ruxi-food-factory": 1,
+        "trace:ruxi-jindai:oil": 1,
+        "ruxi-intake-section:oil": 1,
+    }
     assert member_stations(members) == {"ruxi-mingda", "ruxi-intake-section"}

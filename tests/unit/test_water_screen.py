@@ -6,20 +6,38 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.water_screen import (CLEARED, FAULT_DROPOUT, FAULT_SPIKE, FAULT_STUCK, RAISED, ParameterSpec,
-                                 ScreenSettings, WaterScreen, rounds)
+from models.water_screen import (
+    CLEARED,
+    FAULT_DROPOUT,
+    FAULT_SPIKE,
+    FAULT_STUCK,
+    RAISED,
+    ParameterSpec,
+    ScreenSettings,
+    WaterScreen,
+    rounds,
+)
 
-SPECS = [ParameterSpec("do", "down", 0.01), ParameterSpec("nh3n", "up", 0.01), ParameterSpec("ph", "both", 0.01),
-         ParameterSpec("flow", "none", 1.0)]
+SPECS = [
+    ParameterSpec("do", "down", 0.01),
+    ParameterSpec("nh3n", "up", 0.01),
+    ParameterSpec("ph", "both", 0.01),
+    ParameterSpec("flow", "none", 1.0),
+]
 NAMES = [s.name for s in SPECS]
 
 
 def quiet(t_s: np.ndarray, rng, quantum: float | None = None) -> np.ndarray:
     """(T, 4) normal readings: a daily cycle in DO and pH, noise, flow that wanders a lot."""
     hour = (t_s / 3600) % 24
-    X = np.column_stack([8 + 0.5 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 0.08, len(t_s)),
-                         0.3 + rng.normal(0, 0.02, len(t_s)), 7.6 + 0.1 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 0.02, len(t_s)),
-                         1400 + 200 * np.sin(t_s / 5000) + rng.normal(0, 40, len(t_s))])
+    X = np.column_stack(
+        [
+            8 + 0.5 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 0.08, len(t_s)),
+            0.3 + rng.normal(0, 0.02, len(t_s)),
+            7.6 + 0.1 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 0.02, len(t_s)),
+            1400 + 200 * np.sin(t_s / 5000) + rng.normal(0, 40, len(t_s)),
+        ]
+    )
     return np.round(X / quantum) * quantum if quantum else X
 
 
@@ -65,7 +83,7 @@ def test_a_batch_gives_exactly_what_readings_one_at_a_time_give(seed):
     got = []
     at = 0
     while at < len(readings):  # records of 1 to 60 readings, a sensor several times in one
-        part = readings[at: at + int(rng.integers(1, 60))]
+        part = readings[at : at + int(rng.integers(1, 60))]
         v = batch.step_many(*as_arrays(batch, part))
         got += [(int(v.change[n]), bool(v.alarm[n]), v.evidence[n], v.z[n], int(v.fault[n])) for n in range(len(part))]
         at += len(part)
@@ -73,7 +91,9 @@ def test_a_batch_gives_exactly_what_readings_one_at_a_time_give(seed):
         assert single.change == {RAISED: "raised", CLEARED: "cleared"}.get(change)
         assert single.alarm == alarm and single.evidence == pytest.approx(evidence, rel=1e-12, abs=1e-12)
         assert single.z == {p: pytest.approx(z[j], rel=1e-12) for j, p in enumerate(NAMES) if np.isfinite(z[j])}
-        assert (single.fault or None) == {FAULT_STUCK: "stuck", FAULT_SPIKE: "spike", FAULT_DROPOUT: "dropout"}.get(fault)
+        assert (single.fault or None) == {FAULT_STUCK: "stuck", FAULT_SPIKE: "spike", FAULT_DROPOUT: "dropout"}.get(
+            fault
+        )
     changes = {s.change for s in singles}
     assert {"raised", "cleared"} <= changes and any(s.fault == "stuck" for s in singles)  # the stream exercised them
 
@@ -166,7 +186,7 @@ def test_a_plume_on_the_first_day_at_an_hour_not_yet_seen_is_raised_at_ten_minut
     t = np.arange(0, 20 * 3600, 600.0)
     X = quiet(t, rng)
     start = int(17 * 3600 / 600)
-    X[start: start + 10, 1] += 0.4 * np.minimum(np.arange(1, 11) / 4, 1.0)  # sd of NH3-N: 0.02
+    X[start : start + 10, 1] += 0.4 * np.minimum(np.arange(1, 11) / 4, 1.0)  # sd of NH3-N: 0.02
     screen = WaterScreen(SPECS)
     screen.add("s", NAMES)
     v = screen.step_many(np.zeros(len(t), int), X, t)
@@ -179,8 +199,12 @@ def test_directions_come_from_the_parameters():
     rng = np.random.default_rng(5)
     t = np.arange(0, 2 * 86400, 600.0)
     results = {}
-    for name, shifts in (("do up", [2.0, 0.0, 0.0, 0.0]), ("do down", [-2.0, 0.0, 0.0, 0.0]),
-                         ("flow", [0.0, 0.0, 0.0, 3000.0]), ("ph both", [0.0, 0.0, -0.6, 0.0])):
+    for name, shifts in (
+        ("do up", [2.0, 0.0, 0.0, 0.0]),
+        ("do down", [-2.0, 0.0, 0.0, 0.0]),
+        ("flow", [0.0, 0.0, 0.0, 3000.0]),
+        ("ph both", [0.0, 0.0, -0.6, 0.0]),
+    ):
         X = quiet(t, rng)
         X[200:204] += shifts
         X[200:204, 1] += 0.1  # NH3-N a little up too (5 sd: not an event alone), in every case
@@ -207,16 +231,16 @@ def test_faults_are_labelled_and_raise_nothing():
     rng = np.random.default_rng(7)
     t = np.arange(0, 2 * 86400, 600.0)
     X = quiet(t, rng)
-    X[150, 1] += 0.25                 # a spike of NH3-N: 12 noise sd, back at the next reading
-    X[200:210] = X[199]               # the instrument freezes for 100 min
+    X[150, 1] += 0.25  # a spike of NH3-N: 12 noise sd, back at the next reading
+    X[200:210] = X[199]  # the instrument freezes for 100 min
     keep = np.ones(len(t), bool)
-    keep[250:260] = False             # a 100-minute gap
+    keep[250:260] = False  # a 100-minute gap
     screen = WaterScreen(SPECS, ScreenSettings(stuck_s=1200.0))
     screen.add("s", NAMES)
     v = screen.step_many(np.zeros(keep.sum(), int), X[keep], t[keep])
     at = {int(k): n for n, k in enumerate(np.flatnonzero(keep))}
     assert v.fault[at[151]] == FAULT_SPIKE and NAMES[v.fault_parameter[at[151]]] == "nh3n"
-    assert (v.fault[at[201]: at[210]] == FAULT_STUCK).all() and v.fault[at[200]] != FAULT_STUCK  # 1,200 s after 199
+    assert (v.fault[at[201] : at[210]] == FAULT_STUCK).all() and v.fault[at[200]] != FAULT_STUCK  # 1,200 s after 199
     assert v.fault[at[260]] == FAULT_DROPOUT
     assert not v.alarm.any()
 
