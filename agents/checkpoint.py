@@ -7,9 +7,9 @@ sensor reports every few minutes, so every reading is still written. In a replay
 ``every_s`` per reading, a crash loses what a sensor learned since its last checkpoint (Faust
 commits offsets every 2.8 s, so those readings are not read again): a baseline that learns over
 days loses a few seconds of learning, and a persistence counter may miss a few readings, delaying
-an alert by as many. A change that raised or cleared an alert is written at once. The cache is dropped whenever partitions move, so a key always restarts from
-its table on the worker that owns it (``on_forget`` drops what the live states hold, such as a
-bank's rows).
+an alert by as many. A change that raised or cleared an alert is written at once. The cache is
+dropped whenever partitions move, so a key always restarts from its table on the worker that owns
+it (``on_forget`` drops what the live states hold, such as a bank's rows).
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ def offline_alert(sensor_id: str, silent_s: float, now_s: float, resolved: bool 
     what = (
         f"{sensor_id} at {CITY.site_name(sensor.site)} reports again"
         if resolved
-        else f"{sensor_id} at {CITY.site_name(sensor.site)} has sent nothing for {silent_s / 60:.0f} min (limit {limit_s / 60:.0f} min): "
-        f"check its power, link and the station"
+        else f"{sensor_id} at {CITY.site_name(sensor.site)} has sent nothing for {silent_s / 60:.0f} min "
+        f"(limit {limit_s / 60:.0f} min): check its power, link and the station"
     )
     return Alert(
         alert_id=f"offline:{sensor_id}:{int(now_s)}",

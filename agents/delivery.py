@@ -51,15 +51,18 @@ async def deliver_warnings(stream):
             await deliveries_topic.send(key=warning.incident_id.encode(), value=record.to_json())
         if made and not done:
             first = min(made, key=lambda r: r.delivered_at)
+            after = (
+                humane_duration(first.since_reading_s)
+                if first.since_reading_s >= 60
+                else f"{first.since_reading_s:.2f} s"
+            )
             event = LifecycleEvent(
                 incident_id=warning.incident_id,
                 stage=Stage.delivered,
                 ts=first.delivered_at,
                 actor=first.department,
                 note=(
-                    f"{warning.tier.value.upper()} warning: {len(made)} deliveries, the first "
-                    f"{humane_duration(first.since_reading_s) if first.since_reading_s >= 60 else f'{first.since_reading_s:.2f} s'} "
-                    f"after the reading"
+                    f"{warning.tier.value.upper()} warning: {len(made)} deliveries, the first {after} after the reading"
                 ),
                 warning_id=warning.warning_id,
             )

@@ -167,7 +167,8 @@ def settle(
         recipients=who(departments, levels, alert.district, alert.township, city, routing),
         title=(
             f"{tier.value.upper()} {alert.category.value} warning{' (forecast)' if alert.expected_at else ''}: "
-            f"{alert.parameter} at {facts['station_name']}{f' and {others} more station' + 's' * (others > 1) if others else ''}"
+            f"{alert.parameter} at {facts['station_name']}"
+            f"{f' and {others} more station' + 's' * (others > 1) if others else ''}"
         ),
         message=alert.message,
         checklist=[item.format(**facts) for item in rules["checklists"].get(alert.category.value, [])]
@@ -362,7 +363,8 @@ def decide_traced(
     ``escalation.intake_hours_red`` hours, and to at least orange when cameras saw the oil sheen.
     """
     # a closed incident still gets its source warning (the plume has moved on), but not a newer incident
-    # (an incident opened by a later alert that came first, in a backlog, holds what the traced station saw: it is this one's)
+    # (an incident opened by a later alert that came first, in a backlog, holds what the traced station saw:
+    # it is this one's)
     if (
         incident is None
         or not result.suspects

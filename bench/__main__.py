@@ -116,7 +116,8 @@ def main() -> None:
         )
         lat, restore = r["latency_s"], r.get("restore", {})
         show(
-            f"city at scale {r['scale']} on {r['cpus']} cores: {r['sensors']:,} sensors ({r['stations']:,} water stations, {r['gauges']:,} gauges), "
+            f"city at scale {r['scale']} on {r['cpus']} cores: {r['sensors']:,} sensors "
+            f"({r['stations']:,} water stations, {r['gauges']:,} gauges), "
             f"{r['speedup']:g}x real cadence, {r['workers']} worker(s), {r['bridges']} bridge(s)",
             [
                 (
@@ -142,7 +143,8 @@ def main() -> None:
                     if not restore
                     else f"{restore['caught_up_s']}"
                     if restore["caught_up_s"]
-                    else f"not within 180 s (lag {restore['lag_before']:,} -> {restore['lag_history'][-1][1]:,} records)",
+                    else f"not within 180 s (lag {restore['lag_before']:,} -> "
+                    f"{restore['lag_history'][-1][1]:,} records)",
                 ),
                 *(
                     (f"{name}: CPU %, peak RSS MB", f"{v['cpu_percent']} %, {v['peak_rss_mb']}")
@@ -161,7 +163,8 @@ def main() -> None:
         )
         for run in r["runs"]:
             show(
-                f"{run['bridges']} bridge(s) draining {run['messages']:,} queued messages (scale {r['scale']}, {r['cpus']} cores)",
+                f"{run['bridges']} bridge(s) draining {run['messages']:,} queued messages "
+                f"(scale {r['scale']}, {r['cpus']} cores)",
                 [
                     ("drained in (s)", f"{run['drain_s']}"),
                     (
@@ -197,7 +200,8 @@ def main() -> None:
         p, lat = r["pipeline"], r.get("latency_s", {})
         offered = "flat out" if r["rate"] is None else f"{r['rate']:,.0f} readings/s offered"
         show(
-            f"pipeline on {r['cpus']} cores (scale {r['scale']}, {', '.join(r['feeds'])}, {r['readings_per_message']} readings/message, "
+            f"pipeline on {r['cpus']} cores (scale {r['scale']}, {', '.join(r['feeds'])}, "
+            f"{r['readings_per_message']} readings/message, "
             f"{offered}, {r['samples_per_message']} sample(s)/message)",
             [
                 ("baseline mosquitto pub/sub, readings/s", f"{r['baseline_mqtt']['readings_per_s']:,}"),

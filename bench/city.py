@@ -186,8 +186,10 @@ def city_bench(
         "offered_readings_per_s": round(per_day_readings / DAY_S * speedup, 1),
     }
     console.print(
-        f"load: {len(load.sensors):,} sensors at scale {scale} ({len(city.stations):,} water stations, {len(city.gauges):,} gauges), "
-        f"{result['offered_messages_per_s']:,} messages/s, {result['offered_readings_per_s']:,} readings/s at {speedup:g}x"
+        f"load: {len(load.sensors):,} sensors at scale {scale} "
+        f"({len(city.stations):,} water stations, {len(city.gauges):,} gauges), "
+        f"{result['offered_messages_per_s']:,} messages/s, "
+        f"{result['offered_readings_per_s']:,} readings/s at {speedup:g}x"
     )
     processes: list[Background] = []
     try:

@@ -478,7 +478,8 @@ def pipeline_bench(
         per_msg = per_sample * len(one_each) / len(messages)
     result["readings_per_message"] = round(per_msg, 2)
     console.print(
-        f"load: {len(messages):,} messages of {samples} sample(s), {per_msg:.1f} readings each (quiet_week {hours:g} h x {repeats}, scale {scale})"
+        f"load: {len(messages):,} messages of {samples} sample(s), {per_msg:.1f} readings each "
+        f"(quiet_week {hours:g} h x {repeats}, scale {scale})"
     )
     try:
         with console.status("starting services..."):

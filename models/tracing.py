@@ -407,8 +407,9 @@ def trace(
                 signature_match=match,
                 point=c.point,
                 explanation=(
-                    f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_h_s / 3600:.1f} h upstream of {first.station_id}: "
-                    f"release of ~{masses[main]:.0f} kg {main} over {release.duration_s / 60:.0f} min fits with {fit_error:.0%} error, "
+                    f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_h_s / 3600:.1f} h upstream of "
+                    f"{first.station_id}: release of ~{masses[main]:.0f} kg {main} "
+                    f"over {release.duration_s / 60:.0f} min fits with {fit_error:.0%} error, "
                     f"signature match {match:.2f}"
                 ),
             )

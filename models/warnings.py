@@ -141,7 +141,8 @@ def overdue(
 
     >>> overdue({"warned": 0.0}, 0.0, 0, 599.0, 600, 2), overdue({"warned": 0.0}, 0.0, 0, 600.0, 600, 2)
     (None, 'resend')
-    >>> overdue({"warned": 0.0}, 1200.0, 2, 1800.0, 600, 2), overdue({"warned": 0.0, "acknowledged": 5.0}, 0.0, 0, 9e9, 600, 2)
+    >>> acknowledged = {"warned": 0.0, "acknowledged": 5.0}
+    >>> overdue({"warned": 0.0}, 1200.0, 2, 1800.0, 600, 2), overdue(acknowledged, 0.0, 0, 9e9, 600, 2)
     ('escalate', None)
     """
     if "warned" not in stages or "acknowledged" in stages or "closed" in stages:
@@ -174,9 +175,15 @@ def recipients(
     (township first, then district), then the department's duty post there, and the city's post when
     the warning reaches the city level. ``names`` maps area ids to names; ``roster`` is config/roster.toml.
 
-    >>> roster = {"posts": {"water_bureau": "{district}水利局 值班室"}, "city_posts": {"water_bureau": "市水利局 总值班室"},
-    ...           "persons": [{"name": "李明", "role": "值班长", "department": "water_bureau", "district": "liangping", "phone": "1"}]}
-    >>> recipients(["water_bureau"], ["township", "district", "city"], "liangping", "fulu", {"liangping": "梁平区"}, roster)
+    >>> roster = {
+    ...     "posts": {"water_bureau": "{district}水利局 值班室"},
+    ...     "city_posts": {"water_bureau": "市水利局 总值班室"},
+    ...     "persons": [
+    ...         {"name": "李明", "role": "值班长", "department": "water_bureau", "district": "liangping", "phone": "1"}
+    ...     ],
+    ... }
+    >>> names = {"liangping": "梁平区"}
+    >>> recipients(["water_bureau"], ["township", "district", "city"], "liangping", "fulu", names, roster)
     ['李明 (值班长, 1)', '梁平区水利局 值班室', '市水利局 总值班室']
     """
     out: list[str] = []

@@ -23,9 +23,9 @@ shift (a recalibration, a new source of water) is learned in that time and its a
 
 Sensor faults are labelled per reading: ``stuck`` (every parameter read repeats the previous reading
 exactly for ``stuck_s``), ``spike`` (one parameter far off both its neighbours on one reading:
-labelled on the next reading), ``dropout`` (a gap longer than ``dropout_factor`` x the sensor's cadence). A sensor silent for
-``restart_after_s`` (or a reading that far before its last: another time line, as a replay) starts
-learning afresh. Stuck readings are neither scored nor learned.
+labelled on the next reading), ``dropout`` (a gap longer than ``dropout_factor`` x the sensor's
+cadence). A sensor silent for ``restart_after_s`` (or a reading that far before its last: another
+time line, as a replay) starts learning afresh. Stuck readings are neither scored nor learned.
 
 ``WaterScreen.step_many`` takes a batch of readings of many sensors (rows) and runs it in rounds,
 each round holding a row at most once, in arrival order; ``step_one`` is ``step_many`` with one

@@ -1,13 +1,14 @@
 """MQTT -> Kafka bridge.
 
 Subscribes (QoS 1, persistent session) to ``<root>/#`` as a member of an MQTT shared subscription
-(``bridge.share_group``: N bridges split the feed; each is an ``instance`` with its own session), validates each message into readings
-(pipeline/validation.py) and forwards them to ``readings.<kind>``; anything invalid goes to
-``deadletter`` with the raw payload, topic and reason. Each pass forwards what has arrived: the
-readings of one topic and partition (``reading_partition`` of the sensor id) go as one batch record
-(``encode_batch``), in arrival order. A message is acknowledged to the MQTT broker only after Kafka
-has acknowledged every record of its pass, so a bridge killed at any point loses nothing: the broker
-redelivers what was not acknowledged when the bridge reconnects (at-least-once).
+(``bridge.share_group``: N bridges split the feed; each is an ``instance`` with its own session),
+validates each message into readings (pipeline/validation.py) and forwards them to ``readings.<kind>``;
+anything invalid goes to ``deadletter`` with the raw payload, topic and reason. Each pass forwards
+what has arrived: the readings of one topic and partition (``reading_partition`` of the sensor id)
+go as one batch record (``encode_batch``), in arrival order. A message is acknowledged to the MQTT
+broker only after Kafka has acknowledged every record of its pass, so a bridge killed at any point
+loses nothing: the broker redelivers what was not acknowledged when the bridge reconnects
+(at-least-once).
 """
 
 from __future__ import annotations

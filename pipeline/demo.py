@@ -115,9 +115,11 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
         acknowledged = publish_timed(messages(frame, settings.mqtt.topic_root, shift), settings.mqtt)
         sag = recording.truth.of_type("do_sag")[0]
         step(
-            f"published {acknowledged} MQTT messages from the simulator's 'demo' scenario: {valid['msg'].nunique()} readings "
+            f"published {acknowledged} MQTT messages from the simulator's 'demo' scenario: "
+            f"{valid['msg'].nunique()} readings "
             f"({len(valid)} values) from {valid['sensor_id'].nunique()} water stations, a DO sag from {sag.source_id} "
-            f"reaching {', '.join(sag.affected_sensors)}, and {int(frame.groupby('msg')['malformed'].first().sum())} malformed payload"
+            f"reaching {', '.join(sag.affected_sensors)}, "
+            f"and {int(frame.groupby('msg')['malformed'].first().sum())} malformed payload"
         )
         expected_readings = int(valid[valid["parameter"] == "do"]["msg"].nunique())
 

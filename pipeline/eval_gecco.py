@@ -140,8 +140,10 @@ def score(flags: np.ndarray, labels: np.ndarray, ts_s: np.ndarray) -> Scores:
     """Per-minute precision, recall and F1; event-wise recall and detection delay (first flagged row
     of an event); false alarms: alarm runs that touch no event, per day.
 
-    >>> score(np.array([0, 1, 1, 0, 1, 0], bool), np.array([0, 1, 1, 1, 0, 0], bool), np.arange(6) * 60.0)
-    Scores(precision=0.6666666666666666, recall=0.6666666666666666, f1=0.6666666666666666, events=1, events_found=1, delay_median_min=0.0, false_alarms_per_day=288.0)
+    >>> scores = score(np.array([0, 1, 1, 0, 1, 0], bool), np.array([0, 1, 1, 1, 0, 0], bool), np.arange(6) * 60.0)
+    >>> scores  # doctest: +NORMALIZE_WHITESPACE
+    Scores(precision=0.6666666666666666, recall=0.6666666666666666, f1=0.6666666666666666, events=1, events_found=1,
+           delay_median_min=0.0, false_alarms_per_day=288.0)
     """
     flags, labels = np.asarray(flags, bool), np.asarray(labels, bool)
     hit = int((flags & labels).sum())

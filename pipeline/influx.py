@@ -102,10 +102,16 @@ def reading_lines_json(raw: bytes) -> list[str]:
     """``reading_line`` of each reading of a batch record, straight from its JSON without building
     models: the sink's hot path (the bridge has validated every record on ``readings.*``).
 
-    >>> r = b'{"sensor_id":"s","kind":"water","station":"a","district":"d","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":4.5,"unit":"mg/L"}}}'
+    >>> r = (
+    ...     b'{"sensor_id":"s","kind":"water","station":"a","district":"d","ts":"2026-01-01T00:00:00Z",'
+    ...     b'"values":{"do":{"value":4.5,"unit":"mg/L"}}}'
+    ... )
     >>> reading_lines_json(b"[" + r + b"," + r + b"]") == [reading_line(Reading.model_validate_json(r))] * 2
     True
-    >>> c = b'{"sensor_id":"c1","kind":"camera","station":"a","district":"d","ts":"2026-01-01T00:00:00.5Z","detection":"oil_sheen","confidence":0.9,"values":{"oil_area":{"value":3,"unit":"m2"}}}'
+    >>> c = (
+    ...     b'{"sensor_id":"c1","kind":"camera","station":"a","district":"d","ts":"2026-01-01T00:00:00.5Z",'
+    ...     b'"detection":"oil_sheen","confidence":0.9,"values":{"oil_area":{"value":3,"unit":"m2"}}}'
+    ... )
     >>> from pipeline.schemas import parse_reading
     >>> reading_lines_json(b"[" + c + b"]") == [reading_line(parse_reading(c))]
     True

@@ -93,7 +93,10 @@ def warnings_table(warnings: list[Warning], title: str = "Yuflow warnings") -> T
 
 def warning_line(w: Warning) -> str:
     """One plain line per warning, for a pipe or a log file (the live table needs a terminal)."""
-    return f"{w.tier.value.upper():6} {w.ts:%Y-%m-%d %H:%M}Z {w.district}/{w.station}  {w.title}  → {', '.join(w.departments)}  id {w.warning_id}"
+    return (
+        f"{w.tier.value.upper():6} {w.ts:%Y-%m-%d %H:%M}Z {w.district}/{w.station}  {w.title}  "
+        f"→ {', '.join(w.departments)}  id {w.warning_id}"
+    )
 
 
 class ActionClient:

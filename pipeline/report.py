@@ -246,11 +246,13 @@ def render(data: ReportData, days: float, now: datetime | None = None) -> str:
     incidents = data.warnings["incident_id"].nunique() if not data.warnings.empty else 0
     parts = [
         f"<h1>Yuflow closed-loop report</h1><p>Last {days:g} day(s) to {now:%Y-%m-%d %H:%M} UTC: "
-        f"{incidents} incident(s) warned, {len(data.warnings)} warning(s), {len(data.deliveries)} delivery record(s).</p>",
+        f"{incidents} incident(s) warned, {len(data.warnings)} warning(s), "
+        f"{len(data.deliveries)} delivery record(s).</p>",
         (
-            f"<p class='replay'><b>{len(replayed)} of the {incidents} incident(s) come from replayed or simulated data</b> (warned "
-            f'more than {REPLAYED_AFTER_S // 3600} h after their readings\' time): marked "(replay)" and pale below; their '
-            f"delays are not the live pipeline's.</p>"
+            f"<p class='replay'><b>{len(replayed)} of the {incidents} incident(s) "
+            f"come from replayed or simulated data</b> (warned "
+            f'more than {REPLAYED_AFTER_S // 3600} h after their readings\' time): marked "(replay)" and pale below; '
+            f"their delays are not the live pipeline's.</p>"
             if replayed
             else ""
         ),
@@ -267,11 +269,13 @@ def render(data: ReportData, days: float, now: datetime | None = None) -> str:
     ]
     style = (
         "body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:24px;color:#1d2329}"
-        "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:4px 8px;border-bottom:1px solid #ddd}"
+        "table.t{border-collapse:collapse;font-size:13px}"
+        "table.t td,table.t th{padding:4px 8px;border-bottom:1px solid #ddd}"
         "img{max-width:100%}.replay{background:#fff3cd;padding:8px 12px}"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Yuflow report</title><style>{style}</style></head><body>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>Yuflow report</title>"
+        f"<style>{style}</style></head><body>"
         + "\n".join(parts)
         + f"<p style='color:#888'>generated {html.escape(now.isoformat())}</p></body></html>"
     )

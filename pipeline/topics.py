@@ -18,7 +18,8 @@ TRACING = "tracing"
 LIFECYCLE = (
     "lifecycle"  # incident stages: operators' accepted actions (ack, close ...) and the system's (warned, re-sent ...)
 )
-ACTIONS = "actions"  # operators' requests (ack, close ...), keyed like the incident: the warning agent accepts or rejects each
+# operators' requests (ack, close ...), keyed like the incident: the warning agent accepts or rejects each
+ACTIONS = "actions"
 ACTION_RESULTS = "actions.results"  # the answer to each request, for the CLI or page that made it
 SILENCES = (
     "silences"  # maintenance windows: alerts of a sensor, station or area suppressed until a time (keyed by silence id)

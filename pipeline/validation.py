@@ -39,7 +39,8 @@ def parameter_specs(raw: dict) -> dict[Kind, dict[str, ParameterSpec]]:
     """config/parameters.toml as {kind: {parameter: spec}}, a second instrument of a quantity
     (``instances``) as ``<name>_2`` and so on.
 
-    >>> specs = parameter_specs({"water": {"flow": {"unit": "m3/h", "convert": {}, "min": 0, "max": 1e6, "instances": 2}}})
+    >>> raw = {"water": {"flow": {"unit": "m3/h", "convert": {}, "min": 0, "max": 1e6, "instances": 2}}}
+    >>> specs = parameter_specs(raw)
     >>> sorted(specs[Kind.water])
     ['flow', 'flow_2']
     """
@@ -184,7 +185,8 @@ class ReadingValidator:
         return self._check(reading, address, topic, now)
 
     def _check(self, reading: Reading, address: MqttAddress, topic: str, now: datetime) -> Reading:
-        """A parsed reading against its topic, the registry, the parameters' units and ranges, the clock and the readings seen."""
+        """A parsed reading against its topic, the registry, the parameters' units and ranges, the clock and
+        the readings seen."""
         for field, from_topic in (
             ("sensor_id", address.sensor_id),
             ("kind", address.kind),

@@ -429,13 +429,16 @@ def seed_checks(results: list[RunSummary], city: City) -> list[str]:
             if r.name == "ruxi_oil_spill":
                 predicted, true = e.arrivals.get("ruxi-intake", (float("nan"), float("nan")))
                 lines.append(
-                    f"ruxi_oil_spill: top-1 {e.top1} (truth ruxi-food-factory) {'OK' if e.top1 == 'ruxi-food-factory' else 'MISS'}; "
+                    f"ruxi_oil_spill: top-1 {e.top1} (truth ruxi-food-factory) "
+                    f"{'OK' if e.top1 == 'ruxi-food-factory' else 'MISS'}; "
                     f"intake arrival predicted {predicted:.2f} h after release vs simulated {true:.2f} h "
-                    f"({abs(predicted - true) / true:.1%} error) {'OK' if abs(predicted - true) / true <= 0.1 else 'MISS'}"
+                    f"({abs(predicted - true) / true:.1%} error) "
+                    f"{'OK' if abs(predicted - true) / true <= 0.1 else 'MISS'}"
                 )
             if r.name == "puhe_do_sag":
                 lines.append(
                     f"puhe_do_sag: ranking {e.ranking[:3]}; "
-                    f"{'OK' if e.ranking[:2] == ['puhe-sewage-gunan', 'puhe-sewage-sanjiao'] else 'MISS'} (truth: gunan, then sanjiao)"
+                    f"{'OK' if e.ranking[:2] == ['puhe-sewage-gunan', 'puhe-sewage-sanjiao'] else 'MISS'} "
+                    "(truth: gunan, then sanjiao)"
                 )
     return lines

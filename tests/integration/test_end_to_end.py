@@ -99,7 +99,10 @@ def test_readings_are_queryable_in_influxdb(stack, demo_run):
     frame = recording.frame
     do_rows = frame[(frame["parameter"] == "do") & ~frame["malformed"] & (frame["sensor_id"] == SAG_SENSOR)]
     since, until = iso(int(do_rows["ts_ms"].min()) + shift), iso(int(do_rows["ts_ms"].max()) + shift)
-    query = f"SELECT count(\"do\"), min(\"do\") FROM readings WHERE sensor_id = '{SAG_SENSOR}' AND time >= '{since}' AND time <= '{until}'"
+    query = (
+        f'SELECT count("do"), min("do") FROM readings WHERE sensor_id = \'{SAG_SENSOR}\' '
+        f"AND time >= '{since}' AND time <= '{until}'"
+    )
 
     def counted():
         series = influxql(stack.settings.influx, query)

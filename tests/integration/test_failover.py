@@ -74,7 +74,10 @@ def test_a_worker_and_a_bridge_killed_mid_stream_lose_no_reading_and_deliver_eac
 
         lines = wait_until(traced, 120, what="the warning naming the food factory")
         warnings = {w["warning_id"]: w for w in lines}
-        query = 'SELECT "warning_id", "department", "channel" FROM deliveries WHERE "channel" = \'topic\' AND time > now() - 30d'
+        query = (
+            'SELECT "warning_id", "department", "channel" FROM deliveries WHERE "channel" = \'topic\' '
+            "AND time > now() - 30d"
+        )
 
         missing: set = set()
 
@@ -89,8 +92,8 @@ def test_a_worker_and_a_bridge_killed_mid_stream_lose_no_reading_and_deliver_eac
         except TimeoutError:
             raise AssertionError(f"not delivered: {sorted(missing)}") from None
         print(
-            f"\n[failover] killed worker-2 and bridge {victim}; {expected} water readings stored; {len(warnings)} warnings "
-            f"({len(lines)} records), {sum(made.values())} topic deliveries"
+            f"\n[failover] killed worker-2 and bridge {victim}; {expected} water readings stored; "
+            f"{len(warnings)} warnings ({len(lines)} records), {sum(made.values())} topic deliveries"
         )
         assert max(made.values()) == 1, [k for k, n in made.items() if n > 1]
         assert len(lines) == len(warnings), "a warning was issued twice"

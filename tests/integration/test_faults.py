@@ -196,8 +196,8 @@ def test_worker_killed_mid_incident_delivers_each_warning_once_and_recovers_its_
     killed = time.monotonic()
     stack.worker = Background("worker", ["worker"], settings)  # later tests and the fixture's teardown use this one
     print(
-        f"\n[faults] worker pid {old.pid} killed (SIGKILL) after warning {w1.warning_id} ({w1.tier.value}) was delivered "
-        f"to {len(w1.departments)} departments; {reread_after_restart(settings, w1.warning_id)}"
+        f"\n[faults] worker pid {old.pid} killed (SIGKILL) after warning {w1.warning_id} ({w1.tier.value}) "
+        f"was delivered to {len(w1.departments)} departments; {reread_after_restart(settings, w1.warning_id)}"
     )
     wait_until(
         lambda: "]: Ready" in log_since(stack.worker, offset) or not stack.worker.alive(),
@@ -246,8 +246,9 @@ def test_worker_killed_mid_incident_delivers_each_warning_once_and_recovers_its_
             if w.incident_id == incident:
                 fed[(w.warning_id, department)] += 1
     print(
-        f"[faults] new worker ready {ready_s:.1f} s after the kill; escalated {w1.tier.value} -> {w2.tier.value} under the same "
-        f"incident {incident} {escalation_s:.1f} s after the reading; {len(warnings)} warnings, {len(expected)} deliveries "
+        f"[faults] new worker ready {ready_s:.1f} s after the kill; escalated {w1.tier.value} -> {w2.tier.value} "
+        f"under the same incident {incident} {escalation_s:.1f} s after the reading; "
+        f"{len(warnings)} warnings, {len(expected)} deliveries "
         f"expected; to.<department> records per (warning, department): {sorted(Counter(fed.values()).items())}; "
         f"deliveries records per (warning, department, channel): topic {sorted(Counter(on_topic.values()).items())}, "
         f"InfluxDB {sorted(Counter(in_influx.values()).items())}"
@@ -314,8 +315,8 @@ def test_bridge_killed_while_publishing_loses_no_reading(stack):
         if r.sensor_id == sensor and start <= r.ts <= readings[-1].ts
     ]
     print(
-        f"\n[faults] bridge pid {old.pid} killed (SIGKILL) after {before_kill} of {n} readings were published; new bridge "
-        f"online {downtime_s:.1f} s later ({while_down} published meanwhile); "
+        f"\n[faults] bridge pid {old.pid} killed (SIGKILL) after {before_kill} of {n} readings were published; "
+        f"new bridge online {downtime_s:.1f} s later ({while_down} published meanwhile); "
         f"{n} sent (QoS 1), {acked[0]} acknowledged by Mosquitto, {len(forwarded)} forwarded to Kafka "
         f"({len(forwarded) - len(set(forwarded))} duplicates), {counted} in InfluxDB "
         f"({in_influx_s:.1f} s after the publisher finished)"
@@ -360,7 +361,7 @@ def test_readings_sent_while_influxdb_is_down_are_written_when_it_is_back(stack)
         what=f"{n} readings in InfluxDB",
     )
     print(
-        f"\n[faults] InfluxDB down {outage_s:.1f} s; {n} readings sent meanwhile; the sink's writes failed and were retried "
-        f"{retries} times; all {counted} in InfluxDB {time.monotonic() - back:.1f} s after it was back"
+        f"\n[faults] InfluxDB down {outage_s:.1f} s; {n} readings sent meanwhile; the sink's writes failed "
+        f"and were retried {retries} times; all {counted} in InfluxDB {time.monotonic() - back:.1f} s after it was back"
     )
     assert counted == n

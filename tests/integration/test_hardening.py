@@ -1,5 +1,6 @@
 """Security defaults on the session's real services (issue #20): an anonymous client that connects
-with the bridge's guessable ids is refused and takes nothing over; one message of many bad samples is one dead letter."""
+with the bridge's guessable ids is refused and takes nothing over; one message of many bad samples is
+one dead letter."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The closed loop on the real services: a warning's sensed, warned and delivered times, its
 deliveries to each department's topic, an operator's acknowledgement and closure through
 `yuflow warnings ack|close`, all recorded in InfluxDB; an action on an incident that does not
-exist, or out of order, is rejected with the reason (non-zero exit, a dead letter, nothing recorded); and readings sent in real time are warned and delivered
-within a second."""
+exist, or out of order, is rejected with the reason (non-zero exit, a dead letter, nothing
+recorded); and readings sent in real time are warned and delivered within a second."""
 
 from __future__ import annotations
 
@@ -68,7 +68,10 @@ def test_a_warning_is_acknowledged_and_closed_by_operators_and_every_stage_is_in
         consume_all(stack.settings, topic, 30, lambda got: any(warning.warning_id.encode() in v for v in got))
     )
     assert any(warning.warning_id.encode() in v for v in fed)
-    deliveries = f'SELECT "since_reading_s", "department" FROM deliveries WHERE warning_id = \'{warning.warning_id}\' AND "channel" = \'topic\''
+    deliveries = (
+        f'SELECT "since_reading_s", "department" FROM deliveries WHERE warning_id = \'{warning.warning_id}\' '
+        "AND \"channel\" = 'topic'"
+    )
     rows = wait_until(
         lambda: (
             [r for s in influxql(stack.settings.influx, deliveries) for r in s["values"]]

@@ -34,7 +34,10 @@ def test_recording_replays_into_influxdb(stack, tmp_path, fmt, route, seed):
 
     rain = frame[(frame["parameter"] == "rain") & ~frame["malformed"]]
     expected = rain[["sensor_id", "ts_ms"]].drop_duplicates().shape[0]  # duplicates overwrite one point
-    query = f"SELECT count(\"rain\") FROM readings WHERE time >= '{iso(int(rain['ts_ms'].min()))}' AND time <= '{iso(int(rain['ts_ms'].max()))}'"
+    query = (
+        f"SELECT count(\"rain\") FROM readings WHERE time >= '{iso(int(rain['ts_ms'].min()))}' "
+        f"AND time <= '{iso(int(rain['ts_ms'].max()))}'"
+    )
 
     def counted():
         series = influxql(stack.settings.influx, query)

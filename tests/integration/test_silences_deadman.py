@@ -48,7 +48,10 @@ def test_an_offline_sensor_alerts_once_and_clears_and_a_silenced_station_warns_n
         for _ in range(3):
             send(settings, quiet, "banan", 8.0, datetime.now(UTC))
             time.sleep(0.5)
-        offline = f'SELECT "value", "alert_id" FROM alerts WHERE "rule" = \'sensor_offline\' AND "sensor_id" = \'wq-{quiet}\' AND "resolved" = \'%s\''
+        offline = (
+            'SELECT "value", "alert_id" FROM alerts WHERE "rule" = \'sensor_offline\' '
+            f"AND \"sensor_id\" = 'wq-{quiet}' AND \"resolved\" = '%s'"
+        )
         wait_until(lambda: rows(settings, offline % "false"), 60, what="the offline alert")
         time.sleep(3 * OFFLINE_AFTER_S)  # still silent: no second alert
         assert len(rows(settings, offline % "false")) == 1
@@ -81,7 +84,10 @@ def test_an_offline_sensor_alerts_once_and_clears_and_a_silenced_station_warns_n
         for i in range(4):
             for station, district in ((silenced, "shapingba"), (control, "beibei")):
                 send(settings, station, district, 2.0, start + timedelta(minutes=10 * i))
-        suppressed = f'SELECT "alert_id", "reason" FROM suppressed WHERE "silence_id" = \'{silence_id}\' AND "station" = \'{silenced}\''
+        suppressed = (
+            f'SELECT "alert_id", "reason" FROM suppressed WHERE "silence_id" = \'{silence_id}\' '
+            f"AND \"station\" = '{silenced}'"
+        )
         wait_until(lambda: rows(settings, suppressed), 60, what="the suppressed alert in InfluxDB")
 
         def control_warned():

@@ -82,7 +82,8 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
     assert publish_timed(decisive, settings.mqtt) == len(decisive)  # at 1x: sent when it is stamped
 
     first = (
-        'SELECT "since_reading_s", "department" FROM deliveries WHERE "channel" = \'topic\' AND incident_id =~ /^water:ruxi:/ '
+        'SELECT "since_reading_s", "department" FROM deliveries WHERE "channel" = \'topic\' '
+        "AND incident_id =~ /^water:ruxi:/ "
         f"AND time >= {(decisive_ms + shift_ms) * 10**6}"
     )
     try:
@@ -163,7 +164,10 @@ def test_ruxi_oil_spill_one_red_source_warning_reaches_five_departments_and_the_
     red_departments = load_toml("routing")["categories"]["water"]["red"]
     assert warning.departments == red_departments and len(red_departments) == 5
 
-    deliveries = f'SELECT "department", "since_reading_s" FROM deliveries WHERE warning_id = \'{first_red.warning_id}\' AND "channel" = \'topic\''
+    deliveries = (
+        f'SELECT "department", "since_reading_s" FROM deliveries WHERE warning_id = \'{first_red.warning_id}\' '
+        "AND \"channel\" = 'topic'"
+    )
     rows = wait_until(
         lambda: (r := [r for s in influxql(settings.influx, deliveries) for r in s["values"]]) and len(r) >= 5 and r,
         60,

@@ -81,7 +81,10 @@ def test_sim_run_ruxi_oil_spill_names_the_factory_to_five_departments_and_never_
         w for w in found if "降级" in w["title"] and datetime.fromisoformat(w["ts"]).timestamp() < true_arrival_s
     ]
     assert not lowered, [w["title"] for w in lowered]
-    query = f"SELECT count(\"since_reading_s\") FROM deliveries WHERE warning_id = '{source['warning_id']}' AND \"channel\" = 'topic'"
+    query = (
+        f"SELECT count(\"since_reading_s\") FROM deliveries WHERE warning_id = '{source['warning_id']}' "
+        "AND \"channel\" = 'topic'"
+    )
     assert wait_until(
         lambda: (r := influxql(settings.influx, query)) and r[0]["values"][0][1] >= 5, 60, what="the 5 deliveries"
     )

@@ -169,7 +169,10 @@ def test_a_live_warning_shows_within_2_s_and_an_acknowledgement_is_recorded(stac
     wait_until(
         lambda: "acknowledged" in page.find_element("id", "lifecycle").text, 20, what="the acknowledgement on the page"
     )
-    query = f'SELECT "stage", "actor" FROM lifecycle WHERE incident_id = \'{warning.incident_id}\' AND "source" = \'operator\''
+    query = (
+        f'SELECT "stage", "actor" FROM lifecycle WHERE incident_id = \'{warning.incident_id}\' '
+        "AND \"source\" = 'operator'"
+    )
     rows = wait_until(
         lambda: [r for s in influxql(stack.settings.influx, query) for r in s["values"]],
         30,
