@@ -76,8 +76,8 @@ def _forget_sessions(settings, instances: list[str]) -> None:
 
 
 def drain(settings, load: CityLoad, count: int, messages: int, service_pids: dict[str, int], console) -> dict:
-    from pipeline.demo import bridge_online
     from pipeline.processes import Background
+    from pipeline.status import bridge_online
 
     group = f"drain-{count}-{uuid.uuid4().hex[:4]}"
     ports = [free_port() for _ in range(count)]

@@ -150,10 +150,10 @@ def city_bench(
 ) -> dict:
     from pipeline import services
     from pipeline.city import load_city
-    from pipeline.demo import bridge_online
     from pipeline.mqtt import make_client
     from pipeline.processes import Background
     from pipeline.settings import load_settings
+    from pipeline.status import bridge_online
 
     data_dir = Path(tempfile.mkdtemp(prefix="yuflow-city-bench-"))
     os.environ.update(

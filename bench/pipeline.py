@@ -439,11 +439,11 @@ def pipeline_bench(
     from rich.live import Live
 
     from pipeline import services
-    from pipeline.demo import bridge_online
     from pipeline.influx import reading_line
     from pipeline.processes import Background
     from pipeline.schemas import parse_reading
     from pipeline.settings import load_settings
+    from pipeline.status import bridge_online
 
     data_dir = Path(tempfile.mkdtemp(prefix="yuflow-bench-"))
     env = {

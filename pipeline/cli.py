@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
@@ -35,16 +36,20 @@ app.add_typer(warnings_app, name="warnings")
 app.add_typer(silence_app, name="silence")
 
 
-def _register_simulator() -> None:
-    # the simulator is an application on top of the pipeline; the CLI is where the two meet
-    from sensors_sim.cli import eval_app, replay, sim_app
+def _mount_entry_point_commands() -> None:
+    """Mount the commands other packages declare as ``yuflow.commands`` entry points (pyproject.toml):
+    the simulator's (sim, replay, demo) and the evaluation's (eval). They are applications on top of
+    the pipeline, which mounts them without importing them. A Typer app becomes a command group, a
+    function a command; by name, so the order does not depend on how the package was installed."""
+    for entry in sorted(entry_points(group="yuflow.commands"), key=lambda e: e.name):
+        command = entry.load()
+        if isinstance(command, typer.Typer):
+            app.add_typer(command, name=entry.name)
+        else:
+            app.command(entry.name)(command)
 
-    app.add_typer(sim_app, name="sim")
-    app.add_typer(eval_app, name="eval")
-    app.command("replay")(replay)
 
-
-_register_simulator()
+_mount_entry_point_commands()
 
 console = Console()
 
@@ -55,7 +60,16 @@ def _logging(level: str = "INFO") -> None:
 
 @config_app.command("show")
 def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False) -> None:
-    """Print the effective settings (defaults < user file < YUFLOW_* env), secrets masked."""
+    """Print the effective settings (defaults < user file < YUFLOW_* env), secrets masked, after checking
+    every file of the config directory: a wrong key exits 1 naming the file and the key."""
+    from pipeline.rules import config_problems
+
+    if problems := config_problems():
+        errors = Console(stderr=True)
+        errors.print("[red]invalid configuration:[/]")
+        for line in problems:
+            errors.print(escape(line), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     data = masked_dict(load_settings())
     if as_json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
@@ -512,18 +526,6 @@ def series_table(series: list[dict]) -> Table:
 
 def _iso_ms(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@app.command()
-def demo(
-    keep: Annotated[bool, typer.Option("--keep", help="leave services, worker and bridge running")] = False,
-    timeout_s: Annotated[float, typer.Option("--timeout", help="seconds to wait for the warning")] = 90,
-) -> None:
-    """Start everything, publish a short feed with a DO sag and a malformed payload, show the result."""
-    from pipeline.demo import run_demo
-
-    # the demo lets clients in without a login (mosquitto_sub/pub as the README shows them); nothing else does
-    raise typer.Exit(run_demo(load_settings(mqtt={"anonymous": True}), console, keep=keep, timeout_s=timeout_s))
 
 
 def main() -> None:

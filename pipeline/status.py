@@ -3,7 +3,8 @@
 The services (MQTT, Kafka, InfluxDB) as ``yuflow services status`` sees them; the worker by its
 web port; the bridge by the retained status it publishes on MQTT (its last will says offline); the
 operators' page by ``/health``; and the worker's consumer lag per topic (records on the topic
-that its consumer group has not committed yet).
+that its consumer group has not committed yet). ``bridge_online`` waits for a bridge's status:
+whatever starts a bridge (the demo, tests, benchmarks, evaluations) waits with it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+from pipeline.bridge import online_status
 from pipeline.settings import Settings
 from pipeline.topics import ACTIONS, ALERTS, LIFECYCLE, READINGS, TRACING, WATER_TRACE, bridge_status_topic
 
@@ -65,6 +67,18 @@ def bridge_statuses(settings: Settings, timeout_s: float = 2.0, until=None) -> d
         client.disconnect()
         client.loop_stop()
     return {k: v for k, v in got.items() if v}
+
+
+def bridge_online(settings: Settings, pid: int | None, timeout_s: float = 30, instances: int = 1) -> None:
+    """Wait for bridge ``pid`` to say it is online (then it is subscribed: nothing published is lost);
+    with ``pid`` None, for ``instances`` bridges (a supervisor's children)."""
+
+    def online(statuses: dict[str, str]) -> bool:
+        up = [v for v in statuses.values() if v.startswith("online")]
+        return online_status(pid).decode() in up if pid is not None else len(up) >= instances
+
+    if not online(bridge_statuses(settings, timeout_s, until=online)):
+        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for the bridge to come online")
 
 
 async def consumer_lag(settings: Settings) -> dict[str, int] | None:

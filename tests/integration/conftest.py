@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import pytest
 
 from pipeline import services
-from pipeline.demo import bridge_online
 from pipeline.processes import Background
 from pipeline.settings import Settings, load_settings
+from pipeline.status import bridge_online
 
 
 def free_port() -> int:

@@ -15,12 +15,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.city import default_city
-from pipeline.demo import SAG_SENSOR, demo_recording
 from pipeline.influx import influxql
 from pipeline.operators import follow_warnings
 from pipeline.processes import wait_until
 from pipeline.schemas import DeadLetter, Kind, Quantity, Reading, Tier, parse_batch, utc_now
 from pipeline.topics import DEADLETTER, READINGS, mqtt_topic
+from sensors_sim.demo import SAG_SENSOR, demo_recording
 from sensors_sim.publisher import publish, publish_timed, reading_messages
 from sensors_sim.recording import messages
 

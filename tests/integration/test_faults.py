@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from pipeline.demo import bridge_online
 from pipeline.influx import influx_time, influxql
 from pipeline.processes import Background, wait_until
 from pipeline.schemas import Delivery, Kind, Quantity, Reading, Warning, parse_batch
 from pipeline.services.influxdb import InfluxService
+from pipeline.status import bridge_online
 from pipeline.topics import DELIVERIES, READINGS, WARNINGS, department_topic
 from sensors_sim.publisher import publish, publish_timed, reading_messages
 

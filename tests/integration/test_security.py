@@ -17,10 +17,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from pipeline.demo import bridge_online
 from pipeline.mqtt import make_client
 from pipeline.services.mqtt import MqttService
 from pipeline.settings import Settings, load_settings
+from pipeline.status import bridge_online
 from pipeline.topics import bridge_status_topic
 from tests.integration.conftest import free_port
 

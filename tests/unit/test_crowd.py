@@ -156,7 +156,7 @@ def test_unknown_zones_and_other_detections_are_ignored_by_the_watch():
 
 
 def test_jiefangbei_spring_festival_three_congestion_points_warned_ten_minutes_ahead_and_quiet_days_stay_quiet():
-    from sensors_sim import eval_feeds as ev
+    from evaluation import feeds as ev
     from sensors_sim.scenario import load_scenario, simulate
 
     c = city()

@@ -292,7 +292,7 @@ def test_a_storm_gives_the_same_warnings_on_tiles_as_on_the_whole_field():
     """The field cut into 20-km tiles with a 30-km halo (6 tiles, each its own nowcast, as on six
     partitions) warns the same districts at the same tiers at the same steps, with the same expected
     times and the same messages, and each gauge at the same tiers, as one watch over the whole field."""
-    from sensors_sim.eval_feeds import validated_readings
+    from evaluation.feeds import validated_readings
     from sensors_sim.scenario import load_scenario, simulate
 
     c = city()

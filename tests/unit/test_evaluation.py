@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import eval_gecco as ev
+from evaluation import gecco as ev
+from evaluation.water import station_data, statistical_findings
 from pipeline.city import default_city
-from sensors_sim.eval_water import station_data, statistical_findings
 from sensors_sim.scenario import load_scenario, simulate
 
 CITY = default_city()
@@ -64,8 +64,8 @@ def test_puhe_oxygen_sag_is_found_as_pollution_near_its_expected_detection():
 def test_a_release_that_passes_its_only_station_during_a_dropout_is_unobservable_not_missed():
     from datetime import datetime
 
+    from evaluation.water import read_while_passing
     from pipeline.water_tracing import History
-    from sensors_sim.eval_water import read_while_passing
     from sensors_sim.truth import TruthEvent
 
     t0 = datetime(2025, 6, 18, tzinfo=UTC)

@@ -15,14 +15,13 @@ from rich.console import Console
 from rich.panel import Panel
 
 from pipeline import services
-from pipeline.bridge import online_status
 from pipeline.city import default_city
 from pipeline.influx import influx_time, influxql
 from pipeline.operators import follow_warnings, warnings_table
 from pipeline.processes import Background, wait_until
 from pipeline.schemas import Warning, utc_now
 from pipeline.settings import Settings
-from pipeline.status import bridge_statuses
+from pipeline.status import bridge_online
 from sensors_sim.publisher import publish_timed
 from sensors_sim.recording import Recording, messages
 from sensors_sim.scenario import load_scenario, simulate
@@ -35,18 +34,6 @@ def demo_recording() -> tuple[Recording, int]:
     city = default_city()
     recording = simulate(load_scenario("demo", city=city), city)
     return recording, int(utc_now().timestamp() * 1000) - int(recording.frame["ts_ms"].max())
-
-
-def bridge_online(settings: Settings, pid: int | None, timeout_s: float = 30, instances: int = 1) -> None:
-    """Wait for bridge ``pid`` to say it is online (then it is subscribed: nothing published is lost);
-    with ``pid`` None, for ``instances`` bridges (a supervisor's children)."""
-
-    def online(statuses: dict[str, str]) -> bool:
-        up = [v for v in statuses.values() if v.startswith("online")]
-        return online_status(pid).decode() in up if pid is not None else len(up) >= instances
-
-    if not online(bridge_statuses(settings, timeout_s, until=online)):
-        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for the bridge to come online")
 
 
 async def sag_warnings(settings: Settings, since, timeout_s: float, worker: Background) -> list[Warning]:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from pipeline import services
 from pipeline.city import City
-from pipeline.demo import bridge_online
 from pipeline.operators import follow_warnings
 from pipeline.processes import Background
 from pipeline.schemas import Warning, utc_now
 from pipeline.settings import Settings
+from pipeline.status import bridge_online
 from sensors_sim.publisher import publish_timed
 from sensors_sim.recording import messages
 from sensors_sim.scenario import load_scenario, simulate

@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from models.water_screen import RAISED
+from models.water_verdicts import RAISED
 from pipeline.water_screen import new_screen, water_parameters
 
 # the file's columns and the parameters they are (a second instrument of a quantity: name_2)
