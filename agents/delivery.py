@@ -1,16 +1,16 @@
-"""Delivery agent: each warning to each of its departments by each channel (pipeline/delivery.py),
+"""Delivery agent: each warning to each of its departments by each channel (pipeline/delivery/),
 exactly once per (warning, department, channel) across restarts: the deliveries made are kept in
 a table keyed by warning id, which the warnings topic's partitioning keeps beside the warning.
-Each attempt is recorded on ``deliveries`` (and in InfluxDB); the first delivery of a warning is
+Each delivery is recorded on ``deliveries`` (and in InfluxDB); the first delivery of a warning is
 the incident's "delivered" stage.
 """
 
 from __future__ import annotations
 
 from agents.app import SETTINGS, app, dead_letter, deliveries_topic, lifecycle_topic, warnings_topic
-from pipeline.delivery import channels_for, deliver
-from pipeline.operators import humane_duration
-from pipeline.schemas import LifecycleEvent, Stage, Warning, incident_key_of
+from pipeline.delivery.records import delivered_event, made_ids, record_of
+from pipeline.delivery.route import channels_for, routes
+from pipeline.schemas import Warning, incident_key_of
 
 done_table = app.Table("deliveries_done", default=None, partitions=SETTINGS.kafka.partitions)
 _topics: dict[str, object] = {}
@@ -24,14 +24,13 @@ async def produce(topic: str, key: bytes, value: bytes) -> None:
     await _topics[topic].send(key=key, value=value)
 
 
-CHANNELS = channels_for(SETTINGS.delivery, produce)
+CHANNELS = channels_for(SETTINGS.delivery, produce)  # each behind its retry stage
 
 
 @app.on_before_shutdown.connect
 async def close_channels(sender, **kwargs) -> None:
     for channel in CHANNELS:
-        if hasattr(channel, "close"):
-            await channel.close()
+        await channel.close()
 
 
 @app.agent(warnings_topic, name="deliver")
@@ -40,30 +39,16 @@ async def deliver_warnings(stream):
         try:
             warning = Warning.model_validate_json(raw)
             done = set(done_table.get(warning.warning_id) or [])
-            records = await deliver(warning, CHANNELS, done)
+            records = []
+            for department, channel in routes(warning, CHANNELS, done):
+                outcome = await channel.send(warning, department)
+                records.append(record_of(warning, department, channel.name, outcome))
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("delivery", warnings_topic, raw, error)
             continue
-        made = [r for r in records if r.ok]
-        if made:
-            done_table[warning.warning_id] = sorted(done | {r.delivery_id for r in made})
+        if any(r.ok for r in records):
+            done_table[warning.warning_id] = made_ids(done, records)
         for record in records:
             await deliveries_topic.send(key=warning.incident_id.encode(), value=record.to_json())
-        if made and not done:
-            first = min(made, key=lambda r: r.delivered_at)
-            after = (
-                humane_duration(first.since_reading_s)
-                if first.since_reading_s >= 60
-                else f"{first.since_reading_s:.2f} s"
-            )
-            event = LifecycleEvent(
-                incident_id=warning.incident_id,
-                stage=Stage.delivered,
-                ts=first.delivered_at,
-                actor=first.department,
-                note=(
-                    f"{warning.tier.value.upper()} warning: {len(made)} deliveries, the first {after} after the reading"
-                ),
-                warning_id=warning.warning_id,
-            )
+        if not done and (event := delivered_event(warning, records)):
             await lifecycle_topic.send(key=incident_key_of(warning.incident_id).encode(), value=event.to_json())
