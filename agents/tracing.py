@@ -28,8 +28,9 @@ import faust
 import numpy as np
 
 from agents.app import SETTINGS, app, dead_letter, tracing_topic, water_trace_topic
-from pipeline.city import default_city, load_toml
+from pipeline.city import default_city
 from pipeline.influx import influx_time, influxql
+from pipeline.rules import rules_or_exit
 from pipeline.schemas import Alert, WaterTraceRecord
 from pipeline.topics import reading_partition
 from pipeline.water_tracing import (
@@ -45,7 +46,7 @@ from pipeline.water_tracing import (
 )
 
 CITY = default_city()
-STREAM = TraceStream(CITY, [m * 60 for m in load_toml("tracing")["agent"]["looks_min"]])
+STREAM = TraceStream(CITY, [m * 60 for m in rules_or_exit("yuflow worker").tracing.agent.looks_min])
 
 log = logging.getLogger("yuflow.tracing")
 

@@ -34,12 +34,12 @@ from models.warnings import (
     levels_up,
     overdue,
     rank,
-    recipients,
-    route,
     tier_change,
     tier_from_severity,
 )
-from pipeline.city import City, default_city, load_toml
+from pipeline.city import City, default_city
+from pipeline.rule_files import WarningsFile
+from pipeline.rules import WarningRouting, rules_or_exit
 from pipeline.schemas import (
     ActionResult,
     Alert,
@@ -63,7 +63,7 @@ incidents_table = app.Table("incidents", default=None, partitions=SETTINGS.kafka
 
 
 def decide(
-    alert: Alert, incident: dict | None, city: City, rules: dict, routing: dict
+    alert: Alert, incident: dict | None, city: City, rules: WarningsFile, routing: WarningRouting
 ) -> tuple[dict | None, Warning | None]:
     """New incident state and the warning to issue, if any, for one alert.
 
@@ -85,9 +85,9 @@ def decide(
     if alert.resolved:
         members = {k: v for k, v in incident.get("members", {}).items() if k != member}
     else:
-        tier = alert.tier or Tier(tier_from_severity(alert.severity, rules["tier_from_severity"]))
+        tier = alert.tier or Tier(tier_from_severity(alert.severity, rules.tier_from_severity))
         early = alert.rule == "statistical"  # an early finding nobody clears: it lapses unless renewed
-        until_s = now_s + rules["grouping"]["early_alert_h"] * 3600 if early else None
+        until_s = now_s + rules.grouping.early_alert_h * 3600 if early else None
         members = add_member(incident.get("members", {}), member, tier.value, until_s, keeps_higher=early)
         if (
             alert.category is Category.water and alert.station in city.stations
@@ -105,7 +105,7 @@ def decide(
                     members,
                     f"{TRACE_HOLD}{member}",
                     tier.value,
-                    now_s + rules["grouping"]["trace_hold_h"] * 3600,
+                    now_s + rules.grouping.trace_hold_h * 3600,
                     keeps_higher=True,
                 )
     incident = {**incident, "members": members}
@@ -113,7 +113,7 @@ def decide(
 
 
 def settle(
-    incident: dict, now_s: float, city: City, rules: dict, routing: dict, alert: Alert | None = None
+    incident: dict, now_s: float, city: City, rules: WarningsFile, routing: WarningRouting, alert: Alert | None = None
 ) -> tuple[dict, Warning | None]:
     """Issue, raise, lower (after the hold) or close the incident's warning to match its members."""
     active = active_tier(incident["members"], now_s)
@@ -122,7 +122,7 @@ def settle(
         active,
         incident.get("lower_since_s"),
         now_s,
-        rules["grouping"]["deescalate_after_min"] * 60,
+        rules.grouping.deescalate_after_min * 60,
     )
     incident = {**incident, "lower_since_s": lower_since_s}
     if action == "hold" or (alert is None and action in ("open", "raise")):  # only an alert raises a tier
@@ -134,7 +134,7 @@ def settle(
     tier = Tier(active)
     if action == "lower":
         previous = Warning.model_validate(incident["warning"])
-        levels, departments = route(previous.category.value, tier.value, routing)
+        levels, departments = routing.route(previous.category.value, tier.value)
         departments = list(dict.fromkeys(previous.departments + departments))  # those warned before hear it is lower
         plain_title = previous.title.split("] ", 1)[-1].split(" ", 1)[-1]  # without a re-send's prefix and the old tier
         warning = previous.model_copy(
@@ -151,7 +151,7 @@ def settle(
             }
         )
         return {**sent(incident, warning), "tier": tier.value}, warning
-    levels, departments = route(alert.category.value, tier.value, routing)
+    levels, departments = routing.route(alert.category.value, tier.value)
     facts = {"station_name": city.site_name(alert.station), "parameter": alert.parameter}
     others = len(member_stations(incident["members"]) - {alert.station})
     warning = Warning(
@@ -171,8 +171,7 @@ def settle(
             f"{f' and {others} more station' + 's' * (others > 1) if others else ''}"
         ),
         message=alert.message,
-        checklist=[item.format(**facts) for item in rules["checklists"].get(alert.category.value, [])]
-        + alert.checklist,
+        checklist=[item.format(**facts) for item in rules.checklists.get(alert.category.value, [])] + alert.checklist,
         affected=affected(incident, now_s),
         alert_ids=[alert.alert_id],
         ts=alert.ts,
@@ -207,11 +206,11 @@ def affected(incident: dict, now_s: float) -> list[str]:
 
 
 def who(
-    departments: list[str], levels: list[str], district: str, township: str, city: City, routing: dict
+    departments: list[str], levels: list[str], district: str, township: str, city: City, routing: WarningRouting
 ) -> list[str]:
-    """The responsible persons and duty posts (config/roster.toml, under ``routing["roster"]``) for the area."""
+    """The responsible persons and duty posts (config/roster.toml, ``routing.roster``) for the area."""
     names = {area: city.site_name(area) for area in (district, township) if area}
-    return recipients(departments, levels, district, township, names, routing.get("roster", {}))
+    return routing.recipients(departments, levels, district, township, names)
 
 
 def sent(incident: dict, warning: Warning, sensed_s: float | None = None) -> dict:
@@ -230,7 +229,7 @@ def sent(incident: dict, warning: Warning, sensed_s: float | None = None) -> dic
     }
 
 
-def due(incident: dict | None, now_s: float, rules: dict) -> str | None:
+def due(incident: dict | None, now_s: float, rules: WarningsFile) -> str | None:
     """What an open incident needs now, or None: ``"settle"`` when its tier is due to be lowered or
     it is due to close (its members cleared or lapsed), else what its unacknowledged warning needs
     (``models.warnings.overdue``: resend or escalate)."""
@@ -242,23 +241,23 @@ def due(incident: dict | None, now_s: float, rules: dict) -> str | None:
             active_tier(incident["members"], now_s),
             incident.get("lower_since_s"),
             now_s,
-            rules["grouping"]["deescalate_after_min"] * 60,
+            rules.grouping.deescalate_after_min * 60,
         )
         if action in ("lower", "close"):
             return "settle"
-    cfg = rules["lifecycle"]
+    lifecycle = rules.lifecycle
     return overdue(
         incident.get("stages", {}),
         incident.get("last_sent_s", 0.0),
         incident.get("resends", 0),
         now_s,
-        cfg["resend_after_min"] * 60,
-        cfg["escalate_after"],
+        lifecycle.resend_after_min * 60,
+        lifecycle.escalate_after,
     )
 
 
 def apply_lifecycle(
-    event: LifecycleEvent, incident: dict | None, now_s: float, city: City, rules: dict, routing: dict
+    event: LifecycleEvent, incident: dict | None, now_s: float, city: City, rules: WarningsFile, routing: WarningRouting
 ) -> tuple[dict, Warning | None, list[LifecycleEvent]]:
     """An operator's action on an incident, or the timer's check: the new incident state, a warning to
     issue if one is due (lowered tier, or a re-send of one nobody acknowledged), and the lifecycle
@@ -314,7 +313,7 @@ def opened_s(incident: dict) -> float:
     return float(incident["incident_id"].rsplit(":", 1)[1])
 
 
-def river_passed_s(city: City, point, river: str, at_s: float, rules: dict) -> float:
+def river_passed_s(city: City, point, river: str, at_s: float, rules: WarningsFile) -> float:
     """When what was at ``point`` at ``at_s`` will have passed the river's last station, plus a margin."""
     times = [
         t
@@ -322,10 +321,10 @@ def river_passed_s(city: City, point, river: str, at_s: float, rules: dict) -> f
         if st.river == river and not st.treated
         if (t := city.network.travel_time_s(point, st.point)) is not None
     ]
-    return at_s + max(times, default=0.0) + rules["grouping"]["plume_margin_h"] * 3600
+    return at_s + max(times, default=0.0) + rules.grouping.plume_margin_h * 3600
 
 
-def plume_passed_s(city: City, result: TracingResult, rules: dict) -> float:
+def plume_passed_s(city: City, result: TracingResult, rules: WarningsFile) -> float:
     """When a traced plume will have passed the last station of the incident's river: the incident
     stays open, at least blue, while it travels, so the downstream exceedances it causes join it."""
     top = result.suspects[0]
@@ -355,7 +354,7 @@ def dam_ahead(city: City, result: TracingResult, intake_point):
 
 
 def decide_traced(
-    result: TracingResult, incident: dict | None, city: City, rules: dict, routing: dict
+    result: TracingResult, incident: dict | None, city: City, rules: WarningsFile, routing: WarningRouting
 ) -> tuple[dict | None, Warning | None]:
     """A warning naming the suspected source and the intake at risk, once per incident, top suspect and tier.
 
@@ -372,12 +371,12 @@ def decide_traced(
     ):
         return incident, None
     top = result.suspects[0]
-    if top.probability < rules["escalation"]["min_source_probability"]:
+    if top.probability < rules.escalation.min_source_probability:
         return incident, None  # not sure enough to name anyone: a later look, with more of the plume, may be
     tier = Tier(incident["tier"])
     threatened = [a for a in result.arrivals if a.hours_left >= 0]
     first_intake = min(threatened, key=lambda a: a.hours_left) if threatened else None
-    if first_intake is not None and first_intake.hours_left <= rules["escalation"]["intake_hours_red"]:
+    if first_intake is not None and first_intake.hours_left <= rules.escalation.intake_hours_red:
         tier = Tier.red
     # cameras that saw a sheen on the river corroborate the incident: at least orange, and said so
     seen = "".join(
@@ -394,7 +393,7 @@ def decide_traced(
     # has passed the dam named before, is an update, not a repeat
     moved = arrival_s is not None and (
         incident.get("traced_arrival_s") is None  # now names the intake at risk
-        or abs(arrival_s - incident["traced_arrival_s"]) > rules["escalation"]["arrival_update_h"] * 3600
+        or abs(arrival_s - incident["traced_arrival_s"]) > rules.escalation.arrival_update_h * 3600
     )
     revised = same and (moved or (arrival_s is not None and (dam.id if dam else None) != incident.get("traced_dam")))
     if same and not revised:
@@ -419,7 +418,7 @@ def decide_traced(
         members, f"plume:{top.source_id}", Tier.blue.value, plume_passed_s(city, result, rules), keeps_higher=True
     )
     incident = {**incident, "members": members, "lower_since_s": None}
-    levels, departments = route(result.category.value, tier.value, routing)
+    levels, departments = routing.route(result.category.value, tier.value)
     facts = {
         "enterprise": top.enterprise or top.name,
         "source_name": top.name,
@@ -434,7 +433,7 @@ def decide_traced(
             "hours_left": first_intake.hours_left,
         }
     checklist = []  # the steps whose facts are known: no dam or dilution plan when no intake is ahead of the plume
-    for item in rules["checklists_traced"].get(result.category.value, []):
+    for item in rules.checklists_traced.get(result.category.value, []):
         try:
             checklist.append(item.format(**facts))
         except KeyError:
@@ -483,8 +482,8 @@ def decide_traced(
 
 
 CITY = default_city()
-RULES = load_toml("warnings")
-ROUTING = {**load_toml("routing"), "roster": load_toml("roster")}
+RULES = rules_or_exit("yuflow worker").warnings
+ROUTING = rules_or_exit("yuflow worker").warning_routing
 
 
 def stage_records(before: dict | None, incident: dict | None, warning: Warning | None) -> list[LifecycleEvent]:
@@ -659,7 +658,7 @@ async def answer(event: LifecycleEvent, accepted: bool, reason: str = "") -> Non
         await action_results_topic.send(key=event.incident_key.encode(), value=result.to_json())
 
 
-@app.timer(interval=RULES["lifecycle"]["check_interval_s"])
+@app.timer(interval=RULES.lifecycle.check_interval_s)
 async def check_due() -> None:
     """Prompt each open incident that needs something now: a re-send nobody acknowledged, a lower tier, closing."""
     now_s = time.time()

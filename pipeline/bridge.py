@@ -25,9 +25,10 @@ import orjson
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
 
-from pipeline.city import City, default_city, load_toml
+from pipeline.city import City, default_city
 from pipeline.mqtt import make_client
 from pipeline.processes import streaming_gc
+from pipeline.rules import rules, rules_or_exit
 from pipeline.schemas import DeadLetter, encode_batch, utc_now
 from pipeline.settings import Settings
 from pipeline.topics import (
@@ -65,7 +66,7 @@ class Bridge:
         self.settings = settings
         self.validator = ReadingValidator(
             city or default_city(),
-            parameter_specs(load_toml("parameters")),
+            parameter_specs(rules().parameters),
             settings.mqtt.topic_root,
             max_payload_bytes=settings.bridge.max_payload_bytes,
             max_future_s=settings.bridge.max_future_s,
@@ -301,6 +302,7 @@ def run_bridge(settings: Settings, max_backoff_s: float = 30.0) -> None:
     """Run until SIGINT/SIGTERM. When Kafka fails (a record not accepted, or no broker to start with),
     the bridge stops without acknowledging what Kafka does not have, says "offline", and starts again
     after a backoff (1 s, doubling to ``max_backoff_s``): the MQTT broker redelivers the rest."""
+    rules_or_exit("yuflow bridge")  # a wrong rule file stops it here, not in the retry loop
 
     async def main() -> None:
         streaming_gc()
@@ -383,6 +385,7 @@ def supervise_bridges(settings: Settings, instances: int, restart_after_s: float
     import subprocess
     import sys
 
+    rules_or_exit("yuflow bridge")  # rather than N children failing and being restarted
     names = [f"{settings.bridge.instance}-{k}" for k in range(1, instances + 1)]
     stopping = False
 

@@ -25,7 +25,9 @@ from models.crowd import (
     officers_needed,
     tier_for_level,
 )
-from pipeline.city import City, Zone, load_toml
+from pipeline.city import City, Zone
+from pipeline.rule_files import CrowdFile
+from pipeline.rules import rules
 from pipeline.schemas import Alert, CameraDetection, Category, Reading, Tier, utc_at
 
 AGREE = 0.2  # counter and camera agree when within 20% of each other
@@ -33,17 +35,16 @@ CAMERA_HISTORY = 10  # camera counts kept per zone
 
 
 class CrowdWatch:
-    def __init__(self, city: City, rules: dict | None = None):
-        rules = rules or load_toml("crowd")
+    def __init__(self, city: City, crowd: CrowdFile | None = None):
+        crowd = crowd or rules().crowd
         self.city = city
-        self.bounds = rules["level_of_service"]
-        self.tiers = rules["tiers"]
-        self.congestion_density = rules["congestion_density"]
-        self.templates = rules["dispersal"]
-        cfg = rules["watch"]
-        self.cfg = cfg
-        self.horizon_s = cfg["forecast_min"] * 60
-        self.clear_density = cfg["clear_below"] * density_bound("yellow", self.tiers, self.bounds)
+        self.bounds = crowd.level_of_service.model_dump()  # models/crowd.py takes plain mappings
+        self.tiers = crowd.tiers
+        self.congestion_density = crowd.congestion_density
+        self.templates = crowd.dispersal
+        self.watch = crowd.watch
+        self.horizon_s = self.watch.forecast_min * 60
+        self.clear_density = self.watch.clear_below * density_bound("yellow", self.tiers, self.bounds)
         self.states: dict[str, dict] = {}
 
     # --- the agent's form ------------------------------------------------------------------------
@@ -53,7 +54,7 @@ class CrowdWatch:
         if zone is None:
             return state, []
         state = state or {
-            "forecaster": ZoneForecaster(self.cfg["alpha"], self.cfg["beta"], self.cfg["flow_weight"]).state(),
+            "forecaster": ZoneForecaster(self.watch.alpha, self.watch.beta, self.watch.flow_weight).state(),
             "tier": None,
             "quiet_since_s": None,
             "cameras": [],
@@ -63,7 +64,7 @@ class CrowdWatch:
         if isinstance(reading, CameraDetection):
             if reading.detection != "crowd" or "person_count" not in reading.values:
                 return state, []
-            recent = [c for c in state["cameras"] if abs(c[0] - t_s) <= 2 * self.cfg["camera_max_age_s"]]
+            recent = [c for c in state["cameras"] if abs(c[0] - t_s) <= 2 * self.watch.camera_max_age_s]
             state = {
                 **state,
                 "cameras": sorted([*recent, [t_s, reading.values["person_count"].value, reading.sensor_id]])[
@@ -71,7 +72,7 @@ class CrowdWatch:
                 ],
             }
             heard_since = state["last_counter_s"] if state["last_counter_s"] is not None else state["cameras"][0][0]
-            counter_silent = t_s - heard_since > 3 * self.cfg["step_s"]
+            counter_silent = t_s - heard_since > 3 * self.watch.step_s
             if not counter_silent:
                 return state, []
             return self._evaluate(zone, state, t_s, None, None)
@@ -107,7 +108,7 @@ class CrowdWatch:
             quiet = max(density, ahead) < self.clear_density
             since = (state["quiet_since_s"] or t_s) if quiet else None
             state = {**state, "quiet_since_s": since}
-            if quiet and t_s - since >= self.cfg["clear_after_min"] * 60:
+            if quiet and t_s - since >= self.watch.clear_after_min * 60:
                 alerts.append(self._cleared(zone, t_s, density, Tier(state["tier"])))
                 state = {**state, "tier": None, "quiet_since_s": None}
         return state, alerts
@@ -115,7 +116,7 @@ class CrowdWatch:
     def _fuse(self, state: dict, t_s: float, counted: float | None) -> tuple[float, str]:
         # the camera count nearest in time (either side: the camera path has one hop more than the counter's)
         camera = min(state["cameras"], key=lambda c: abs(c[0] - t_s), default=None)
-        seen = camera[1] if camera and abs(t_s - camera[0]) <= self.cfg["camera_max_age_s"] else None
+        seen = camera[1] if camera and abs(t_s - camera[0]) <= self.watch.camera_max_age_s else None
         if counted is None:
             return float(seen or 0.0), f"camera {camera[2]}" if seen is not None else "none"
         if seen is None:
@@ -144,7 +145,7 @@ class CrowdWatch:
             "persons": f"{persons:.0f}",
             "density": f"{density:.2f}",
             "officers": officers_needed(
-                peak_persons, zone.area_m2, self.congestion_density, self.cfg["persons_per_officer"]
+                peak_persons, zone.area_m2, self.congestion_density, self.watch.persons_per_officer
             ),
             "entrances": "、".join(zone.entrances) or zone.name,
             "metro_stations": "、".join(zone.metro_stations) or "周边地铁站",
@@ -194,7 +195,7 @@ class CrowdWatch:
             limit=self.congestion_density,
             severity=0.0,
             message=f"{zone.name}: {density:.2f} persons/m², below the {tier.value} warning for "
-            f"{self.cfg['clear_after_min']} min",
+            f"{self.watch.clear_after_min} min",
             resolved=True,
         )
 

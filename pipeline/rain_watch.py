@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.rain import GaugeAccumulator, StormNowcaster, tiers_many
-from pipeline.city import City, load_toml
+from pipeline.city import City
+from pipeline.rule_files import RainFile
+from pipeline.rules import rules
 from pipeline.schemas import Alert, CameraDetection, Category, GaugeStatus, RainDistrictStatus, Reading, Tier, utc_at
 
 WHOLE_FIELD = "field"  # the one tile when the field is not cut
@@ -65,26 +67,26 @@ def rain_tiles(city: City, tile_km: float | None, halo_km: float) -> dict[str, T
 
 
 class RainRules:
-    """config/rain.toml, read once."""
+    """config/rain.toml (pipeline/rules.py ``RainFile``) in the units the watch works in."""
 
-    def __init__(self, rules: dict | None = None):
-        rules = rules or load_toml("rain")
-        self.raw = rules
-        self.tiers = rules["tiers"]
-        self.longest_h = max(rule["window_h"] for rule in self.tiers)
-        cfg = rules["watch"]
-        self.step_s = float(cfg["step_s"])
-        self.leads_s = np.arange(1, int(cfg["nowcast_h"] * 3600 / self.step_s) + 1) * self.step_s
-        self.clear_after_s = cfg["clear_after_h"] * 3600
-        self.flood_depth_m = cfg["flood_depth_m"]
-        self.flood_tier = Tier(cfg["flood_tier"])
-        self.quantile = cfg["forecast_quantile"]
-        self.within_window = cfg.get("forecast_within_window", False)
-        self.corroborate_fraction = cfg.get("corroborate_fraction", 0.2)
-        self.corroborate_neighbours = cfg.get("corroborate_neighbours", 2)
-        self.tile_km = cfg.get("tile_km")
-        self.halo_km = cfg.get("halo_km", 0.0)
-        self.nowcast = rules.get("nowcast", {})
+    def __init__(self, rain: RainFile | None = None):
+        rain = rain or rules().rain
+        self.tiers = rain.tiers
+        self.tier_table = [t.model_dump() for t in rain.tiers]  # as models/rain.py takes them
+        self.longest_h = max(t.window_h for t in self.tiers)
+        watch = rain.watch
+        self.step_s = float(watch.step_s)
+        self.leads_s = np.arange(1, int(watch.nowcast_h * 3600 / self.step_s) + 1) * self.step_s
+        self.clear_after_s = watch.clear_after_h * 3600
+        self.flood_depth_m = watch.flood_depth_m
+        self.flood_tier = Tier(watch.flood_tier)
+        self.quantile = watch.forecast_quantile
+        self.within_window = watch.forecast_within_window
+        self.corroborate_fraction = watch.corroborate_fraction
+        self.corroborate_neighbours = watch.corroborate_neighbours
+        self.tile_km = watch.tile_km
+        self.halo_km = watch.halo_km
+        self.nowcast = rain.nowcast.kwargs()
 
 
 class TileWatch:
@@ -133,7 +135,7 @@ class TileWatch:
         self.nowcaster.update(t_s, recent[:, -1] * 3600 / rules.step_s)
         bands = self.nowcaster.forecast(rules.leads_s)  # quantile -> (G, L) cumulative mm
         status = tiers_many(
-            recent, bands[rules.quantile], rules.leads_s, rules.step_s, rules.tiers, rules.within_window
+            recent, bands[rules.quantile], rules.leads_s, rules.step_s, rules.tier_table, rules.within_window
         )
         self.timings_ms.append((time.perf_counter() - started) * 1000)
         lone = self._uncorroborated(recent, status.reached)
@@ -153,16 +155,14 @@ class TileWatch:
                 rule = rules.tiers[status.forecast[j]]
                 found = GaugeStatus(
                     gauge=g,
-                    tier=rule["tier"],
+                    tier=rule.tier,
                     mm=float(status.forecast_mm[j]),
-                    window_h=rule["window_h"],
+                    window_h=rule.window_h,
                     expected_s=t_s + float(status.lead_s[j]),
                 )
             elif status.reached[j] >= 0:
                 rule = rules.tiers[status.reached[j]]
-                found = GaugeStatus(
-                    gauge=g, tier=rule["tier"], mm=float(status.reached_mm[j]), window_h=rule["window_h"]
-                )
+                found = GaugeStatus(gauge=g, tier=rule.tier, mm=float(status.reached_mm[j]), window_h=rule.window_h)
             else:
                 continue
             gauges[district].append(found)
@@ -183,7 +183,7 @@ class TileWatch:
         lone = np.zeros(len(self.gauge_ids), dtype=bool)
         near = self.nowcaster.near
         for i in np.unique(reached[reached >= 0]):
-            sums = np.nansum(recent[:, -max(1, round(rules.tiers[i]["window_h"] * 3600 / rules.step_s)) :], axis=1)
+            sums = np.nansum(recent[:, -max(1, round(rules.tiers[i].window_h * 3600 / rules.step_s)) :], axis=1)
             neighbours = np.sort(np.where(near, sums[None, :], 0.0), axis=1)[:, -rules.corroborate_neighbours]
             lone |= (reached == i) & (neighbours < rules.corroborate_fraction * sums)
         return lone
@@ -292,7 +292,7 @@ class DistrictWarnings:
         band: dict[str, float] | None = None,
     ) -> Alert:
         name = self.city.site_name(district)
-        rule = next(r for r in self.rules.tiers if r["tier"] == tier.value)
+        rule = next(r for r in self.rules.tiers if r.tier == tier.value)
         if resolved:
             return Alert(
                 alert_id=f"rain:{district}:{int(t_s)}:cleared",
@@ -305,7 +305,7 @@ class DistrictWarnings:
                 parameter="rain",
                 value=0.0,
                 unit="mm",
-                limit=rule["mm"],
+                limit=rule.mm,
                 severity=0.0,
                 message=f"{name}: no gauge at or forecast to reach a rainstorm tier",
                 resolved=True,
@@ -350,7 +350,7 @@ class DistrictWarnings:
             parameter="rain",
             value=round(top.mm, 1),
             unit="mm",
-            limit=rule["mm"],
+            limit=rule.mm,
             severity=tier.rank / 3,
             message=message,
             tier=tier,
@@ -388,7 +388,7 @@ class DistrictWarnings:
 class RainWatch:
     """Tiles and districts in one process, wired as the agents wire them over Kafka."""
 
-    def __init__(self, city: City, rules: dict | None = None, tiles: dict[str, Tile] | None = None):
+    def __init__(self, city: City, rules: RainFile | None = None, tiles: dict[str, Tile] | None = None):
         """``tiles``: as configured unless given (``rain_tiles``)."""
         self.city = city
         self.rules = RainRules(rules)

@@ -19,6 +19,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from pipeline.city import City
+from pipeline.rule_files import ParametersFile
 from pipeline.schemas import CameraDetection, DeadLetter, Kind, Quantity, Reading
 from pipeline.topics import MqttAddress, parse_mqtt_topic
 
@@ -35,20 +36,24 @@ class ParameterSpec:
     instances: int = 1  # several instruments of one quantity: name, name_2, ... name_N
 
 
-def parameter_specs(raw: dict) -> dict[Kind, dict[str, ParameterSpec]]:
-    """config/parameters.toml as {kind: {parameter: spec}}, a second instrument of a quantity
-    (``instances``) as ``<name>_2`` and so on.
+def parameter_specs(parameters: ParametersFile | dict) -> dict[Kind, dict[str, ParameterSpec]]:
+    """config/parameters.toml (``rules().parameters``, or its raw data, validated here) as
+    {kind: {parameter: spec}}, a second instrument of a quantity (``instances``) as ``<name>_2`` and so on.
 
     >>> raw = {"water": {"flow": {"unit": "m3/h", "convert": {}, "min": 0, "max": 1e6, "instances": 2}}}
     >>> specs = parameter_specs(raw)
     >>> sorted(specs[Kind.water])
     ['flow', 'flow_2']
     """
+    if not isinstance(parameters, ParametersFile):
+        parameters = ParametersFile.model_validate(parameters)
     out: dict[Kind, dict[str, ParameterSpec]] = {}
-    for kind, params in raw.items():
+    for kind, params in parameters:
+        if kind not in parameters.model_fields_set:
+            continue  # a kind the file does not list
         specs = out[Kind(kind)] = {}
-        for name, spec in params.items():
-            spec = ParameterSpec(**spec)
+        for name, rule in params.items():
+            spec = ParameterSpec(**rule.model_dump())
             specs[name] = spec
             for n in range(2, spec.instances + 1):
                 specs[f"{name}_{n}"] = spec

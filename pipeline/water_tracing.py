@@ -17,7 +17,8 @@ import numpy as np
 
 from models.arrival import Arrival, predict_arrival
 from models.tracing import Candidate, StationSeries, Suspect, trace
-from pipeline.city import City, load_toml
+from pipeline.city import City
+from pipeline.rules import rules
 from pipeline.schemas import (
     Alert,
     CameraDetection,
@@ -77,7 +78,7 @@ class Scope:
 def incident_scope(city: City, first_station: str) -> Scope:
     """Sources upstream of the first detecting station within the maximum travel time, and the
     stations downstream of any of them."""
-    cfg = load_toml("tracing")["fit"]
+    fit = rules().tracing.fit
     point = city.stations[first_station].point
     # a plume never leaves its basin: only its sources and stations can be involved
     basin_sources, basin_stations = city.basin_sites.get(city.station_basin(first_station), ([], []))
@@ -85,7 +86,7 @@ def incident_scope(city: City, first_station: str) -> Scope:
     candidates = [
         Candidate(s.id, s.type, s.point, s.name, s.subtype)
         for s in basin_sources
-        if travel[s.id] is not None and travel[s.id] <= cfg["max_travel_h"] * 3600
+        if travel[s.id] is not None and travel[s.id] <= fit.max_travel_h * 3600
     ]
     stations = [st.id for st in basin_stations if any(city.network.path(c.point, st.point) for c in candidates)]
     # long enough to see a plume from the furthest candidate pass every station upstream of the first
@@ -101,7 +102,7 @@ def trace_incident(
     until_s: float,
     scope: Scope | None = None,
 ) -> TracedIncident:
-    cfg = load_toml("tracing")
+    tracing = rules().tracing
     scope = scope or incident_scope(city, first_station)
     candidates, stations, lookback_s = scope.candidates, scope.stations, scope.lookback_s
     series, noise = [], {}
@@ -114,23 +115,23 @@ def trace_incident(
             noise.setdefault(p, []).append(v)
     if first_station not in {s.station_id for s in series}:
         return TracedIncident([], [])
-    fit = cfg["fit"]
+    fit = tracing.fit
     suspects = trace(
         city.network,
         candidates,
         series,
         first_station,
         first_t_s,
-        load_toml("sources")["profiles"],
-        cfg["priors"],
-        durations_s=[m * 60 for m in fit["durations_min"]],
-        t0_step_s=fit["t0_step_min"] * 60,
-        max_travel_s=fit["max_travel_h"] * 3600,
-        signature_weight=fit["signature_weight"],
+        rules().sources.profiles,
+        tracing.priors,
+        durations_s=[m * 60 for m in fit.durations_min],
+        t0_step_s=fit.t0_step_min * 60,
+        max_travel_s=fit.max_travel_h * 3600,
+        signature_weight=fit.signature_weight,
         noise_sd={p: float(np.median(v)) for p, v in noise.items()},
-        residual_correlation=fit["residual_correlation"],
-        flow_sd=fit["flow_sd"],
-        flow_factors=fit["flow_factors"],
+        residual_correlation=fit.residual_correlation,
+        flow_sd=fit.flow_sd,
+        flow_factors=fit.flow_factors,
     )
     arrivals = []
     if suspects:
@@ -421,7 +422,7 @@ def tracing_result(
     started = time.perf_counter()
     detected_s = alert.ts.timestamp()
     if not scope.candidates:
-        raise NoTrace(f"no source within {load_toml('tracing')['fit']['max_travel_h']} h upstream of {alert.station}")
+        raise NoTrace(f"no source within {rules().tracing.fit.max_travel_h} h upstream of {alert.station}")
     if alert.station not in histories:
         raise NoTrace(f"no readings of {alert.station} in the window to trace from")
     traced = trace_incident(city, histories, alert.station, detected_s, until_s, scope)

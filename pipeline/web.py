@@ -23,8 +23,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from pipeline.city import City, default_city, load_toml
+from pipeline.city import City, default_city
 from pipeline.operators import ActionClient, submit_action
+from pipeline.rule_files import RoutingFile
+from pipeline.rules import rules
 from pipeline.schemas import LifecycleEvent, Silence, Warning
 from pipeline.settings import Settings
 from pipeline.topics import LIFECYCLE, SILENCES, WARNINGS
@@ -113,7 +115,7 @@ def session_value(token: str) -> str:
     return hmac.new(token.encode(), b"yuflow operator session", hashlib.sha256).hexdigest()
 
 
-def city_view(city: City, routing: dict) -> dict:
+def city_view(city: City, routing: RoutingFile) -> dict:
     """What the page needs of the city model: names for ids, and each river's sites by km for its map."""
     rivers = {}
     for rid, spec in city.rivers.items():
@@ -149,7 +151,7 @@ def city_view(city: City, routing: dict) -> dict:
         for sid in table
     }
     return {
-        "departments": routing.get("departments", {}),
+        "departments": routing.departments,
         "sites": sites,
         "rivers": rivers,
         "station_river": {sid: st.river for sid, st in city.stations.items()},
@@ -158,7 +160,7 @@ def city_view(city: City, routing: dict) -> dict:
 
 def create_app(settings: Settings) -> Starlette:
     token = settings.web.operator_token.get_secret_value()
-    view = json.dumps(city_view(default_city(), load_toml("routing")), ensure_ascii=False).replace("</", "<\\/")
+    view = json.dumps(city_view(default_city(), rules().routing), ensure_ascii=False).replace("</", "<\\/")
     feed = EventFeed(settings)  # one consumer for every browser
     actions = ActionClient(settings)  # one producer (and one consumer of the answers) for every action
     hosts = allowed_hosts(settings)

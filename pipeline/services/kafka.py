@@ -10,7 +10,7 @@ import asyncio
 import importlib.util
 from pathlib import Path
 
-from pipeline.city import load_toml
+from pipeline.rules import rules
 from pipeline.services.base import MissingBinary, Service, port_open
 from pipeline.topics import ALL_TOPICS, department_topic
 
@@ -49,7 +49,7 @@ class KafkaService(Service):
         return port_open(self.settings.kafka.host, self.settings.kafka.port)
 
     def after_start(self) -> None:
-        topics = (*ALL_TOPICS, *(department_topic(d) for d in load_toml("routing")["departments"]))
+        topics = (*ALL_TOPICS, *(department_topic(d) for d in rules().routing.departments))
         asyncio.run(
             ensure_topics(
                 self.settings.kafka.bootstrap, topics, self.settings.kafka.partitions, self.settings.kafka.replication

@@ -11,8 +11,11 @@ from agents.warnings import decide_traced
 from models.river import RiverNetwork, RiverSpec
 from models.tracing import Candidate, StationSeries, trace
 from models.transport import dispersion_sigma_s, plume_mg_l
-from pipeline.city import default_city, load_toml
+from pipeline.city import default_city
+from pipeline.rules import WarningRouting, rules
 from pipeline.schemas import CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult
+
+RULES = rules()
 
 NET = RiverNetwork({"r": RiverSpec("r", (20.0,), (0.5,), (5.0,), dispersion_m2s=10.0)})
 PROFILES = {"sewage_plant": {"cod": 0.85, "nh3n": 0.15}, "vessel": {"oil": 1.0}}
@@ -119,7 +122,7 @@ def _result(hours_left: float, source_id="ruxi-food-factory") -> TracingResult:
 
 
 def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_repeated():
-    city, rules, routing = default_city(), load_toml("warnings"), load_toml("routing")
+    city, rules, routing = default_city(), RULES.warnings, WarningRouting(routing=RULES.routing)
     incident = {"incident_id": "water:ruxi:1", "open": False, "tier": "yellow"}  # the river is clear again
     incident, warning = decide_traced(_result(4.7), incident, city, rules, routing)
     assert warning is not None and warning.tier.value == "red" and warning.suspects[0].source_id == "ruxi-food-factory"
@@ -156,7 +159,7 @@ def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_re
 def test_a_traced_plume_keeps_its_incident_open_red_until_it_passes_the_intake_then_blue_down_the_river():
     from models.warnings import active_tier
 
-    city, rules, routing = default_city(), load_toml("warnings"), load_toml("routing")
+    city, rules, routing = default_city(), RULES.warnings, WarningRouting(routing=RULES.routing)
     result = _result(4.7)
     incident, warning = decide_traced(
         result, {"incident_id": "water:ruxi:1", "open": True, "tier": "yellow", "members": {}}, city, rules, routing
@@ -167,7 +170,7 @@ def test_a_traced_plume_keeps_its_incident_open_red_until_it_passes_the_intake_t
         and active_tier(incident["members"], intake_passed) == "blue"
     )
     border_s = city.network.travel_time_s(city.sources["ruxi-food-factory"].point, city.stations["ruxi-border"].point)
-    passed = t0 - 1.3 * 3600 + border_s + rules["grouping"]["plume_margin_h"] * 3600
+    passed = t0 - 1.3 * 3600 + border_s + rules.grouping.plume_margin_h * 3600
     assert active_tier(incident["members"], passed - 1) == "blue" and active_tier(incident["members"], passed) is None
     # a result about an earlier incident does not land on a newer one
     newer = {"incident_id": f"water:ruxi:{int(t0) + 60}", "open": True, "tier": "blue", "members": {}}
@@ -175,7 +178,7 @@ def test_a_traced_plume_keeps_its_incident_open_red_until_it_passes_the_intake_t
 
 
 def test_the_checklist_names_only_a_dam_still_ahead_of_the_plume_and_an_unsure_look_names_no_one():
-    city, rules, routing = default_city(), load_toml("warnings"), load_toml("routing")
+    city, rules, routing = default_city(), RULES.warnings, WarningRouting(routing=RULES.routing)
     first = _result(4.7)
     released_s = first.ts.timestamp() - 1.3 * 3600
     factory = city.sources["ruxi-food-factory"].point
