@@ -53,8 +53,6 @@ def _short_fetch_wait() -> None:
     faust_kafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer
 
 
-_short_fetch_wait()
-
 app = faust.App(
     SETTINGS.worker.app_id,
     broker=[f"kafka://{address}" for address in SETTINGS.kafka.bootstrap.split(",")],
@@ -121,8 +119,15 @@ def register_agents() -> faust.App:
 def run_worker(loglevel: str = "info") -> None:
     """Run a Faust worker in this process until SIGINT/SIGTERM (Faust's own command line)."""
     from pipeline.processes import streaming_gc
+    from pipeline.rules import rules_or_exit
 
+    rules_or_exit("yuflow worker")  # a wrong rule file stops the worker here, naming the file and key
     register_agents()
+    from agents.health import consumer_with_read_offsets
+
+    # Faust's consumer adjusted for this worker (not at import: importing the app changes nothing)
+    _short_fetch_wait()
+    consumer_with_read_offsets()
     streaming_gc()
 
     @app.task

@@ -4,10 +4,13 @@ plan per zone (pipeline/crowd_watch.py).
 Counter readings arrive on ``readings.crowd`` in the partition of the counter (``pc-<zone>``); the
 camera agent forwards crowd counts to ``crowd.camera`` keyed by the counter, so one zone's messages
 share a partition and its state lives under one table key (restored from the changelog after a
-restart). Records of both topics are batches of readings.
+restart). Records of both topics are batches of readings. The watch keeps no state of its own: a
+zone's state is read from and written to the table with each reading, so a rebalance moves it whole.
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 from agents.app import SETTINGS, alerts_topic, app, crowd_camera_topic, dead_letter, readings_topics
 from pipeline.city import counter_sensor_id, default_city
@@ -15,7 +18,12 @@ from pipeline.crowd_watch import CrowdWatch
 from pipeline.schemas import Kind, parse_batch
 
 zones_table = app.Table("crowd_zones", default=None, partitions=SETTINGS.kafka.partitions)
-WATCH = CrowdWatch(default_city())
+
+
+@cache
+def crowd_watch() -> CrowdWatch:
+    """The crowd watch (the city's zones and the crowd rules), built on first use."""
+    return CrowdWatch(default_city())
 
 
 @app.agent(
@@ -38,7 +46,7 @@ async def crowd(stream):
         for reading in readings:
             try:
                 key = counter_sensor_id(reading.station)
-                state, alerts = WATCH.step(reading, zones_table.get(key))
+                state, alerts = crowd_watch().step(reading, zones_table.get(key))
             except Exception as error:
                 await dead_letter("crowd", readings_topics[Kind.crowd], reading.to_json(), error)
                 continue

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.water_screen import CLEARED, FAULT_DROPOUT, FAULT_SPIKE, FAULT_STUCK, RAISED, Verdicts
+from models.water_verdicts import CLEARED, FAULT_DROPOUT, FAULT_SPIKE, FAULT_STUCK, RAISED, Verdicts
 
 MAD_TO_SD = 1 / 0.6745  # median absolute deviation x this = standard deviation, for Gaussian noise
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-from models.water_screen import ParameterSpec, ScreenSettings, WaterScreen
-from pipeline.city import load_toml
+from models.water_screen import WaterScreen
+from models.water_screen_settings import ParameterSpec, ScreenSettings
+from pipeline.rules import rules
 from pipeline.schemas import Kind
 from pipeline.validation import parameter_specs
 
@@ -15,13 +16,13 @@ from pipeline.validation import parameter_specs
 @lru_cache(maxsize=1)
 def water_parameters() -> dict[str, ParameterSpec]:
     """Every water parameter accepted on the wire, as the screen knows it, by name."""
-    specs = parameter_specs(load_toml("parameters"))[Kind.water]
+    specs = parameter_specs(rules().parameters)[Kind.water]
     return {name: ParameterSpec(name, spec.direction, spec.resolution) for name, spec in sorted(specs.items())}
 
 
 def water_label(parameter: str) -> str:
     """The parameter's label for people (a second instrument: the label with its number)."""
-    specs = parameter_specs(load_toml("parameters"))[Kind.water]
+    specs = parameter_specs(rules().parameters)[Kind.water]
     base, _, n = parameter.rpartition("_")
     if parameter not in specs:
         return parameter

@@ -3,15 +3,20 @@ from datetime import timedelta
 import pytest
 
 from agents.warnings import decide, member_stations
-from agents.water import LIMITS, limit_alert
 from models.persistence import PersistenceState, step
 from pipeline.city import default_city, load_toml
+from pipeline.rule_files import RosterFile
+from pipeline.rules import WarningRouting, rules
 from pipeline.schemas import Alert, Reading, Tier
+from pipeline.settings import load_settings
+from pipeline.water_watch import limit_alert, station_limits
 from tests.unit.helpers import encode, water_payload
 
 CITY = default_city()
-RULES = load_toml("warnings")
-ROUTING = load_toml("routing")
+SETTINGS = load_settings()
+LIMITS = station_limits(CITY, load_toml("gb3838"), SETTINGS.water.default_class)  # as the water watch's
+RULES = rules().warnings
+ROUTING = WarningRouting(routing=rules().routing)  # no roster: departments and posts only
 
 
 def run(do_values: list[float], start: int = 0):
@@ -52,7 +57,7 @@ def test_one_warning_per_incident_and_a_new_one_on_escalation():
     mild, deep, resolved = run([3.9] * 3)[0], run([1.0] * 3)[0], run([3.0] * 3 + [6.0] * 3)[1]
     incident, warning = decide(mild, None, CITY, RULES, ROUTING)
     assert warning.tier is Tier.blue and incident["open"]
-    assert warning.departments == ROUTING["categories"]["water"]["blue"]
+    assert warning.departments == ROUTING.routing.categories["water"]["blue"]
     assert "蒲河寨溪大桥断面" in warning.title and warning.checklist
     same, none = decide(mild, incident, CITY, RULES, ROUTING)
     assert none is None and same == incident
@@ -68,7 +73,6 @@ def test_one_warning_per_incident_and_a_new_one_on_escalation():
 
 
 def test_statistical_screen_warns_early_on_the_sag_and_not_on_a_quiet_week():
-    from agents.water import SETTINGS
     from pipeline.water_screen import new_screen
     from sensors_sim.recording import messages
     from sensors_sim.scenario import load_scenario, simulate
@@ -146,10 +150,12 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     from pipeline.schemas import LifecycleEvent, Stage
 
     incident, warning = decide(run([3.9] * 3)[0], None, CITY, RULES, ROUTING)
-    after_s = RULES["lifecycle"]["resend_after_min"] * 60
+    after_s = RULES.lifecycle.resend_after_min * 60
     t0 = warning.issued_at.timestamp()
 
-    routing = {**ROUTING, "roster": {"city_posts": {"grassroots_governance_centre": "市基层治理中心 值班室"}}}
+    routing = WarningRouting(
+        routing=ROUTING.routing, roster=RosterFile(city_posts={"grassroots_governance_centre": "市基层治理中心 值班室"})
+    )
 
     def check(inc, at_s):
         return apply_lifecycle(
@@ -162,7 +168,7 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     assert [r.stage for r in records] == [Stage.resent] and first["resends"] == 1
     assert check(first, after_s + 60)[1] is None  # the clock restarts at each send
     second, escalated, records = check(first, 2 * after_s)
-    assert RULES["lifecycle"]["escalate_after"] == 2 and [r.stage for r in records] == [Stage.escalated]
+    assert RULES.lifecycle.escalate_after == 2 and [r.stage for r in records] == [Stage.escalated]
     assert escalated.levels == ["township", "district"] and warning.levels == ["township"]
     # who an escalated re-send reaches at its new level: the city's duty post once it reaches the city
     third, at_city, _ = check(second, 3 * after_s)
@@ -180,8 +186,7 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
 
 
 def test_warnings_name_the_responsible_persons_of_their_area_and_the_city_posts_at_red():
-    roster = load_toml("roster")
-    routing = {**ROUTING, "roster": roster}
+    routing = rules().warning_routing
     deep = run([1.0] * 3)[0]  # Puhe, Qijiang district: red
     _, red = decide(deep, None, CITY, RULES, routing)
     assert red.tier is Tier.red and "city" in red.levels
@@ -230,8 +235,8 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
     from agents.warnings import apply_lifecycle
     from pipeline.schemas import LifecycleEvent, Stage
 
-    hold_min = RULES["grouping"]["deescalate_after_min"]
-    traced_until = 60 + RULES["grouping"]["trace_hold_h"] * 60  # the red alert's tier holds while tracing looks
+    hold_min = RULES.grouping.deescalate_after_min
+    traced_until = 60 + RULES.grouping.trace_hold_h * 60  # the red alert's tier holds while tracing looks
     steps = [
         _alert("ruxi-mingda", "oil", 0.1, 0),  # opens the Ruxi incident: blue
         _alert("ruxi-mingda", "cod", 0.3, 10),  # another parameter: yellow, same incident
@@ -261,7 +266,7 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
             for a in steps
             if not a.resolved
         )
-        + RULES["grouping"]["plume_margin_h"] * 3600
+        + RULES.grouping.plume_margin_h * 3600
     )
     check = LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check)
     lowered, blue, _ = apply_lifecycle(check, incident, passed_s - 1, CITY, RULES, ROUTING)
@@ -274,11 +279,11 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
 
 
 def test_a_lowered_warning_reaches_everyone_warned_before_and_a_re_raised_tier_gets_a_new_id():
-    hold_min = RULES["grouping"]["deescalate_after_min"]
+    hold_min = RULES.grouping.deescalate_after_min
     incident, _ = decide(_alert("ruxi-mingda", "cod", 0.3, 0), None, CITY, RULES, ROUTING)
     incident, red = decide(_alert("ruxi-mingda", "oil", 0.9, 5), incident, CITY, RULES, ROUTING)
     incident, _ = decide(_alert("ruxi-mingda", "oil", 0.9, 6, resolved=True), incident, CITY, RULES, ROUTING)
-    traced_until = 5 + RULES["grouping"]["trace_hold_h"] * 60  # the red oil alert's tier holds while tracing looks
+    traced_until = 5 + RULES.grouping.trace_hold_h * 60  # the red oil alert's tier holds while tracing looks
     incident, held = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until - 1), incident, CITY, RULES, ROUTING)
     assert held is None
     incident, _ = decide(_alert("ruxi-mingda", "cod", 0.3, traced_until), incident, CITY, RULES, ROUTING)
@@ -299,7 +304,7 @@ def test_an_early_statistical_finding_lapses_and_the_timer_closes_the_incident()
 
     early = _alert("ruxi-mingda", "oil", 0.1, 0, rule="statistical")
     incident, warning = decide(early, None, CITY, RULES, ROUTING)
-    lapse_s = early.ts.timestamp() + RULES["grouping"]["early_alert_h"] * 3600
+    lapse_s = early.ts.timestamp() + RULES.grouping.early_alert_h * 3600
     assert incident["members"]["ruxi-mingda:oil"]["until_s"] == lapse_s
     end_s = max(m["until_s"] for m in incident["members"].values())  # and what it saw has flowed past the last station
     assert due(incident, end_s - 1, RULES) != "settle" and due(incident, end_s, RULES) == "settle"

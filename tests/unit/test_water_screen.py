@@ -6,17 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.water_screen import (
-    CLEARED,
-    FAULT_DROPOUT,
-    FAULT_SPIKE,
-    FAULT_STUCK,
-    RAISED,
-    ParameterSpec,
-    ScreenSettings,
-    WaterScreen,
-    rounds,
-)
+from models.batch_rounds import rounds
+from models.water_screen import WaterScreen
+from models.water_screen_settings import ParameterSpec, ScreenSettings
+from models.water_verdicts import CLEARED, FAULT_DROPOUT, FAULT_SPIKE, FAULT_STUCK, RAISED
 
 SPECS = [
     ParameterSpec("do", "down", 0.01),

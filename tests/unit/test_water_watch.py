@@ -1,5 +1,6 @@
-"""The water agent's pure parts: the limit rule's array form equals ``step``, the batch severity
-equals ``Limit.severity``, decoding and line protocol equal the per-reading forms."""
+"""The water watch (pipeline/water_watch.py), the water agent's engine: the limit rule's array form
+equals ``step``, the batch severity equals ``Limit.severity``, decoding and line protocol equal the
+per-reading forms."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import orjson
 import pytest
 
 from models.persistence import CODES, PersistenceArrays, PersistenceState, step
+from pipeline.city import default_city, load_toml
+from pipeline.settings import load_settings
+from pipeline.water_watch import WaterWatch
+
+
+@pytest.fixture(scope="module")
+def watch() -> WaterWatch:
+    return WaterWatch(default_city(), load_toml("gb3838"), load_settings().water)  # as the agent's
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -40,17 +49,16 @@ def test_the_limit_rules_array_form_gives_step_reading_by_reading(seed):
         assert other.states(r) == rule.states(r)
 
 
-def test_the_water_agents_batch_severity_is_limit_severity():
-    from agents.water import COLUMNS, LIMITS, STATION_ROW, severity_many
-
+def test_the_water_watchs_batch_severity_is_limit_severity(watch):
+    columns, limits, station_row = watch.columns, watch.limits, watch.station_row
     rng = np.random.default_rng(4)
-    stations = np.array(sorted(STATION_ROW.values()) * 20)
-    values = rng.uniform(-1, 40, size=(len(stations), len(COLUMNS)))
-    got = severity_many(stations, values)
-    by_row = {k: s for s, k in STATION_ROW.items()}
+    stations = np.array(sorted(station_row.values()) * 20)
+    values = rng.uniform(-1, 40, size=(len(stations), len(columns)))
+    got = watch.bounds.severity(stations, values)
+    by_row = {k: s for s, k in station_row.items()}
     for n, k in enumerate(stations):
-        for j, p in enumerate(COLUMNS):
-            limit = LIMITS[by_row[k]].get(p)
+        for j, p in enumerate(columns):
+            limit = limits[by_row[k]].get(p)
             expected = -np.inf if limit is None else limit.severity(values[n, j])
             assert np.isnan(got[n, j]) if expected is None else got[n, j] == expected, (by_row[k], p, values[n, j])
     assert np.isnan(got).any() and (got > 0).any() and np.isneginf(got).any()
@@ -69,10 +77,10 @@ def simulated_water_readings(hours: float = 6.0) -> list[bytes]:
     return [parse_reading(payload).to_json() for _, _, payload in messages(frame, "yuflow")]
 
 
-def test_the_water_agents_batch_decoding_gives_each_readings_values_station_and_time():
-    from agents.water import CITY, COLUMNS, STATION_ROW, decode_batch
+def test_the_water_watchs_batch_decoding_gives_each_readings_values_station_and_time(watch):
     from pipeline.schemas import Reading, encode_batch
 
+    columns, station_row = watch.columns, watch.station_row
     readings = simulated_water_readings()
     odd = Reading.model_validate(
         {**orjson.loads(readings[0]), "values": {"do": {"value": 4, "unit": "mg/L"}}}
@@ -81,20 +89,20 @@ def test_the_water_agents_batch_decoding_gives_each_readings_values_station_and_
         b'{"sensor_id":"x","station":"nowhere","ts":"2026-01-01T00:00:00Z","values":{"do":{"value":5,"unit":"mg/L"}}}'
     )
     half = len(readings) // 2  # records as the agent takes them: several at once, one not JSON
-    batch, bad = decode_batch(
-        [encode_batch(readings[:half]), b"[{not json", encode_batch(readings[half:] + [odd, foreign])], CITY
+    batch, bad = watch.decode(
+        [encode_batch(readings[:half]), b"[{not json", encode_batch(readings[half:] + [odd, foreign])]
     )
     assert [raw for raw, _ in bad] == [b"[{not json", foreign]
     assert isinstance(bad[0][1], orjson.JSONDecodeError) and isinstance(bad[1][1], KeyError)
     assert len(batch.readings) == len(batch.keys) == len(readings) + 1
     for n, raw in enumerate(readings + [odd]):
         reading = Reading.model_validate_json(raw)
-        assert batch.keys[n] == reading.sensor_id and batch.stations[n] == STATION_ROW[reading.station]
-        expected = [reading.values[p].value if p in reading.values else np.nan for p in COLUMNS]
+        assert batch.keys[n] == reading.sensor_id and batch.stations[n] == station_row[reading.station]
+        expected = [reading.values[p].value if p in reading.values else np.nan for p in columns]
         np.testing.assert_array_equal(batch.values[n], expected)
         assert batch.ts_s[n] == reading.ts.timestamp()
-    simulated = [j for j, p in enumerate(COLUMNS) if p in Reading.model_validate_json(readings[0]).values]
-    assert np.isnan(batch.values[-1]).sum() == len(COLUMNS) - 1 and not np.isnan(batch.values[0, simulated]).any()
+    simulated = [j for j, p in enumerate(columns) if p in Reading.model_validate_json(readings[0]).values]
+    assert np.isnan(batch.values[-1]).sum() == len(columns) - 1 and not np.isnan(batch.values[0, simulated]).any()
 
 
 def test_the_readings_sinks_line_protocol_equals_reading_line_for_each_reading():
