@@ -26,12 +26,15 @@ LEAD_S = 25  # to send and drain the scenario's history before its decisive read
 def first_alert_ms(frame, city) -> int:
     """The send time of the reading that completes the scenario's first water alert, found with the
     water agent's own functions (no broker)."""
-    from agents.water import LIMITS, PERSISTENCE_READINGS, SETTINGS
     from models.persistence import PersistenceState, step
+    from pipeline.settings import load_settings
     from pipeline.water_screen import new_screen
+    from pipeline.water_watch import station_limits
 
+    water = load_settings().water
+    limits = station_limits(city, load_toml("gb3838"), water.default_class)  # as the agent's
     persistence = {}
-    screen = new_screen(SETTINGS.water.screen, utc_offset_h=city.utc_offset_h)  # as the agent's
+    screen = new_screen(water.screen, utc_offset_h=city.utc_offset_h)
     for send_ms, _, payload in messages(frame[frame["kind"] == "water"], "yuflow"):
         try:
             reading = Reading.model_validate_json(payload)
@@ -39,11 +42,11 @@ def first_alert_ms(frame, city) -> int:
             continue  # the simulator's malformed payloads
         limit_changed = False
         for parameter, quantity in reading.values.items():
-            limit = LIMITS[reading.station].get(parameter)
+            limit = limits[reading.station].get(parameter)
             if limit is not None:
                 key = (reading.sensor_id, parameter)
                 persistence[key], change = step(
-                    persistence.get(key, PersistenceState()), limit.severity(quantity.value), PERSISTENCE_READINGS
+                    persistence.get(key, PersistenceState()), limit.severity(quantity.value), water.persistence_readings
                 )
                 limit_changed |= change is not None
         verdict = screen.step_one(
