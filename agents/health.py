@@ -12,8 +12,9 @@ a producer's retried batches out of order: 0..22, then 3, 4, 5). Faust skips eve
 read offset, so it would skip the new records until the log had grown past the old offset, and its
 table recovery would refuse changelogs shorter than what it had applied (ConsistencyError). The
 check below notices a partition whose log is shorter than it was, and reads it again from its
-start, skipping nothing, until its log has grown past the old offset. Some records are then read
-twice: the agents take a reading once per sensor and time, and InfluxDB keeps one point per series
+start, skipping nothing, until its log has grown past the old offset; and, since the rebalance that
+follows can put its consumer somewhere else again, puts it back into the new log (``_unstick``).
+Some records are then read twice: the agents take a reading once per sensor and time, and InfluxDB keeps one point per series
 and time.
 """
 
@@ -26,9 +27,10 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.consumer import Consumer
 
-from agents.app import app
+from agents.app import SETTINGS, app
 
 log = logging.getLogger("yuflow.health")
 CHECK_INTERVAL_S = 2.0
@@ -56,7 +58,8 @@ class ReadOffsets(defaultdict):
         return None if tp in self.rereading else super().__getitem__(tp)
 
 
-def _consumer_with_read_offsets() -> None:
+def consumer_with_read_offsets() -> None:
+    """Faust's consumers get ReadOffsets (called by ``run_worker`` before the consumer exists)."""
     init = Consumer.__init__
 
     def __init__(self, *args, **kwargs):
@@ -66,11 +69,10 @@ def _consumer_with_read_offsets() -> None:
     Consumer.__init__ = __init__
 
 
-_consumer_with_read_offsets()
 HEALTH = Health()
 _last_progress = {"read": -1, "at": time.monotonic()}
 _highest_seen: dict = {}  # partition -> the furthest end of its log seen
-_old_offsets_from: dict = {}  # partition read again -> the lowest offset of its lost log this worker had reached
+_stuck: dict = {}  # partition read again -> (position, read offset) when last seen ahead of what was read
 
 
 def lost_partitions(highwaters: Mapping, highest_seen: Mapping) -> list:
@@ -108,9 +110,7 @@ async def read_from_the_start(lost: list) -> None:
     for tp in lost:
         old = [consumer._read_offset.get(tp), consumer._committed_offset.get(tp), _highest_seen[tp]]
         consumer._read_offset.rereading[tp] = max(offset or 0 for offset in old)
-        # a commit of an old offset may reach the new broker (one sent before the loss): a consumer put
-        # back there by a rebalance is beyond the new log's end
-        _old_offsets_from[tp] = min(offset for offset in old if offset)
+        dict.__setitem__(consumer._read_offset, tp, None)  # from here on: what was read of the new log
         await consumer.seek(tp, 0)
         consumer._committed_offset[tp] = None
         for pending in (consumer._acked, consumer._acked_index, consumer._gap):
@@ -119,6 +119,68 @@ async def read_from_the_start(lost: list) -> None:
     for offsets in (recovery.active_offsets, recovery.standby_offsets):
         for tp in list(offsets):
             offsets[tp] = -1  # the changelogs were lost with the rest: a recovery reads them from their start
+
+
+def stuck_ahead(position: int | None, read: int | None, last_seen: tuple | None) -> str:
+    """Is the consumer of a partition being read again (after a loss) stuck ahead of what it read?
+    Two ways seen after Tansu came back empty: a rebalance put the consumer back at an offset
+    committed before the loss (such a commit can reach the new broker, sent while it restarted),
+    beyond the new log's end, where a fetch returns nothing, for ever; or the records it had just
+    fetched were dropped by Faust when the group's generation changed, and, with nothing committed
+    on the new broker, the seek to the committed offset left it past them. Either way its position is
+    past what was read (``read``: of the new log) and neither has moved since the last check
+    (``last_seen``): "reset" (to what was read). Past it but not seen like that before: "watch".
+
+    >>> stuck_ahead(79, None, None), stuck_ahead(79, None, (79, None)), stuck_ahead(6, None, (6, None))
+    ('watch', 'reset', 'reset')
+    >>> stuck_ahead(12, 3, (9, 3)), stuck_ahead(9, 8, (9, 8)), stuck_ahead(None, None, None)
+    ('watch', 'ok', 'ok')
+    """
+    if position is None or position <= (0 if read is None else read + 1):
+        return "ok"
+    return "reset" if last_seen == (position, read) else "watch"
+
+
+async def log_end(tp, highwater: int) -> int:
+    """The offset after a partition's last record. Tansu reports a log's end as its last batch's first
+    offset + 1 (measured: 5 for a log of 38 records): the batch there is read to find the real end."""
+    probe = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka.bootstrap, group_id=None, enable_auto_commit=False)
+    await probe.start()
+    try:
+        partition = TopicPartition(tp.topic, tp.partition)
+        probe.assign([partition])
+        probe.seek(partition, max(highwater - 1, 0))
+        records = (await probe.getmany(partition, timeout_ms=2000)).get(partition, [])
+        return max([highwater] + [record.offset + 1 for record in records])
+    finally:
+        await probe.stop()
+
+
+async def _unstick(tp, highwater: int) -> None:
+    """Put the consumer of a partition being read again (after a loss) back into its new log when it is
+    not: beyond the log's end, where a rebalance puts it when an offset committed before the loss
+    reached the new broker (sent while it restarted; Faust then also takes that offset as read, so
+    nothing looks behind), or stuck ahead of what it read (``stuck_ahead``)."""
+    consumer = app.consumer
+    position = await consumer.position(tp)
+    if position is not None and position > highwater and position > (end := await log_end(tp, highwater)):
+        log.warning("%s: the consumer is at offset %d, beyond the log's end %d; reading from 0", tp, position, end)
+        await consumer.seek(tp, 0)
+        return
+    read = dict.get(consumer._read_offset, tp)  # (what was read of the new log: reset to None on the loss)
+    verdict = stuck_ahead(position, read, _stuck.pop(tp, None))
+    if verdict == "watch":
+        _stuck[tp] = (position, read)
+    elif verdict == "reset":
+        next_offset = 0 if read is None else read + 1
+        log.warning(
+            "%s: the consumer is at offset %d and nothing was read past %s; reading from %d",
+            tp,
+            position,
+            read,
+            next_offset,
+        )
+        await consumer.seek(tp, next_offset)
 
 
 @app.timer(interval=CHECK_INTERVAL_S)
@@ -134,7 +196,7 @@ async def check_health() -> None:
         rereading = consumer._read_offset.rereading
         for tp in [tp for tp, old in rereading.items() if (highwaters.get(tp) or 0) > old + 1]:
             del rereading[tp]  # grown past the old offsets: numbered in order again
-            _old_offsets_from.pop(tp, None)
+            _stuck.pop(tp, None)
         read = {tp: consumer._read_offset.get(tp) for tp in sources}
         try:
             if lost := lost_partitions(highwaters, _highest_seen):
@@ -146,19 +208,8 @@ async def check_health() -> None:
                 )
                 await read_from_the_start(lost)
                 read = {tp: consumer._read_offset.get(tp) for tp in sources}
-            for tp in list(rereading):
-                # a rebalance may have put the consumer back at an old offset (committed before the loss was
-                # seen), beyond the new log's end, where a fetch returns nothing: back to the start
-                position = await consumer.position(tp) if tp in sources else None
-                if (
-                    position is not None
-                    and position > (highwaters.get(tp) or 0)
-                    and position >= _old_offsets_from.get(tp, 0)
-                ):
-                    log.warning(
-                        "%s: the consumer was put back at offset %d of the lost log; reading from 0", tp, position
-                    )
-                    await consumer.seek(tp, 0)
+            for tp in [tp for tp in rereading if tp in sources]:
+                await _unstick(tp, highwaters.get(tp) or 0)
         except Exception as error:  # noqa: BLE001 - e.g. a partition taken away by a rebalance meanwhile: next check
             log.warning("could not read the lost partitions again yet: %s: %s", type(error).__name__, error)
             lost = []
@@ -193,10 +244,11 @@ async def _stall_report(sources: set, highwaters: Mapping) -> str:
             rows.append(
                 f"{tp.topic}[{tp.partition}] position={await consumer.position(tp)} end={highwater} read={read} "
                 f"committed={consumer._committed_offset.get(tp)} rereading={consumer._read_offset.rereading.get(tp)} "
-                f"paused={tp in consumer._paused_partitions}"
+                f"paused={tp in consumer._paused_partitions} active={tp in (consumer._active_partitions or ())}"
             )
-    return f"in_recovery={recovery.in_recovery} recovery_remaining={recovery.active_remaining_total()}; " + "; ".join(
-        rows
+    return (
+        f"in_recovery={recovery.in_recovery} recovery_remaining={recovery.active_remaining_total()} "
+        f"flow_active={consumer.flow_active} generation={app.consumer_generation_id}; " + "; ".join(rows)
     )
 
 

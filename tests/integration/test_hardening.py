@@ -184,11 +184,6 @@ def test_the_bridge_outlives_the_kafka_broker_and_forwards_what_came_meanwhile_o
         assert bridge.alive()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky (issue #20): in about 1 run of 3 the worker stops reading after the rebalance "
-    "that follows the broker's restart, 'no record read for 60 s while 26 wait'; not yet understood",
-)
 def test_the_worker_follows_a_kafka_broker_that_comes_back_empty(tmp_path):
     """kill -9 of the embedded Kafka broker (Tansu, memory only) while readings flow through a running
     bridge and worker, then its restart: without restarting either, every reading published after

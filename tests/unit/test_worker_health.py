@@ -33,3 +33,16 @@ def test_read_offsets_skip_nothing_for_a_partition_being_read_again():
     assert get(TP("alerts", 0)) is None
     del offsets.rereading[a]
     assert get(a) == 22
+
+
+def test_a_consumer_stuck_ahead_of_what_it_read_is_reset_once_neither_has_moved():
+    # seen in CI after Tansu came back empty: (1) a rebalance put readings.water[0] back at its old committed
+    # offset 79 while the new log ended at 5; (2) the consumer at 6 = the log's end with nothing read, the
+    # records it fetched dropped by Faust at the generation change. Either way: a minute of nothing read.
+    for position, read in [(79, None), (6, None), (40, 12)]:
+        first = health.stuck_ahead(position, read, None)
+        assert (first, health.stuck_ahead(position, read, (position, read))) == ("watch", "reset")
+    # a consumer that moves on (fetching and reading what exists) is watched, never reset
+    assert health.stuck_ahead(12, 3, (9, 3)) == "watch" and health.stuck_ahead(12, 10, (12, 3)) == "watch"
+    # right after what it read: fine, however far that is past the log's reported end
+    assert health.stuck_ahead(9, 8, (9, 8)) == "ok" and health.stuck_ahead(0, None, (0, None)) == "ok"
