@@ -24,7 +24,8 @@ console = Console()
 def generation(scenarios: list[str], scale: int, repeats: int) -> list[dict]:
     from pipeline.city import load_city
     from sensors_sim.recording import save
-    from sensors_sim.scenario import load_scenario, simulate
+    from sensors_sim.scenario import load_scenario
+    from sensors_sim.simulation import simulate
 
     city = load_city(scale=scale)
     results = []

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from bench.city import CityLoad
-from bench.pipeline import ProcessMeter, free_port
+from bench.processes import ProcessMeter, free_port
 
 
 def _health(port: int) -> dict:

@@ -29,15 +29,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.pipeline import (
-    ProcessMeter,
-    _offsets,
-    bridge_counts,
-    free_port,
-    latency_probes,
-    points_written,
-    probe_stations,
-)
+from bench.counters import bridge_counts, committed_offsets, points_written
+from bench.latency import latency_probes, probe_stations
+from bench.processes import ProcessMeter, free_port
 
 DAY_S = 86400.0
 
@@ -48,7 +42,8 @@ class CityLoad:
     def __init__(
         self, city, base_city, feeds: list[str], speedup: float, start_s: float, skip: set[str], seed: int = 7
     ):
-        from sensors_sim.scenario import load_scenario, simulate
+        from sensors_sim.scenario import load_scenario
+        from sensors_sim.simulation import simulate
 
         recording = simulate(load_scenario("quiet_week", city=base_city, duration_h=24.0), base_city)
         frame = recording.frame[~recording.frame["malformed"] & recording.frame["kind"].isin(feeds)]
@@ -132,7 +127,7 @@ def _lag(settings) -> tuple[int, int]:
     from pipeline.topics import READINGS
 
     records, committed = asyncio.run(
-        _offsets(settings.kafka.bootstrap, list(READINGS.values()), settings.worker.app_id)
+        committed_offsets(settings.kafka.bootstrap, list(READINGS.values()), settings.worker.app_id)
     )
     return records, records - committed
 

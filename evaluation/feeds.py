@@ -20,7 +20,8 @@ from pipeline.city import City, load_toml
 from pipeline.schemas import Alert, DeadLetter, Reading, Tier
 from pipeline.validation import ReadingValidator, parameter_specs
 from sensors_sim.recording import Recording, messages
-from sensors_sim.scenario import Scenario, load_scenario, random_scenario, simulate
+from sensors_sim.scenario import Scenario, load_scenario, random_scenario
+from sensors_sim.simulation import simulate
 
 TIERS = [t.value for t in Tier]
 

@@ -16,7 +16,8 @@ from pipeline.settings import Settings
 from pipeline.status import bridge_online
 from sensors_sim.publisher import publish_timed
 from sensors_sim.recording import messages
-from sensors_sim.scenario import load_scenario, simulate
+from sensors_sim.scenario import load_scenario
+from sensors_sim.simulation import simulate
 
 
 @dataclass

@@ -21,7 +21,8 @@ from pipeline.settings import load_settings
 from pipeline.water_screen import new_screen
 from pipeline.water_tracing import History, trace_incident
 from sensors_sim.recording import Recording
-from sensors_sim.scenario import Scenario, load_scenario, random_release_event, simulate
+from sensors_sim.scenario import Scenario, load_scenario, random_release_event
+from sensors_sim.simulation import simulate
 
 POLLUTION_TYPES = ("release", "oil_spill", "do_sag")
 PERSISTENCE = 3

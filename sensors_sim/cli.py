@@ -35,7 +35,8 @@ def progress_bar() -> Progress:
 
 def _simulate(scenario: str, seed: int | None, duration_h: float | None, scale: int):
     from pipeline.city import load_city
-    from sensors_sim.scenario import load_scenario, simulate
+    from sensors_sim.scenario import load_scenario
+    from sensors_sim.simulation import simulate
 
     city = load_city(scale=scale)
     scn = load_scenario(scenario, seed=seed, duration_h=duration_h, city=city, scale=scale)

@@ -24,7 +24,8 @@ from pipeline.settings import Settings
 from pipeline.status import bridge_online
 from sensors_sim.publisher import publish_timed
 from sensors_sim.recording import Recording, messages
-from sensors_sim.scenario import load_scenario, simulate
+from sensors_sim.scenario import load_scenario
+from sensors_sim.simulation import simulate
 
 SAG_SENSOR = "wq-puhe-zhaixi-bridge"
 
@@ -176,7 +177,7 @@ def run_demo(settings: Settings, console: Console, keep: bool = False, timeout_s
                 interval_s=0.5,
                 what="the dead letter in InfluxDB",
             )
-        from pipeline.cli import series_table
+        from pipeline.cli.inspection import series_table
 
         step(f"InfluxQL> {query}")
         console.print(series_table(series))

@@ -20,7 +20,8 @@ from pipeline.city import default_city
 from pipeline.influx import influxql
 from pipeline.processes import Background, wait_until
 from pipeline.status import bridge_statuses
-from sensors_sim.scenario import load_scenario, simulate
+from sensors_sim.scenario import load_scenario
+from sensors_sim.simulation import simulate
 from tests.integration.conftest import own_services, yuflow
 
 pytestmark = pytest.mark.integration

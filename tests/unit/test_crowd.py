@@ -157,7 +157,8 @@ def test_unknown_zones_and_other_detections_are_ignored_by_the_watch():
 
 def test_jiefangbei_spring_festival_three_congestion_points_warned_ten_minutes_ahead_and_quiet_days_stay_quiet():
     from evaluation import feeds as ev
-    from sensors_sim.scenario import load_scenario, simulate
+    from sensors_sim.scenario import load_scenario
+    from sensors_sim.simulation import simulate
 
     c = city()
     run = ev.evaluate_crowd_run("jiefangbei", simulate(load_scenario("jiefangbei_spring_festival", city=c), c), c)

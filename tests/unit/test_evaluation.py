@@ -16,7 +16,8 @@ import pytest
 from evaluation import gecco as ev
 from evaluation.water import station_data, statistical_findings
 from pipeline.city import default_city
-from sensors_sim.scenario import load_scenario, simulate
+from sensors_sim.scenario import load_scenario
+from sensors_sim.simulation import simulate
 
 CITY = default_city()
 

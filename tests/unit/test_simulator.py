@@ -14,7 +14,8 @@ from pipeline.validation import ReadingValidator, parameter_specs
 from sensors_sim import rain, water
 from sensors_sim.faults import FaultRates
 from sensors_sim.recording import messages, save, truth_path
-from sensors_sim.scenario import load_scenario, simulate
+from sensors_sim.scenario import load_scenario
+from sensors_sim.simulation import simulate
 
 CITY = default_city()
 NO_FAULTS = FaultRates(
