@@ -1,4 +1,4 @@
-"""Rain agents: gauge readings -> tiles of the field -> districts -> rainstorm warnings (pipeline/rain_watch.py).
+"""Rain agents: gauge readings -> tiles -> districts -> rainstorm warnings (pipeline/rain_tiles.py, rain_districts.py).
 
 ``rain_to_tiles`` sends each gauge reading to every tile that holds the gauge (its own and those
 whose halo it is in), keyed by tile on ``rain.tiles``: the tiles spread over partitions and workers.
@@ -20,7 +20,8 @@ import faust
 
 from agents.app import SETTINGS, alerts_topic, app, dead_letter, rain_districts_topic, rain_tiles_topic, readings_topics
 from pipeline.city import City, default_city
-from pipeline.rain_watch import DistrictWarnings, RainRules, Tile, TileWatch, rain_tiles
+from pipeline.rain_districts import DistrictWarnings
+from pipeline.rain_tiles import RainRules, Tile, TileWatch, rain_tiles
 from pipeline.schemas import Kind, RainDistrictRecord, RainDistrictStatus, Reading, encode_batch, parse_batch
 
 tile_table = app.Table("rain_tiles", default=None, partitions=SETTINGS.kafka.partitions)

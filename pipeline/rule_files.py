@@ -116,7 +116,7 @@ class RainWatchRules(Rule):
 
 
 class NowcastRules(Rule):
-    """models/rain.py StormNowcaster's keyword arguments; an omitted one takes the nowcaster's default."""
+    """models/rain_nowcast.py StormNowcaster's keyword arguments; an omitted one takes the nowcaster's default."""
 
     track_h: float | None = None
     min_fixes: int | None = None
