@@ -14,8 +14,8 @@ table recovery would refuse changelogs shorter than what it had applied (Consist
 check below notices a partition whose log is shorter than it was, and reads it again from its
 start, skipping nothing, until its log has grown past the old offset; and, since the rebalance that
 follows can put its consumer somewhere else again, puts it back into the new log (``_unstick``).
-Some records are then read twice: the agents take a reading once per sensor and time, and InfluxDB keeps one point per series
-and time.
+Some records are then read twice: the agents take a reading once per sensor and time, and InfluxDB
+keeps one point per series and time.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ go as one batch record (``encode_batch``), in arrival order. A message is acknow
 broker only after Kafka has acknowledged every record of its pass, so a bridge killed at any point
 loses nothing: the broker redelivers what was not acknowledged when the bridge reconnects
 (at-least-once).
+
+The process around it: ``run_bridge`` here (restarts after Kafka failures), its health endpoint in
+pipeline/bridge_health.py, and N bridge processes under pipeline/bridge_supervisor.py.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import signal
 import time
 from dataclasses import dataclass
 
-import orjson
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
 
+from pipeline.bridge_health import serve_health
 from pipeline.city import City, default_city
 from pipeline.mqtt import make_client
 from pipeline.processes import streaming_gc
@@ -341,86 +344,3 @@ def run_bridge(settings: Settings, max_backoff_s: float = 30.0) -> None:
                     pass
 
     asyncio.run(main())
-
-
-async def serve_health(settings: Settings, state: dict) -> asyncio.Server:
-    """``GET /health`` on 127.0.0.1:``bridge.health_port``: 200 and ``"ready": true`` while the bridge
-    forwards (connected to MQTT and Kafka), 503 with the reason while it cannot; with its counts and
-    the messages taken in that Kafka does not have yet (``unacknowledged``: the bridge's lag)."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            bridge: Bridge | None = state["bridge"]
-            ready, reason = (False, state["trouble"]) if state["trouble"] or bridge is None else bridge.health()
-            body = {"ready": ready, "reason": reason, "instance": settings.bridge.instance, "pid": os.getpid()}
-            if bridge is not None:
-                body |= vars(bridge.stats) | {"unacknowledged": bridge.unacknowledged}
-            status = (
-                "404 Not Found"
-                if not request.startswith(b"GET /health")
-                else "200 OK"
-                if ready
-                else "503 Service Unavailable"
-            )
-            payload = orjson.dumps(body)
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                f"Connection: close\r\n\r\n".encode()
-                + payload
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(answer, "127.0.0.1", settings.bridge.health_port)
-
-
-def supervise_bridges(settings: Settings, instances: int, restart_after_s: float = 1.0) -> None:
-    """Run ``instances`` bridges (``<instance>-1`` … ``-N``) as child processes of a shared
-    subscription, and start again any that dies: the broker keeps what it queued for the dead
-    one's session and delivers it to the new one. Until SIGINT/SIGTERM, which stops them all."""
-    import subprocess
-    import sys
-
-    rules_or_exit("yuflow bridge")  # rather than N children failing and being restarted
-    names = [f"{settings.bridge.instance}-{k}" for k in range(1, instances + 1)]
-    stopping = False
-
-    def start(name: str) -> subprocess.Popen:
-        env = {**os.environ, "YUFLOW_BRIDGE__INSTANCE": name}
-        if settings.bridge.health_port:  # one port each: health_port, +1, ...
-            env["YUFLOW_BRIDGE__HEALTH_PORT"] = str(settings.bridge.health_port + names.index(name))
-        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "bridge"], env=env)
-
-    def stop(*_) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    children = {name: start(name) for name in names}
-    log.info("supervising %d bridges: %s", instances, ", ".join(f"{n} (pid {p.pid})" for n, p in children.items()))
-    while not stopping:
-        time.sleep(0.2)
-        for name, child in list(children.items()):
-            if child.poll() is not None and not stopping:
-                log.warning(
-                    "bridge %s (pid %d) ended with %s; starting it again in %.0f s",
-                    name,
-                    child.pid,
-                    child.returncode,
-                    restart_after_s,
-                )
-                time.sleep(restart_after_s)
-                if not stopping:  # (a stop signal to the whole process group ends the children first)
-                    children[name] = start(name)
-    for child in children.values():
-        child.terminate()
-    for child in children.values():
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()

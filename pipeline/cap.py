@@ -41,35 +41,51 @@ def _is_forecast(w: Warning) -> bool:
     return "(forecast)" in w.title or bool(w.arrivals)
 
 
+def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    """A CAP element under ``parent``, with its text."""
+    element = ET.SubElement(parent, f"{{{NS}}}{tag}")
+    if text is not None:
+        element.text = text
+    return element
+
+
 def cap_alert(w: Warning, city: City, earlier: Iterable[Warning] = ()) -> ET.Element:
     """The CAP 1.2 ``<alert>`` of one warning; ``earlier`` are the incident's warnings before it."""
-    earlier = list(earlier)
+    alert = _alert_head(w, city, list(earlier))
+    info = _info(alert, w, city)
+    for name, value in _parameters(w, city):
+        parameter = _sub(info, "parameter")
+        _sub(parameter, "valueName", name)
+        _sub(parameter, "value", value)
+    _area(info, w, city)
+    return alert
+
+
+def _alert_head(w: Warning, city: City, earlier: list[Warning]) -> ET.Element:
+    """The ``<alert>`` element with who sent it, to whom, and (for an Update) the warnings it replaces."""
     alert = ET.Element(f"{{{NS}}}alert")
-
-    def sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
-        element = ET.SubElement(parent, f"{{{NS}}}{tag}")
-        if text is not None:
-            element.text = text
-        return element
-
-    sub(alert, "identifier", _ident(w.warning_id))
-    sub(alert, "sender", SENDER)
-    sub(alert, "sent", _time(w.issued_at, city))
-    sub(alert, "status", "Actual")
-    sub(alert, "msgType", "Update" if earlier else "Alert")
-    sub(alert, "source", "Yuflow")
-    sub(alert, "scope", "Restricted")
-    sub(alert, "restriction", "Government departments and responsible persons named in addresses (分级推送)")
-    sub(alert, "addresses", " ".join(_ident(d) for d in w.departments))
+    _sub(alert, "identifier", _ident(w.warning_id))
+    _sub(alert, "sender", SENDER)
+    _sub(alert, "sent", _time(w.issued_at, city))
+    _sub(alert, "status", "Actual")
+    _sub(alert, "msgType", "Update" if earlier else "Alert")
+    _sub(alert, "source", "Yuflow")
+    _sub(alert, "scope", "Restricted")
+    _sub(alert, "restriction", "Government departments and responsible persons named in addresses (分级推送)")
+    _sub(alert, "addresses", " ".join(_ident(d) for d in w.departments))
     if earlier:
-        sub(
+        _sub(
             alert,
             "references",
             " ".join(f"{SENDER},{_ident(e.warning_id)},{_time(e.issued_at, city)}" for e in earlier),
         )
-    sub(alert, "incidents", _ident(w.incident_id))
+    _sub(alert, "incidents", _ident(w.incident_id))
+    return alert
 
-    info = sub(alert, "info")
+
+def _info(alert: ET.Element, w: Warning, city: City) -> ET.Element:
+    """The ``<info>`` element: what kind of event, how urgent, severe and certain, and what to do."""
+    info = _sub(alert, "info")
     forecast = _is_forecast(w)
     for tag, text in (
         ("language", "zh-CN"),
@@ -80,13 +96,19 @@ def cap_alert(w: Warning, city: City, earlier: Iterable[Warning] = ()) -> ET.Ele
         ("severity", SEVERITY[w.tier]),
         ("certainty", "Likely" if forecast else "Observed"),
     ):
-        sub(info, tag, text)
-    sub(info, "effective", _time(w.ts, city))
-    sub(info, "senderName", "数字重庆 Yuflow 预警中心")
-    sub(info, "headline", w.title[:160])
-    sub(info, "description", w.message)
+        _sub(info, tag, text)
+    _sub(info, "effective", _time(w.ts, city))
+    _sub(info, "senderName", "数字重庆 Yuflow 预警中心")
+    _sub(info, "headline", w.title[:160])
+    _sub(info, "description", w.message)
     if w.checklist:
-        sub(info, "instruction", "\n".join(f"{i}. {step}" for i, step in enumerate(w.checklist, 1)))
+        _sub(info, "instruction", "\n".join(f"{i}. {step}" for i, step in enumerate(w.checklist, 1)))
+    return info
+
+
+def _parameters(w: Warning, city: City) -> list[tuple[str, str]]:
+    """The ``<parameter>`` (name, value) pairs: tier, levels, departments, recipients, what the
+    incident covers, the top suspects and the arrivals at intakes."""
     parameters = [
         ("tier", w.tier.value),
         ("tier_zh", w.tier.zh),
@@ -108,23 +130,23 @@ def cap_alert(w: Warning, city: City, earlier: Iterable[Warning] = ()) -> ET.Ele
         )
         for a in w.arrivals
     ]
-    for name, value in parameters:
-        parameter = sub(info, "parameter")
-        sub(parameter, "valueName", name)
-        sub(parameter, "value", value)
-    area = sub(info, "area")
+    return parameters
+
+
+def _area(info: ET.Element, w: Warning, city: City) -> None:
+    """The ``<area>`` element: the place by name, and the district and township as geocodes."""
+    area = _sub(info, "area")
     place = (
         [city.site_name(w.district)]
         + ([city.site_name(w.township)] if w.township else [])
         + [city.site_name(w.station)]
     )
-    sub(area, "areaDesc", " / ".join(dict.fromkeys(place)))
+    _sub(area, "areaDesc", " / ".join(dict.fromkeys(place)))
     for name, value in (("district", w.district), ("township", w.township)):
         if value:
-            geocode = sub(area, "geocode")
-            sub(geocode, "valueName", f"yuflow:{name}")
-            sub(geocode, "value", value)
-    return alert
+            geocode = _sub(area, "geocode")
+            _sub(geocode, "valueName", f"yuflow:{name}")
+            _sub(geocode, "value", value)
 
 
 def cap_documents(warnings: Iterable[Warning], city: City) -> list[tuple[str, bytes]]:

@@ -217,34 +217,43 @@ def _table(frame: pd.DataFrame) -> str:
     )
 
 
+STYLE = (
+    "body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:24px;color:#1d2329}"
+    "table.t{border-collapse:collapse;font-size:13px}"
+    "table.t td,table.t th{padding:4px 8px;border-bottom:1px solid #ddd}"
+    "img{max-width:100%}.replay{background:#fff3cd;padding:8px 12px}"
+)
+
+
 def render(data: ReportData, days: float, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     loop = loop_times(data.lifecycle, data.warnings)
-    by_tier = highest_tier_counts(data.warnings)
     replayed = replayed_incidents(data.warnings)
-    steps = [c for c in loop.columns if c.endswith(" min")] if not loop.empty else []
-    per_category = (
-        loop.groupby("category")[steps]
-        .median()
-        .map(lambda m: humane(m * 60))
-        .rename(columns=lambda c: c.removesuffix(" min"))
-        if steps and "category" in loop
-        else pd.DataFrame()
-    )
-    delivery = (
-        data.deliveries.groupby(["department", "channel"]).agg(
-            deliveries=("since_reading_s", "size"),
-            failed=("ok", lambda s: int((s.astype(str) != "true").sum())),
-            median=("since_reading_s", "median"),
-            max=("since_reading_s", "max"),
-        )
-        if not data.deliveries.empty
-        else pd.DataFrame()
-    )
-    if not delivery.empty:
-        delivery[["median", "max"]] = delivery[["median", "max"]].map(humane)
-    incidents = data.warnings["incident_id"].nunique() if not data.warnings.empty else 0
     parts = [
+        *_summary(data, days, now, replayed),
+        "<h2>Incidents by category and highest tier</h2>",
+        _table(highest_tier_counts(data.warnings)),
+        "<h2>Timeline</h2>",
+        _timeline(loop, now, replayed) if not loop.empty else "<p>(no incidents)</p>",
+        "<h2>Closed-loop times (median per category)</h2>",
+        _table(_median_steps_per_category(loop)),
+        "<h2>Detection and delivery</h2>",
+        _boxes(loop, data.deliveries, data.alerts),
+        "<h2>Deliveries per department and channel (time since the reading)</h2>",
+        _table(_deliveries_per_department(data.deliveries)),
+    ]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Yuflow report</title>"
+        f"<style>{STYLE}</style></head><body>"
+        + "\n".join(parts)
+        + f"<p style='color:#888'>generated {html.escape(now.isoformat())}</p></body></html>"
+    )
+
+
+def _summary(data: ReportData, days: float, now: datetime, replayed: set[str]) -> list[str]:
+    """The heading, the counts, and (when there are any) how many incidents come from replayed data."""
+    incidents = data.warnings["incident_id"].nunique() if not data.warnings.empty else 0
+    return [
         f"<h1>Yuflow closed-loop report</h1><p>Last {days:g} day(s) to {now:%Y-%m-%d %H:%M} UTC: "
         f"{incidents} incident(s) warned, {len(data.warnings)} warning(s), "
         f"{len(data.deliveries)} delivery record(s).</p>",
@@ -256,26 +265,31 @@ def render(data: ReportData, days: float, now: datetime | None = None) -> str:
             if replayed
             else ""
         ),
-        "<h2>Incidents by category and highest tier</h2>",
-        _table(by_tier),
-        "<h2>Timeline</h2>",
-        _timeline(loop, now, replayed) if not loop.empty else "<p>(no incidents)</p>",
-        "<h2>Closed-loop times (median per category)</h2>",
-        _table(per_category),
-        "<h2>Detection and delivery</h2>",
-        _boxes(loop, data.deliveries, data.alerts),
-        "<h2>Deliveries per department and channel (time since the reading)</h2>",
-        _table(delivery),
     ]
-    style = (
-        "body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:24px;color:#1d2329}"
-        "table.t{border-collapse:collapse;font-size:13px}"
-        "table.t td,table.t th{padding:4px 8px;border-bottom:1px solid #ddd}"
-        "img{max-width:100%}.replay{background:#fff3cd;padding:8px 12px}"
-    )
+
+
+def _median_steps_per_category(loop: pd.DataFrame) -> pd.DataFrame:
+    """The median time of each closed-loop step per category, for people."""
+    steps = [c for c in loop.columns if c.endswith(" min")] if not loop.empty else []
+    if not steps or "category" not in loop:
+        return pd.DataFrame()
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Yuflow report</title>"
-        f"<style>{style}</style></head><body>"
-        + "\n".join(parts)
-        + f"<p style='color:#888'>generated {html.escape(now.isoformat())}</p></body></html>"
+        loop.groupby("category")[steps]
+        .median()
+        .map(lambda m: humane(m * 60))
+        .rename(columns=lambda c: c.removesuffix(" min"))
     )
+
+
+def _deliveries_per_department(deliveries: pd.DataFrame) -> pd.DataFrame:
+    """Deliveries, failures, and the median and longest time since the reading per department and channel."""
+    if deliveries.empty:
+        return pd.DataFrame()
+    table = deliveries.groupby(["department", "channel"]).agg(
+        deliveries=("since_reading_s", "size"),
+        failed=("ok", lambda s: int((s.astype(str) != "true").sum())),
+        median=("since_reading_s", "median"),
+        max=("since_reading_s", "max"),
+    )
+    table[["median", "max"]] = table[["median", "max"]].map(humane)
+    return table

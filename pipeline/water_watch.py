@@ -26,8 +26,9 @@ from models.water_verdicts import RAISED
 from pipeline.city import City
 from pipeline.schemas import Alert, Category, Reading, WaterTraceRecord
 from pipeline.settings import WaterSettings
+from pipeline.trace_stream import by_basin
 from pipeline.water_screen import new_screen, water_label, water_parameters
-from pipeline.water_tracing import POLLUTANTS, by_basin
+from pipeline.water_tracing import POLLUTANTS
 
 RowOf = Callable[[str, dict], int]  # a sensor's row in the watch, given the reading it is needed for
 

@@ -27,7 +27,7 @@ from pipeline.city import City, default_city
 from pipeline.operators import ActionClient, submit_action
 from pipeline.rule_files import RoutingFile
 from pipeline.rules import rules
-from pipeline.schemas import LifecycleEvent, Silence, Warning
+from pipeline.schemas import ActionResult, LifecycleEvent, Silence, Warning
 from pipeline.settings import Settings
 from pipeline.topics import LIFECYCLE, SILENCES, WARNINGS
 
@@ -158,25 +158,30 @@ def city_view(city: City, routing: RoutingFile) -> dict:
     }
 
 
-def create_app(settings: Settings) -> Starlette:
-    token = settings.web.operator_token.get_secret_value()
-    view = json.dumps(city_view(default_city(), rules().routing), ensure_ascii=False).replace("</", "<\\/")
-    feed = EventFeed(settings)  # one consumer for every browser
-    actions = ActionClient(settings)  # one producer (and one consumer of the answers) for every action
-    hosts = allowed_hosts(settings)
+class OperatorEndpoints:
+    """The page's endpoints, sharing one event feed (one Kafka consumer for every browser) and one
+    action client (one producer, and one consumer of the answers, for every action)."""
 
-    def signed_in(request: Request) -> bool:
-        if not token:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.token = settings.web.operator_token.get_secret_value()
+        self.view = json.dumps(city_view(default_city(), rules().routing), ensure_ascii=False).replace("</", "<\\/")
+        self.feed = EventFeed(settings)
+        self.actions = ActionClient(settings)
+        self.hosts = allowed_hosts(settings)
+
+    def signed_in(self, request: Request) -> bool:
+        if not self.token:
             return True
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
-        return hmac.compare_digest(bearer, token) or hmac.compare_digest(
-            request.cookies.get(SESSION_COOKIE, ""), session_value(token)
+        return hmac.compare_digest(bearer, self.token) or hmac.compare_digest(
+            request.cookies.get(SESSION_COOKIE, ""), session_value(self.token)
         )
 
-    def forged(request: Request) -> str | None:
+    def forged(self, request: Request) -> str | None:
         """Why a state-changing request cannot be the page's own (another site's form or script, or a
         name that rebinds to this host), or is too large to read."""
-        if request.headers.get("host", "").rsplit(":", 1)[0].strip("[]") not in hosts:
+        if request.headers.get("host", "").rsplit(":", 1)[0].strip("[]") not in self.hosts:
             return f"requests for host {request.headers.get('host', '')!r} are not served here (web.allowed_hosts)"
         if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
             return f"request body over {MAX_BODY_BYTES} bytes"
@@ -187,76 +192,91 @@ def create_app(settings: Settings) -> Starlette:
             return f"cross-site request from {origin} refused"
         return None
 
-    async def page(request: Request) -> HTMLResponse:
+    async def page(self, request: Request) -> HTMLResponse:
         html = (
             PAGE.read_text(encoding="utf-8")
-            .replace("__TOKEN_REQUIRED__", "true" if token else "false")
-            .replace("__CITY__", view)
+            .replace("__TOKEN_REQUIRED__", "true" if self.token else "false")
+            .replace("__CITY__", self.view)
         )
         return HTMLResponse(html)
 
-    async def login(request: Request) -> JSONResponse:
-        if (why := forged(request)) is not None:
+    async def login(self, request: Request) -> JSONResponse:
+        if (why := self.forged(request)) is not None:
             return JSONResponse({"error": why}, status_code=403)
         try:
             given = str((await request.json())["token"])
         except (ValueError, KeyError, TypeError, json.JSONDecodeError):
             return JSONResponse({"error": 'send {"token": ...}'}, status_code=400)
-        if not token or not hmac.compare_digest(given, token):
+        if not self.token or not hmac.compare_digest(given, self.token):
             return JSONResponse({"error": "wrong operator token"}, status_code=401)
         response = JSONResponse({"ok": True})
-        response.set_cookie(SESSION_COOKIE, session_value(token), httponly=True, samesite="strict", max_age=12 * 3600)
+        response.set_cookie(
+            SESSION_COOKIE, session_value(self.token), httponly=True, samesite="strict", max_age=12 * 3600
+        )
         return response
 
-    async def events(request: Request) -> StreamingResponse | JSONResponse:
-        if not signed_in(request):
+    async def events(self, request: Request) -> StreamingResponse | JSONResponse:
+        if not self.signed_in(request):
             return JSONResponse({"error": "operator login required"}, status_code=401)
         return StreamingResponse(
-            feed.events(request.is_disconnected),
+            self.feed.events(request.is_disconnected),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def action(request: Request) -> JSONResponse:
-        if not signed_in(request):
+    async def action(self, request: Request) -> JSONResponse:
+        """An operator's action: refused (401, 403, 400) before it is sent, then the warning agent's verdict."""
+        if not self.signed_in(request):
             return JSONResponse({"error": "operator token required"}, status_code=401)
-        if (why := forged(request)) is not None:
+        if (why := self.forged(request)) is not None:
             return JSONResponse({"error": why}, status_code=403)
         try:
-            body = await request.json()
-            event = LifecycleEvent.by_operator(
-                str(body["id"]),
-                str(body["stage"]),
-                str(body.get("by") or "web operator")[:128],
-                str(body.get("note") or "")[:2000],
-            )
+            event = _lifecycle_event(await request.json())
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         try:
-            result = await submit_action(settings, event, client=actions)
+            result = await submit_action(self.settings, event, client=self.actions)
         except Exception as error:  # Kafka unreachable: say so, do not fail with a traceback
             return JSONResponse(
                 {"error": f"the action could not be sent ({type(error).__name__}); is Kafka up?"}, status_code=503
             )
-        if result is None:
-            return JSONResponse(
-                {"error": "no answer from the warning agent (is the worker running?); the request stays queued"},
-                status_code=504,
-            )
-        if not result.accepted:
-            return JSONResponse({"error": result.reason}, status_code=409)
-        return JSONResponse({"accepted": json.loads(event.model_dump_json())}, status_code=200)
+        return _verdict(event, result)
 
-    async def health(request: Request) -> JSONResponse:
+    async def health(self, request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
+
+def _lifecycle_event(body) -> LifecycleEvent:
+    """The operator's action a request body asks for (ValueError, KeyError or TypeError when it is none)."""
+    return LifecycleEvent.by_operator(
+        str(body["id"]),
+        str(body["stage"]),
+        str(body.get("by") or "web operator")[:128],
+        str(body.get("note") or "")[:2000],
+    )
+
+
+def _verdict(event: LifecycleEvent, result: ActionResult | None) -> JSONResponse:
+    """The warning agent's answer as HTTP: 200 accepted, 409 rejected with the reason, 504 no answer."""
+    if result is None:
+        return JSONResponse(
+            {"error": "no answer from the warning agent (is the worker running?); the request stays queued"},
+            status_code=504,
+        )
+    if not result.accepted:
+        return JSONResponse({"error": result.reason}, status_code=409)
+    return JSONResponse({"accepted": json.loads(event.model_dump_json())}, status_code=200)
+
+
+def create_app(settings: Settings) -> Starlette:
+    endpoints = OperatorEndpoints(settings)
     return Starlette(
         routes=[
-            Route("/", page),
-            Route("/events", events),
-            Route("/api/actions", action, methods=["POST"]),
-            Route("/login", login, methods=["POST"]),
-            Route("/health", health),
+            Route("/", endpoints.page),
+            Route("/events", endpoints.events),
+            Route("/api/actions", endpoints.action, methods=["POST"]),
+            Route("/login", endpoints.login, methods=["POST"]),
+            Route("/health", endpoints.health),
         ]
     )
 

@@ -15,7 +15,7 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
-from bench.pipeline import rss_mb
+from bench.processes import rss_mb
 from pipeline.processes import wait_until
 from tests.integration.conftest import free_port
 

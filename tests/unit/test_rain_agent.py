@@ -31,7 +31,8 @@ def test_a_rebalance_changes_no_rain_warning():
     from datetime import timedelta
 
     from evaluation.feeds import validated_readings
-    from sensors_sim.scenario import load_scenario, simulate
+    from sensors_sim.scenario import load_scenario
+    from sensors_sim.simulation import simulate
 
     city = default_city()
     scenario = load_scenario("central_rainstorm", city=city)

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from agents.warnings import decide_traced
+from models.incidents import Incident
 from models.river import RiverNetwork, RiverSpec
-from models.tracing import Candidate, StationSeries, trace
+from models.tracing import Candidate, Catchment, Observations, SourceBeliefs, StationSeries, trace
 from models.transport import dispersion_sigma_s, plume_mg_l
 from pipeline.city import default_city
+from pipeline.incident_traces import decide_traced
 from pipeline.rules import WarningRouting, rules
 from pipeline.schemas import CameraSighting, Category, IntakeArrival, SourceSuspect, TracingResult
 
@@ -30,6 +31,8 @@ CANDIDATES = [
     Candidate("dock", "vessel", ("r", 9.0)),
 ]
 STATIONS = {"s1": ("r", 5.0), "s2": ("r", 12.0)}
+BELIEFS = SourceBeliefs(PROFILES, PRIORS)
+NOISE_SD = {"cod": 0.5, "nh3n": 0.02, "oil": 0.003}
 
 
 def observed(
@@ -66,9 +69,7 @@ def first_detection(series: list[StationSeries]) -> tuple[str, float]:
 def test_a_clean_station_between_two_plants_tells_them_apart(source_km, truth):
     series = observed(source_km, {"cod": 400.0, "nh3n": 60.0})
     sid, t = first_detection(series)
-    suspects = trace(
-        NET, CANDIDATES, series, sid, t, PROFILES, PRIORS, noise_sd={"cod": 0.5, "nh3n": 0.02, "oil": 0.003}
-    )
+    suspects = trace(Catchment(NET, CANDIDATES), Observations(series, sid, t, NOISE_SD), BELIEFS)
     assert suspects[0].source_id == truth and suspects[0].probability > 0.9
     assert suspects[0].release_start_s == pytest.approx(3600, abs=600)
     assert suspects[0].masses_kg["cod"] == pytest.approx(400, rel=0.15)
@@ -78,9 +79,7 @@ def test_a_clean_station_between_two_plants_tells_them_apart(source_km, truth):
 def test_the_pollutant_mix_points_at_the_dock_not_the_plant_beside_it():
     series = observed(9.0, {"oil": 40.0})  # the dock is 1 km below plant b: only the mix tells them apart
     sid, t = first_detection(series)
-    suspects = trace(
-        NET, CANDIDATES, series, sid, t, PROFILES, PRIORS, noise_sd={"cod": 0.5, "nh3n": 0.02, "oil": 0.003}
-    )
+    suspects = trace(Catchment(NET, CANDIDATES), Observations(series, sid, t, NOISE_SD), BELIEFS)
     assert suspects[0].source_id == "dock"
     assert suspects[0].signature_match > 0.9 > next(s.signature_match for s in suspects if s.source_id == "b")
 
@@ -123,7 +122,7 @@ def _result(hours_left: float, source_id="ruxi-food-factory") -> TracingResult:
 
 def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_repeated():
     city, rules, routing = default_city(), RULES.warnings, WarningRouting(routing=RULES.routing)
-    incident = {"incident_id": "water:ruxi:1", "open": False, "tier": "yellow"}  # the river is clear again
+    incident = Incident("water:ruxi:1", open=False, tier="yellow")  # the river is clear again
     incident, warning = decide_traced(_result(4.7), incident, city, rules, routing)
     assert warning is not None and warning.tier.value == "red" and warning.suspects[0].source_id == "ruxi-food-factory"
     assert "emergency_management" in warning.departments and "city" in warning.levels
@@ -139,9 +138,7 @@ def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_re
     surer = dock.model_copy(update={"suspects": [dock.suspects[0].model_copy(update={"probability": 0.95})]})
     _, other = decide_traced(surer, incident, city, rules, routing)
     assert other is not None and other.suspects[0].source_id == "ruxi-mingda-dock"
-    _, far = decide_traced(
-        _result(30.0), {"incident_id": "water:ruxi:2", "open": True, "tier": "yellow"}, city, rules, routing
-    )
+    _, far = decide_traced(_result(30.0), Incident("water:ruxi:2", tier="yellow"), city, rules, routing)
     assert far.tier.value == "yellow"  # a day and more away: no escalation
     seen = _result(30.0).model_copy(
         update={
@@ -150,30 +147,26 @@ def test_traced_warning_names_the_source_escalates_near_the_intake_and_is_not_re
             ]
         }
     )
-    _, corroborated = decide_traced(
-        seen, {"incident_id": "water:ruxi:3", "open": True, "tier": "yellow"}, city, rules, routing
-    )
+    _, corroborated = decide_traced(seen, Incident("water:ruxi:3", tier="yellow"), city, rules, routing)
     assert corroborated.tier.value == "orange" and "300 m²" in corroborated.message
 
 
 def test_a_traced_plume_keeps_its_incident_open_red_until_it_passes_the_intake_then_blue_down_the_river():
-    from models.warnings import active_tier
+    from models.incidents import active_tier
 
     city, rules, routing = default_city(), RULES.warnings, WarningRouting(routing=RULES.routing)
     result = _result(4.7)
-    incident, warning = decide_traced(
-        result, {"incident_id": "water:ruxi:1", "open": True, "tier": "yellow", "members": {}}, city, rules, routing
-    )
+    incident, warning = decide_traced(result, Incident("water:ruxi:1", tier="yellow", members={}), city, rules, routing)
     t0, intake_passed = result.ts.timestamp(), result.arrivals[0].latest.timestamp()
     assert (
-        active_tier(incident["members"], intake_passed - 1) == "red"
-        and active_tier(incident["members"], intake_passed) == "blue"
+        active_tier(incident.members, intake_passed - 1) == "red"
+        and active_tier(incident.members, intake_passed) == "blue"
     )
     border_s = city.network.travel_time_s(city.sources["ruxi-food-factory"].point, city.stations["ruxi-border"].point)
     passed = t0 - 1.3 * 3600 + border_s + rules.grouping.plume_margin_h * 3600
-    assert active_tier(incident["members"], passed - 1) == "blue" and active_tier(incident["members"], passed) is None
+    assert active_tier(incident.members, passed - 1) == "blue" and active_tier(incident.members, passed) is None
     # a result about an earlier incident does not land on a newer one
-    newer = {"incident_id": f"water:ruxi:{int(t0) + 60}", "open": True, "tier": "blue", "members": {}}
+    newer = Incident(f"water:ruxi:{int(t0) + 60}", tier="blue", members={})
     assert decide_traced(result, newer, city, rules, routing) == (newer, None)
 
 
@@ -188,9 +181,7 @@ def test_the_checklist_names_only_a_dam_still_ahead_of_the_plume_and_an_unsure_l
         for d in city.dams.values()
         if d.river == "ruxi" and city.network.path(factory, d.point)
     }
-    incident, warning = decide_traced(
-        first, {"incident_id": "water:ruxi:1", "open": True, "tier": "yellow", "members": {}}, city, rules, routing
-    )
+    incident, warning = decide_traced(first, Incident("water:ruxi:1", tier="yellow", members={}), city, rules, routing)
     named = [name for name in reached_s if any(name in item for item in warning.checklist)]
     assert len(named) == 1 and reached_s[named[0]] > first.ts.timestamp()  # ahead of the plume when traced
     # a later look, the same arrival, with the plume past that dam: an update that no longer names it
@@ -203,10 +194,7 @@ def test_the_checklist_names_only_a_dam_still_ahead_of_the_plume_and_an_unsure_l
     )
     # a look not sure enough of anyone names no one
     unsure = _result(4.7).model_copy(update={"suspects": [first.suspects[0].model_copy(update={"probability": 0.3})]})
-    assert (
-        decide_traced(unsure, {"incident_id": "water:ruxi:2", "open": True, "tier": "yellow"}, city, rules, routing)[1]
-        is None
-    )
+    assert decide_traced(unsure, Incident("water:ruxi:2", tier="yellow"), city, rules, routing)[1] is None
 
 
 def test_a_sharp_plume_points_at_the_near_source_not_a_far_one_on_a_faster_river():
@@ -222,6 +210,6 @@ def test_a_sharp_plume_points_at_the_near_source_not_a_far_one_on_a_faster_river
     series = [StationSeries("s", station, t, {"cod": cod})]
     candidates = [Candidate("near", "sewage_plant", ("r", 10.0)), Candidate("far", "sewage_plant", ("r", 6.0))]
     first_t = float(t[np.argmax(cod > 1.0)])
-    suspects = trace(net, candidates, series, "s", first_t, PROFILES, PRIORS, noise_sd={"cod": 0.2})
+    suspects = trace(Catchment(net, candidates), Observations(series, "s", first_t, {"cod": 0.2}), BELIEFS)
     assert suspects[0].source_id == "near" and suspects[0].probability > 0.9
     assert suspects[0].velocity_factor == pytest.approx(1.0, abs=0.1)

@@ -1,10 +1,14 @@
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from agents.warnings import decide, member_stations
+from models.incident_lifecycle import due
+from models.incidents import member_stations
 from models.persistence import PersistenceState, step
 from pipeline.city import default_city, load_toml
+from pipeline.incident_traces import decide_traced
+from pipeline.incidents import apply_lifecycle, decide, incident_rules
 from pipeline.rule_files import RosterFile
 from pipeline.rules import WarningRouting, rules
 from pipeline.schemas import Alert, Reading, Tier
@@ -16,6 +20,7 @@ CITY = default_city()
 SETTINGS = load_settings()
 LIMITS = station_limits(CITY, load_toml("gb3838"), SETTINGS.water.default_class)  # as the water watch's
 RULES = rules().warnings
+ENGINE = incident_rules(RULES)
 ROUTING = WarningRouting(routing=rules().routing)  # no roster: departments and posts only
 
 
@@ -56,7 +61,7 @@ def test_station_class_sets_the_limit():
 def test_one_warning_per_incident_and_a_new_one_on_escalation():
     mild, deep, resolved = run([3.9] * 3)[0], run([1.0] * 3)[0], run([3.0] * 3 + [6.0] * 3)[1]
     incident, warning = decide(mild, None, CITY, RULES, ROUTING)
-    assert warning.tier is Tier.blue and incident["open"]
+    assert warning.tier is Tier.blue and incident.open
     assert warning.departments == ROUTING.routing.categories["water"]["blue"]
     assert "蒲河寨溪大桥断面" in warning.title and warning.checklist
     same, none = decide(mild, incident, CITY, RULES, ROUTING)
@@ -65,7 +70,7 @@ def test_one_warning_per_incident_and_a_new_one_on_escalation():
     assert escalation.tier is Tier.red and escalation.incident_id == warning.incident_id
     assert "city" in escalation.levels and "emergency_management" in escalation.departments
     cleared, nothing = decide(resolved, escalated_incident, CITY, RULES, ROUTING)
-    assert nothing is None and cleared["open"]  # clear here, but what was seen flows on downstream for a while
+    assert nothing is None and cleared.open  # clear here, but what was seen flows on downstream for a while
     reopened, new_warning = decide(
         mild.model_copy(update={"ts": mild.ts + timedelta(days=1)}), cleared, CITY, RULES, ROUTING
     )
@@ -75,7 +80,8 @@ def test_one_warning_per_incident_and_a_new_one_on_escalation():
 def test_statistical_screen_warns_early_on_the_sag_and_not_on_a_quiet_week():
     from pipeline.water_screen import new_screen
     from sensors_sim.recording import messages
-    from sensors_sim.scenario import load_scenario, simulate
+    from sensors_sim.scenario import load_scenario
+    from sensors_sim.simulation import simulate
 
     for name, expected in (("puhe_do_sag", {"puhe-zhaixi-bridge"}), ("quiet_week", set())):
         rec = simulate(load_scenario(name, city=CITY), CITY)
@@ -101,21 +107,20 @@ def test_statistical_screen_warns_early_on_the_sag_and_not_on_a_quiet_week():
 
 
 def test_the_incident_lifecycle_records_sensed_warned_and_operators_actions_in_order():
-    from agents.warnings import apply_lifecycle
     from pipeline.schemas import LifecycleEvent, Stage, incident_id_of, incident_key_of
 
     mild = run([3.9] * 3)[0]
     incident, warning = decide(mild, None, CITY, RULES, ROUTING)
-    stages = incident["stages"]
+    stages = incident.stages
     assert stages["sensed"] == mild.ts.timestamp() and stages["warned"] == warning.issued_at.timestamp()
     assert (
-        incident_id_of(warning.warning_id) == incident["incident_id"]
+        incident_id_of(warning.warning_id) == incident.incident_id
         and incident_key_of(warning.warning_id) == mild.incident_key
     )
 
     def act(stage, inc, at_s, **kw):
         event = LifecycleEvent(
-            incident_id=incident["incident_id"],
+            incident_id=incident.incident_id,
             stage=stage,
             source="operator",
             actor="王科长",
@@ -127,26 +132,25 @@ def test_the_incident_lifecycle_records_sensed_warned_and_operators_actions_in_o
     with pytest.raises(ValueError, match="before closed"):
         act(Stage.reviewed, incident, 30)
     acked, none, records = act(Stage.acknowledged, incident, 60)
-    assert none is None and records == [] and acked["stages"]["acknowledged"] == stages["warned"] + 60
+    assert none is None and records == [] and acked.stages["acknowledged"] == stages["warned"] + 60
     closed, _, _ = act(Stage.closed, acked, 900)
-    assert closed["open"] is False and closed["stages"]["closed"] == stages["warned"] + 900
+    assert closed.open is False and closed.stages["closed"] == stages["warned"] + 900
     reviewed, _, _ = act(Stage.reviewed, closed, 86400)
-    assert list(reviewed["stages"]) == ["sensed", "warned", "acknowledged", "closed", "reviewed"]
-    newer = {**incident, "incident_id": incident["incident_id"] + "0"}  # the place has a newer incident since
+    assert list(reviewed.stages) == ["sensed", "warned", "acknowledged", "closed", "reviewed"]
+    newer = replace(incident, incident_id=incident.incident_id + "0")  # the place has a newer incident since
     with pytest.raises(ValueError, match="no open incident"):
         act(Stage.acknowledged, newer, 60)
     # an alert that clears closes the incident by itself once what was seen has flowed past the river's last station
     resolved = run([3.0] * 3 + [6.0] * 3)[1]
     cleared, _ = decide(resolved, incident, CITY, RULES, ROUTING)
-    end_s = max(m["until_s"] for m in cleared["members"].values())
+    end_s = max(m.until_s for m in cleared.members.values())
     done, _, _ = apply_lifecycle(
-        LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), cleared, end_s, CITY, RULES, ROUTING
+        LifecycleEvent(incident_id=incident.incident_id, stage=Stage.check), cleared, end_s, CITY, RULES, ROUTING
     )
-    assert done["stages"]["closed"] == end_s and not done["open"]
+    assert done.stages["closed"] == end_s and not done.open
 
 
 def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
-    from agents.warnings import apply_lifecycle
     from pipeline.schemas import LifecycleEvent, Stage
 
     incident, warning = decide(run([3.9] * 3)[0], None, CITY, RULES, ROUTING)
@@ -159,13 +163,13 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
 
     def check(inc, at_s):
         return apply_lifecycle(
-            LifecycleEvent(incident_id=inc["incident_id"], stage=Stage.check), inc, t0 + at_s, CITY, RULES, routing
+            LifecycleEvent(incident_id=inc.incident_id, stage=Stage.check), inc, t0 + at_s, CITY, RULES, routing
         )
 
     assert check(incident, after_s - 1)[1] is None  # not yet due
     first, again, records = check(incident, after_s)
     assert again.levels == warning.levels and again.warning_id.endswith(":resent1") and "re-sent 1" in again.title
-    assert [r.stage for r in records] == [Stage.resent] and first["resends"] == 1
+    assert [r.stage for r in records] == [Stage.resent] and first.resends == 1
     assert check(first, after_s + 60)[1] is None  # the clock restarts at each send
     second, escalated, records = check(first, 2 * after_s)
     assert RULES.lifecycle.escalate_after == 2 and [r.stage for r in records] == [Stage.escalated]
@@ -175,7 +179,7 @@ def test_unacknowledged_warnings_are_re_sent_then_escalated_one_level_up():
     assert at_city.levels == ["township", "district", "city"] and "市基层治理中心 值班室" in at_city.recipients
     assert "市基层治理中心 值班室" not in escalated.recipients
     acked, _, _ = apply_lifecycle(
-        LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.acknowledged, source="operator"),
+        LifecycleEvent(incident_id=incident.incident_id, stage=Stage.acknowledged, source="operator"),
         second,
         t0 + 2 * after_s,
         CITY,
@@ -232,7 +236,6 @@ def _alert(
 
 
 def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers_after_a_hold_and_closes_itself():
-    from agents.warnings import apply_lifecycle
     from pipeline.schemas import LifecycleEvent, Stage
 
     hold_min = RULES.grouping.deescalate_after_min
@@ -255,9 +258,9 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
         incident, warning = decide(alert, incident, CITY, RULES, ROUTING)
         issued.append(warning and warning.tier.value)
     assert issued == ["blue", "yellow", "red", None, None, None, "yellow", None, None]
-    assert incident["incident_id"].startswith("water:ruxi:") and incident["open"]
+    assert incident.incident_id.startswith("water:ruxi:") and incident.open
     # once what was seen has passed the river's last station (+ margin), the timer lowers, then closes the incident
-    passed_s = max(m["until_s"] for k, m in incident["members"].items() if k.startswith("plume:"))
+    passed_s = max(m.until_s for k, m in incident.members.items() if k.startswith("plume:"))
     border = CITY.stations["ruxi-border"].point
     assert (
         passed_s
@@ -268,14 +271,14 @@ def test_alerts_along_a_river_and_across_parameters_are_one_incident_that_lowers
         )
         + RULES.grouping.plume_margin_h * 3600
     )
-    check = LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check)
+    check = LifecycleEvent(incident_id=incident.incident_id, stage=Stage.check)
     lowered, blue, _ = apply_lifecycle(check, incident, passed_s - 1, CITY, RULES, ROUTING)
-    assert blue.tier is Tier.blue and lowered["open"]
+    assert blue.tier is Tier.blue and lowered.open
     closed, nothing, records = apply_lifecycle(check, lowered, passed_s, CITY, RULES, ROUTING)
-    assert nothing is None and closed["open"] is False and [r.stage for r in records] == [Stage.closed]
+    assert nothing is None and closed.open is False and [r.stage for r in records] == [Stage.closed]
     # a different river is a different incident
     other, _ = decide(_alert("puhe-zhaixi-bridge", "do", 0.3, 0), None, CITY, RULES, ROUTING)
-    assert other["incident_id"].startswith("water:puhe:")
+    assert other.incident_id.startswith("water:puhe:")
 
 
 def test_a_lowered_warning_reaches_everyone_warned_before_and_a_re_raised_tier_gets_a_new_id():
@@ -299,22 +302,21 @@ def test_a_lowered_warning_reaches_everyone_warned_before_and_a_re_raised_tier_g
 
 
 def test_an_early_statistical_finding_lapses_and_the_timer_closes_the_incident():
-    from agents.warnings import apply_lifecycle, due
     from pipeline.schemas import LifecycleEvent, Stage
 
     early = _alert("ruxi-mingda", "oil", 0.1, 0, rule="statistical")
     incident, warning = decide(early, None, CITY, RULES, ROUTING)
     lapse_s = early.ts.timestamp() + RULES.grouping.early_alert_h * 3600
-    assert incident["members"]["ruxi-mingda:oil"]["until_s"] == lapse_s
-    end_s = max(m["until_s"] for m in incident["members"].values())  # and what it saw has flowed past the last station
-    assert due(incident, end_s - 1, RULES) != "settle" and due(incident, end_s, RULES) == "settle"
+    assert incident.members["ruxi-mingda:oil"].until_s == lapse_s
+    end_s = max(m.until_s for m in incident.members.values())  # and what it saw has flowed past the last station
+    assert due(incident, end_s - 1, ENGINE) != "settle" and due(incident, end_s, ENGINE) == "settle"
     # a limit alert on the same parameter makes it a member that only clearing ends
     confirmed, _ = decide(_alert("ruxi-mingda", "oil", 0.1, 30), incident, CITY, RULES, ROUTING)
-    assert confirmed["members"]["ruxi-mingda:oil"]["until_s"] is None and due(confirmed, end_s + 1, RULES) != "settle"
+    assert confirmed.members["ruxi-mingda:oil"].until_s is None and due(confirmed, end_s + 1, ENGINE) != "settle"
     closed, nothing, records = apply_lifecycle(
-        LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check), incident, end_s, CITY, RULES, ROUTING
+        LifecycleEvent(incident_id=incident.incident_id, stage=Stage.check), incident, end_s, CITY, RULES, ROUTING
     )
-    assert nothing is None and closed["open"] is False and [r.stage for r in records] == [Stage.closed]
+    assert nothing is None and closed.open is False and [r.stage for r in records] == [Stage.closed]
 
 
 @pytest.mark.parametrize("traced_after_min", [20, 120])
@@ -324,7 +326,6 @@ def test_no_lowered_warning_while_a_plume_is_heading_to_an_intake(traced_after_m
     the incident before the plume has passed the intake."""
     from datetime import UTC, datetime
 
-    from agents.warnings import apply_lifecycle, decide_traced
     from pipeline.schemas import Category, IntakeArrival, LifecycleEvent, SourceSuspect, Stage, TracingResult
 
     t0 = datetime(2026, 11, 24, tzinfo=UTC)
@@ -370,7 +371,7 @@ def test_no_lowered_warning_while_a_plume_is_heading_to_an_intake(traced_after_m
         alert = _alert("ruxi-mingda", "oil", 0.9, minutes, resolved=minutes >= 60)
         incident, warning = decide(alert, incident, CITY, RULES, ROUTING)
         incident, timer = apply_lifecycle(
-            LifecycleEvent(incident_id=incident["incident_id"], stage=Stage.check),
+            LifecycleEvent(incident_id=incident.incident_id, stage=Stage.check),
             incident,
             alert.ts.timestamp(),
             CITY,

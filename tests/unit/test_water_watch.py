@@ -69,7 +69,8 @@ def simulated_water_readings(hours: float = 6.0) -> list[bytes]:
     from pipeline.city import default_city
     from pipeline.schemas import parse_reading
     from sensors_sim.recording import messages
-    from sensors_sim.scenario import load_scenario, simulate
+    from sensors_sim.scenario import load_scenario
+    from sensors_sim.simulation import simulate
 
     city = default_city()
     recording = simulate(load_scenario("quiet_week", city=city, duration_h=hours), city)
