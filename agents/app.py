@@ -1,5 +1,23 @@
 """The Faust app and its topics. Start a worker with ``yuflow worker``.
 
+The topology, topics -> agent (module: the engine it calls) -> topics:
+
+    readings.water  -> water (water.py: pipeline/water_watch)        -> alerts, water.trace
+    water.trace     -> trace (tracing.py: pipeline/water_tracing)    -> tracing
+    readings.rain   -> rain  (rain.py: pipeline/rain_tiles)          -> rain.tiles
+    rain.tiles      -> rain  (rain.py: pipeline/rain_tiles)          -> rain.districts
+    rain.districts  -> rain  (rain.py: pipeline/rain_districts)      -> alerts
+    readings.crowd, crowd.camera -> crowd (crowd.py: pipeline/crowd_watch) -> alerts
+    readings.camera -> camera (camera.py: route by detection)        -> crowd.camera, rain.districts, water.trace
+    readings.*      -> deadman (deadman.py: models/liveness)         -> alerts
+    alerts, tracing, lifecycle, actions (+ silences, read whole)
+                    -> warnings (warnings.py: pipeline/incidents)
+                    -> warnings, lifecycle, alerts.suppressed, action_results
+    warnings        -> deliver (delivery.py: pipeline/delivery)      -> deliveries, lifecycle
+    readings.*, alerts, warnings, lifecycle, silences, alerts.suppressed, deliveries, deadletter
+                    -> sink_* (sink.py: pipeline/influx)             -> InfluxDB
+    (every agent: a record it cannot process -> deadletter, with why)
+
 Every topic is created with the same partition count (``kafka.partitions``): Faust crashes when a
 source topic and its table's changelog disagree. The group-join timings come from the settings; the
 defaults suit the embedded Tansu broker, where Kafka's defaults make joins take 30-80 s.

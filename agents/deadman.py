@@ -18,7 +18,6 @@ from models.liveness import LivenessWatch
 from pipeline.city import Sensor, default_city
 from pipeline.schemas import Alert, Category, Kind, Tier, utc_at
 
-CITY = default_city()
 WATCH = LivenessWatch(SETTINGS.deadman.silence_s())
 TOPICS = {t.get_topic_name(): t for t in readings_topics.values()}
 CAMERA_CATEGORY = {"oil_sheen": Category.water, "crowd": Category.crowd, "road_flooding": Category.rain}
@@ -26,19 +25,19 @@ CAMERA_CATEGORY = {"oil_sheen": Category.water, "crowd": Category.crowd, "road_f
 
 def category_of(sensor: Sensor) -> Category:
     if sensor.kind == Kind.camera:
-        return CAMERA_CATEGORY.get(next(iter(CITY.cameras[sensor.id].detects), ""), Category.water)
+        return CAMERA_CATEGORY.get(next(iter(default_city().cameras[sensor.id].detects), ""), Category.water)
     return Category(sensor.kind.value)
 
 
 def offline_alert(sensor_id: str, silent_s: float, now_s: float, resolved: bool = False) -> Alert | None:
-    sensor = CITY.sensors.get(sensor_id)
+    sensor = default_city().sensors.get(sensor_id)
     if sensor is None:
         return None
     limit_s = SETTINGS.deadman.silence_s()[sensor.kind.value]
     what = (
-        f"{sensor_id} at {CITY.site_name(sensor.site)} reports again"
+        f"{sensor_id} at {default_city().site_name(sensor.site)} reports again"
         if resolved
-        else f"{sensor_id} at {CITY.site_name(sensor.site)} has sent nothing for {silent_s / 60:.0f} min "
+        else f"{sensor_id} at {default_city().site_name(sensor.site)} has sent nothing for {silent_s / 60:.0f} min "
         f"(limit {limit_s / 60:.0f} min): check its power, link and the station"
     )
     return Alert(
@@ -61,7 +60,7 @@ def offline_alert(sensor_id: str, silent_s: float, now_s: float, resolved: bool 
         area=f"offline.{sensor.site}",
         checklist=[]
         if resolved
-        else [f"派员检查 {CITY.site_name(sensor.site)} 的设备供电与通信 (check the sensor's power and link)"],
+        else [f"派员检查 {default_city().site_name(sensor.site)} 的设备供电与通信 (check the sensor's power and link)"],
     )
 
 

@@ -3,7 +3,7 @@
 The water agent forwards the pollutants of every water reading, then the alerts they raised, to
 ``water.trace`` (keyed by river basin: a plume flows on from a river into the next, never out of
 its basin), and the camera agent its oil-sheen sightings. This agent keeps each
-station's recent series in memory (``TraceStream``, pipeline/water_tracing.py), in event time:
+station's recent series in memory (``TraceStream``, pipeline/trace_stream.py), in event time:
 tracing reads nothing back from InfluxDB, so it does not race the sink, and it works at 1x or at
 any replay speed. An incident is traced on its first alert (and again when it worsens): a look
 each time the stream holds the next of ``[agent] looks_min`` of readings after the detection, each
@@ -33,17 +33,8 @@ from pipeline.influx import influx_time, influxql
 from pipeline.rules import rules_or_exit
 from pipeline.schemas import Alert, WaterTraceRecord
 from pipeline.topics import reading_partition
-from pipeline.water_tracing import (
-    BASELINE_S,
-    POLLUTANTS,
-    STEP_S,
-    History,
-    NoTrace,
-    Pending,
-    TraceStream,
-    joined,
-    tracing_result,
-)
+from pipeline.trace_stream import BASELINE_S, STEP_S, Pending, TraceStream, joined
+from pipeline.water_tracing import POLLUTANTS, History, NoTrace, tracing_result
 
 CITY = default_city()
 STREAM = TraceStream(CITY, [m * 60 for m in rules_or_exit("yuflow worker").tracing.agent.looks_min])

@@ -16,6 +16,8 @@ this module is its Faust wiring. The table holds each incident as ``Incident.to_
 from __future__ import annotations
 
 import time
+from functools import cache
+from typing import NamedTuple
 
 from agents.app import (
     SETTINGS,
@@ -31,11 +33,12 @@ from agents.app import (
     warnings_topic,
 )
 from models.incident_lifecycle import OPERATOR_STAGES, due
-from models.incidents import Incident
-from pipeline.city import default_city
+from models.incidents import Incident, IncidentRules
+from pipeline.city import City, default_city
 from pipeline.incident_traces import decide_traced
 from pipeline.incidents import apply_lifecycle, decide, incident_rules, stage_records
-from pipeline.rules import rules_or_exit
+from pipeline.rule_files import WarningsFile
+from pipeline.rules import WarningRouting, rules_or_exit
 from pipeline.schemas import (
     ActionResult,
     Alert,
@@ -51,10 +54,21 @@ from pipeline.topics import SILENCES as SILENCES_TOPIC
 
 incidents_table = app.Table("incidents", default=None, partitions=SETTINGS.kafka.partitions)
 
-CITY = default_city()
-RULES = rules_or_exit("yuflow worker").warnings
-ROUTING = rules_or_exit("yuflow worker").warning_routing
-INCIDENT_RULES = incident_rules(RULES)
+
+class Engine(NamedTuple):
+    """What the incident engine decides with: the city, the warning rules and routing."""
+
+    city: City
+    rules: WarningsFile
+    routing: WarningRouting
+    incident_rules: IncidentRules
+
+
+@cache
+def engine() -> Engine:
+    """Built on the first record (not at import); the rule files were checked when the worker started."""
+    rule_files = rules_or_exit("yuflow worker")
+    return Engine(default_city(), rule_files.warnings, rule_files.warning_routing, incident_rules(rule_files.warnings))
 
 
 def stored(key: str) -> Incident | None:
@@ -89,7 +103,7 @@ async def _warn(stream, parse, decide_with, source, held_back=lambda item: None)
                 )
                 continue
             before = stored(item.incident_key)
-            incident, warning = decide_with(item, before, CITY, RULES, ROUTING)
+            incident, warning = decide_with(item, before, *engine()[:3])
         except Exception as error:  # one bad record must not stop the stream
             await dead_letter("warnings", source, raw, error)
             continue
@@ -151,9 +165,7 @@ async def lifecycle(stream):
             event = LifecycleEvent.model_validate_json(raw)
             if event.stage != Stage.check:
                 continue
-            incident, warning, records = apply_lifecycle(
-                event, stored(event.incident_key), time.time(), CITY, RULES, ROUTING
-            )
+            incident, warning, records = apply_lifecycle(event, stored(event.incident_key), time.time(), *engine()[:3])
         except Exception as error:  # never a crash
             await dead_letter("lifecycle", lifecycle_topic, raw, error)
             continue
@@ -174,9 +186,7 @@ async def act(stream):
         try:
             if event.source != "operator" or event.stage.value not in OPERATOR_STAGES:
                 raise ValueError(f"not an operator's action: {event.source} {event.stage.value}")
-            incident, warning, records = apply_lifecycle(
-                event, stored(event.incident_key), time.time(), CITY, RULES, ROUTING
-            )
+            incident, warning, records = apply_lifecycle(event, stored(event.incident_key), time.time(), *engine()[:3])
         except (
             Exception
         ) as error:  # unknown or closed incident, out of order: the operator is told why; a bug is logged
@@ -205,12 +215,12 @@ async def answer(event: LifecycleEvent, accepted: bool, reason: str = "") -> Non
         await action_results_topic.send(key=event.incident_key.encode(), value=result.to_json())
 
 
-@app.timer(interval=RULES.lifecycle.check_interval_s)
+@app.timer(interval=rules_or_exit("yuflow worker").warnings.lifecycle.check_interval_s)  # (declared: read once)
 async def check_due() -> None:
     """Prompt each open incident that needs something now: a re-send nobody acknowledged, a lower tier, closing."""
     now_s = time.time()
     for key, value in list(incidents_table.items()):
         incident = Incident.from_dict(value) if value else None
-        if due(incident, now_s, INCIDENT_RULES):
+        if due(incident, now_s, engine().incident_rules):
             check = LifecycleEvent(incident_id=incident.incident_id, stage=Stage.check, actor="timer")
             await lifecycle_topic.send(key=key.encode(), value=check.to_json())

@@ -2,7 +2,7 @@
 
 Each candidate is fitted to what the stations saw: a release of unknown start time, duration and mass
 (per pollutant), carried down the river network by the advection-dispersion model
-(models/transport.py). Stations downstream of a candidate that saw nothing count against it, as do
+(models/release_fit.py). Stations downstream of a candidate that saw nothing count against it, as do
 detecting stations that are not downstream of it. The fit error gives a likelihood; the pollutant
 signature is compared with each source type's emission profile; priors by source type and leading
 pollutant complete the posterior. Stateless: call it again as observations arrive.
@@ -10,15 +10,13 @@ pollutant complete the posterior. Stateless: call it again as observations arriv
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import ndtr
 
+from models.release_fit import Geometry, Release, grid_release, reachable, refined_release
 from models.river import Point, RiverNetwork
-from models.transport import dispersion_sigma_s, plume_mg_l
 
 SIGNATURE_POLLUTANTS = ("cod", "nh3n", "oil", "total_phosphorus")
 
@@ -32,11 +30,12 @@ class Candidate:
     subtype: str = ""
 
 
-def emission_profile(
-    profiles: Mapping[str, Mapping[str, float]], source_type: str, subtype: str = ""
-) -> Mapping[str, float]:
-    """The subtype's profile when known ("factory.food"), else the type's."""
-    return profiles.get(f"{source_type}.{subtype}", profiles.get(source_type, {}))
+@dataclass(frozen=True)
+class Catchment:
+    """The river network and the candidate sources on it."""
+
+    network: RiverNetwork
+    candidates: Sequence[Candidate]
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,44 @@ class StationSeries:
     point: Point
     t_s: np.ndarray
     excess: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the stations saw, and where and when the incident was first detected (by the detectors,
+    which know each station's noise): candidates must lie upstream of ``first_station``.
+    ``noise_sd``: each pollutant's noise (mg/L), by which its residuals are weighed (None: all alike)."""
+
+    series: Sequence[StationSeries]
+    first_station: str
+    first_t_s: float
+    noise_sd: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class SourceBeliefs:
+    """What each type of source emits (``profiles``: "type" or "type.subtype" -> pollutant -> relative
+    mass) and how likely each type is the source (``priors``: leading pollutant -> type -> prior)."""
+
+    profiles: Mapping[str, Mapping[str, float]]
+    priors: Mapping[str, Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How the releases are searched and the candidates ranked. Today's flow is ``flow_sd`` (relative)
+    uncertain: a candidate that fits only on a much faster or slower river than the nominal one pays."""
+
+    durations_s: Sequence[float] = (600, 1800, 3600, 7200, 21600, 86400, 259200)
+    t0_step_s: float = 300
+    max_travel_s: float = 48 * 3600
+    signature_weight: float = 6.0
+    top_k: int = 5
+    residual_correlation: float = 10.0
+    flow_sd: float = 0.15
+    flow_factors: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.25)
+    refine_start_h: float = 6.0
+    refine_flow: tuple[float, float] = (2.0, 0.5)  # fastest, slowest flow factor of the refinement
 
 
 @dataclass(frozen=True)
@@ -64,6 +101,13 @@ class Suspect:
     explanation: str
     velocity_factor: float = 1.0  # fitted flow relative to the nominal
     point: Point = field(default=("", 0.0))
+
+
+def emission_profile(
+    profiles: Mapping[str, Mapping[str, float]], source_type: str, subtype: str = ""
+) -> Mapping[str, float]:
+    """The subtype's profile when known ("factory.food"), else the type's."""
+    return profiles.get(f"{source_type}.{subtype}", profiles.get(source_type, {}))
 
 
 def signature_loglik(
@@ -102,50 +146,6 @@ def leading_pollutant(masses: Mapping[str, float]) -> str:
     return "cod"
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """From one candidate to every sample of every station, at nominal flow: arrays of length N
-    (all stations' samples concatenated); ``reached`` is False where the candidate is not upstream."""
-
-    t_s: np.ndarray
-    travel_s: np.ndarray
-    distance_km: np.ndarray
-    dispersion_m2s: np.ndarray
-    discharge_m3s: np.ndarray
-    reached: np.ndarray
-
-    def subset(self, keep: np.ndarray) -> Geometry:
-        return Geometry(
-            *(
-                a[keep]
-                for a in (
-                    self.t_s,
-                    self.travel_s,
-                    self.distance_km,
-                    self.dispersion_m2s,
-                    self.discharge_m3s,
-                    self.reached,
-                )
-            )
-        )
-
-    def may_see(
-        self, t0_min_s: float, velocity_factor_max: float = 1.0, velocity_factor_min: float = 1.0
-    ) -> np.ndarray:
-        """Samples a release starting at ``t0_min_s`` or later could reach (within 6 sigma of the
-        fastest arrival): the others are zero in every fit, so they can be left out of the arithmetic."""
-        slowest = self.travel_s / velocity_factor_min
-        sigma_max = dispersion_sigma_s(slowest, self.distance_km, 1.0) * np.sqrt(self.dispersion_m2s)
-        return self.reached & (self.t_s >= t0_min_s + self.travel_s / velocity_factor_max - 6 * sigma_max)
-
-    def unit_plume(self, t0: np.ndarray, duration_s: float, velocity_factor: float) -> np.ndarray:
-        """Concentration per kg released at each start time in ``t0``: (len(t0), N)."""
-        tau = self.travel_s / velocity_factor
-        sigma = dispersion_sigma_s(tau, self.distance_km, 1.0) * np.sqrt(self.dispersion_m2s)
-        g = plume_mg_l(self.t_s[None, :] - t0[:, None], tau, sigma, duration_s, 1.0, self.discharge_m3s)
-        return np.where(self.reached, g, 0.0)
-
-
 def geometry(network: RiverNetwork, source: Point, series: Sequence[StationSeries]) -> Geometry:
     columns = []
     for s in series:
@@ -169,146 +169,78 @@ def geometry(network: RiverNetwork, source: Point, series: Sequence[StationSerie
     return Geometry(*(np.concatenate(parts) for parts in zip(*columns)))
 
 
-def _seen(
-    geo: Geometry, y: Mapping[str, np.ndarray], t0_min_s: float, velocity_factor_max: float, velocity_factor_min: float
-):
-    """The geometry and data of the samples a release starting at ``t0_min_s`` or later may reach.
-    The others add the same y² to every fit (``yy`` keeps the whole sum): stations beside the
-    candidate's path and the look-back before the earliest arrival are left out of the arithmetic."""
-    keep = geo.may_see(t0_min_s, velocity_factor_max, velocity_factor_min)
-    return geo.subset(keep), {p: v[keep] for p, v in y.items()}
+# --- the steps of a trace ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Release:
-    """A candidate's best-fitting release; masses and their standard errors are on noise-weighted data."""
+class _Problem:
+    """One trace's inputs, with every station's samples concatenated per pollutant and weighed by its
+    noise (``y``; ``yy``: y·y; ``n``: samples × pollutants), as every candidate's fit sees them."""
 
-    objective: float  # weighted SSE plus the flow prior's penalty
-    start_s: float
-    duration_s: float
-    velocity_factor: float
-    masses: dict[str, float]
-    mass_se: dict[str, float]
+    catchment: Catchment
+    observed: Observations
+    beliefs: SourceBeliefs
+    settings: FitSettings
+    first: StationSeries
+    pollutants: list[str]
+    weight: dict[str, float]
+    y: dict[str, np.ndarray]
+    yy: dict[str, float]
+    n: int
 
-
-def _better_release(
-    best: Release | None, geo: Geometry, y, yy, duration_s, t0, velocity_factor=1.0, flow_penalty=0.0
-) -> Release:
-    """Least-squares masses for each start time in ``t0``; the better of that optimum and ``best``.
-    The objective is the weighted SSE plus ``flow_penalty`` × (factor - 1)², the prior on today's
-    flow. A unit-mass plume (zero where the candidate is not upstream) is scaled per pollutant in
-    closed form; a mass's standard error is 1 / sqrt(g·g) on noise-weighted data."""
-    g = geo.unit_plume(t0, duration_s, velocity_factor)
-    gg = np.einsum("ij,ij->i", g, g)
-    sse = np.full(len(t0), flow_penalty * (velocity_factor - 1) ** 2)
-    masses = {}
-    for p, yp in y.items():
-        gy = g @ yp
-        m = np.where(gg > 0, np.clip(gy / np.maximum(gg, 1e-30), 0, None), 0.0)
-        masses[p] = m
-        sse += yy[p] - 2 * m * gy + m * m * gg
-    i = int(np.argmin(sse))
-    if best is None or sse[i] < best.objective:
-        se = 1 / np.sqrt(gg[i]) if gg[i] > 0 else np.inf
-        return Release(
-            float(sse[i]),
-            float(t0[i]),
-            float(duration_s),
-            float(velocity_factor),
-            {p: float(m[i]) for p, m in masses.items()},
-            {p: float(se) for p in masses},
-        )
-    return best
+    @property
+    def signature(self) -> list[str]:
+        """The pollutants of the signature (not camera channels)."""
+        return [p for p in self.pollutants if p in SIGNATURE_POLLUTANTS]
 
 
-def _refine(
-    best: Release,
-    geo: Geometry,
-    y,
-    yy,
-    start_within_h: float,
-    flow_max_min: tuple[float, float],
-    duration_bounds_s: tuple[float, float] = (300.0, 6 * 86400.0),
-    flow_penalty: float = 0.0,
-) -> Release:
-    """Continuous start time (within ``start_within_h`` of the grid optimum), duration and flow
-    factor (between ``flow_max_min``) from the grid optimum (Nelder-Mead): plumes a few km from
-    their source are sharper than any grid step, and today's flow is not the nominal one."""
-    from scipy.optimize import minimize
+@dataclass(frozen=True)
+class _Reach:
+    """A candidate within reach of the first detecting station and its best release at nominal flow."""
 
-    t0_bounds_h = (best.start_s / 3600 - start_within_h, best.start_s / 3600 + start_within_h)
+    candidate: Candidate
+    geo: Geometry
+    travel_first_s: float  # to the first detecting station, at nominal flow
+    release: Release
 
-    def clamp(params: np.ndarray) -> tuple[float, float, float]:  # an unseen end must not stretch a release to months
-        def within(x: float, low: float, high: float) -> float:  # np.clip costs more than the plume on scalars
-            return min(max(float(x), low), high)
 
-        return (
-            within(params[0], *t0_bounds_h) * 3600,
-            within(math.exp(params[1]), *duration_bounds_s),
-            within(math.exp(params[2]), flow_max_min[1], flow_max_min[0]),
-        )
+@dataclass(frozen=True)
+class _Fit:
+    """A candidate's best release at any flow, its masses (kg; 0 where not evidence) and signature."""
 
-    # _better_release's objective for one release, without its per-call overhead (Nelder-Mead calls
-    # it ~100 times per candidate on a few hundred samples): sigma scales as flow factor^-1.5
-    Y = np.array(list(y.values())).reshape(len(y), -1)
-    yy_sum = sum(yy.values())
-    sigma_nominal = np.maximum(
-        dispersion_sigma_s(geo.travel_s, geo.distance_km, 1.0) * np.sqrt(geo.dispersion_m2s), 1.0
-    )
-    flux_l_s = geo.discharge_m3s * 1000
-
-    def objective(params: np.ndarray) -> float:  # start in hours, log duration, log flow factor: similar scales
-        t0, d, v = clamp(params)
-        sigma = sigma_nominal * v**-1.5
-        t = geo.t_s - t0 - geo.travel_s / v
-        g = (ndtr(t / sigma) - ndtr((t - d) / sigma)) * (1e6 / d) / flux_l_s
-        gg = float(g @ g)
-        gy = Y @ g
-        m = np.maximum(gy / gg, 0.0) if gg > 0 else np.zeros_like(gy)
-        return yy_sum - float(np.sum(2 * m * gy - m * m * gg)) + flow_penalty * (v - 1) ** 2
-
-    start = np.array([best.start_s / 3600, np.log(best.duration_s), np.log(best.velocity_factor)])
-    simplex = [start, start + [0.1, 0, 0], start + [0, 0.3, 0], start + [0, 0, 0.1]]
-    with np.errstate(over="ignore", invalid="ignore"):  # far-off simplex corners give plumes of inf; they lose
-        result = minimize(
-            objective,
-            start,
-            method="Nelder-Mead",
-            options={"xatol": 5e-3, "fatol": 1e-2, "maxiter": 90, "initial_simplex": simplex},
-        )
-    t0, d, v = clamp(result.x)
-    refined = _better_release(None, geo, y, yy, d, np.array([t0]), v, flow_penalty)
-    return refined if refined.objective < best.objective else best
+    candidate: Candidate
+    release: Release
+    masses_kg: dict[str, float]
+    signature: float  # log-likelihood of the pollutant mix under the candidate's emission profile
+    travel_first_s: float  # to the first detecting station, at the fitted flow
 
 
 def trace(
-    network: RiverNetwork,
-    candidates: Sequence[Candidate],
-    series: Sequence[StationSeries],
-    first_station: str,
-    first_t_s: float,
-    profiles: Mapping[str, Mapping[str, float]],
-    priors: Mapping[str, Mapping[str, float]],
-    durations_s: Sequence[float] = (600, 1800, 3600, 7200, 21600, 86400, 259200),
-    t0_step_s: float = 300,
-    max_travel_s: float = 48 * 3600,
-    signature_weight: float = 6.0,
-    top_k: int = 5,
-    noise_sd: Mapping[str, float] | None = None,
-    residual_correlation: float = 10.0,
-    flow_sd: float = 0.15,
-    flow_factors: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.25),
-    refine_start_h: float = 6.0,
-    refine_flow: tuple[float, float] = (2.0, 0.5),
+    catchment: Catchment, observed: Observations, beliefs: SourceBeliefs, settings: FitSettings = FitSettings()
 ) -> list[Suspect]:
-    """Candidates ranked by posterior probability (the top ``top_k``).
+    """Candidates ranked by posterior probability (the top ``settings.top_k``)."""
+    problem = _problem(catchment, observed, beliefs, settings)
+    nominal = [r for c in catchment.candidates if (r := _nominal_fit(problem, c)) is not None]
+    if not nominal:
+        return []
+    # residual variance (1 when the model explains all but the noise), floored so that a perfect fit
+    # does not make the ranking infinitely sharp, and inflated because misfit residuals come in runs
+    # (a plume's worth of samples), not as independent draws; the flow prior in the same units
+    s2 = max(min(r.release.objective for r in nominal) / max(problem.n, 1), 1.0) * settings.residual_correlation
+    flow_penalty = s2 / settings.flow_sd**2
+    fits = [_fit_at_any_flow(problem, r, flow_penalty) for r in nominal]
+    posterior = _posterior(problem, fits, s2)
+    if posterior is None:
+        return []
+    suspects = [_suspect(problem, f, probability, flow_penalty) for f, probability in zip(fits, posterior)]
+    suspects.sort(key=lambda s: -s.probability)
+    return suspects[: settings.top_k]
 
-    ``first_station`` / ``first_t_s``: where and when the incident was first detected (by the
-    detectors, which know each station's noise); candidates must lie upstream of it. Today's flow
-    is ``flow_sd`` (relative) uncertain: a candidate that fits only on a much faster or slower
-    river than the nominal one pays for it.
-    """
-    first = next(s for s in series if s.station_id == first_station)
+
+def _problem(catchment: Catchment, observed: Observations, beliefs: SourceBeliefs, settings: FitSettings) -> _Problem:
+    """The trace's inputs with the stations' samples weighed by their noise, ready for every candidate's fit."""
+    series, noise_sd = observed.series, observed.noise_sd
+    first = next(s for s in series if s.station_id == observed.first_station)
     pollutants = sorted({p for s in series for p in s.excess})
     # residuals are weighed by each pollutant's noise, so 0.01 mg/L of oil counts as much as 1 mg/L of COD
     weight = {p: 1.0 / max(noise_sd.get(p, 1.0), 1e-6) if noise_sd else 1.0 for p in pollutants}
@@ -317,102 +249,110 @@ def trace(
         for p in pollutants
     }
     yy = {p: float(v @ v) for p, v in y.items()}
-    n_total = sum(len(s.t_s) for s in series) * len(pollutants)
+    n = sum(len(s.t_s) for s in series) * len(pollutants)
+    return _Problem(catchment, observed, beliefs, settings, first, pollutants, weight, y, yy, n)
 
-    def grid_fit(best: Release | None, geo: Geometry, tau_first: float, v: float, flow_penalty: float) -> Release:
-        for d in durations_s:
-            step = max(t0_step_s, d / 20)  # coarse for long releases: the refinement finds the minute
-            arrival = first_t_s - tau_first / v
-            t0 = np.arange(arrival - d - 2 * 3600, arrival + step, step)
-            best = _better_release(best, *_seen(geo, y, t0[0], v, v), yy, d, t0, v, flow_penalty)
-        return best
 
-    nominal = []
-    for c in candidates:
-        tau_first = network.travel_time_s(c.point, first.point)
-        if tau_first is None or tau_first > max_travel_s:
-            continue
-        geo = geometry(network, c.point, series)
-        nominal.append((c, geo, tau_first, grid_fit(None, geo, tau_first, 1.0, 0.0)))
-    if not nominal:
-        return []
-    # residual variance (1 when the model explains all but the noise), floored so that a perfect fit
-    # does not make the ranking infinitely sharp, and inflated because misfit residuals come in runs
-    # (a plume's worth of samples), not as independent draws; the flow prior in the same units
-    s2 = max(min(f[3].objective for f in nominal) / max(n_total, 1), 1.0) * residual_correlation
-    flow_penalty = s2 / flow_sd**2
-    fits = []
-    for c, geo, tau_first, best in nominal:
-        for v in flow_factors:  # a plume that came faster or slower than the nominal flow brings it
-            if v != 1.0:
-                best = grid_fit(best, geo, tau_first, v, flow_penalty)
-        best = _refine(
-            best,
-            *_seen(geo, y, best.start_s - refine_start_h * 3600, *refine_flow),
-            yy,
-            refine_start_h,
-            refine_flow,
-            flow_penalty=flow_penalty,
-        )
-        # a mass below two standard errors is not evidence of that pollutant, and its share of the
-        # signature is uncertain by as much (residuals come in runs, hence the inflation)
-        masses = {p: m / weight[p] if m > 2 * best.mass_se[p] else 0.0 for p, m in best.masses.items()}
-        uncertain = {p: best.mass_se[p] * np.sqrt(residual_correlation) / weight[p] for p in pollutants}
-        signature = [p for p in pollutants if p in SIGNATURE_POLLUTANTS]  # not camera channels
-        profile = emission_profile(profiles, c.type, c.subtype)
-        sig = signature_loglik(
-            np.array([masses[p] for p in signature]),
-            np.array([profile.get(p, 0.0) for p in signature]),
-            uncertain_kg=np.array([uncertain[p] for p in signature]),
-        )
-        fits.append((c, best, masses, sig, tau_first / best.velocity_factor))
+def _grid(
+    problem: _Problem, best: Release | None, geo: Geometry, travel_first_s: float, v: float, flow_penalty: float
+) -> Release:
+    """The better of ``best`` and the grid's best release on a river ``v`` times as fast as the nominal one."""
+    arrival_s = problem.observed.first_t_s - travel_first_s / v
+    durations_s, t0_step_s = problem.settings.durations_s, problem.settings.t0_step_s
+    return grid_release(best, geo, problem.y, problem.yy, arrival_s, durations_s, t0_step_s, v, flow_penalty)
 
-    objective_min = min(f[1].objective for f in fits)
-    lead = leading_pollutant({p: sum(f[2][p] for f in fits) for p in pollutants})
+
+def _nominal_fit(problem: _Problem, c: Candidate) -> _Reach | None:
+    """The candidate's best release at nominal flow; None when it is not upstream of the first
+    detecting station within the maximum travel time."""
+    network = problem.catchment.network
+    travel_first_s = network.travel_time_s(c.point, problem.first.point)
+    if travel_first_s is None or travel_first_s > problem.settings.max_travel_s:
+        return None
+    geo = geometry(network, c.point, problem.observed.series)
+    return _Reach(c, geo, travel_first_s, _grid(problem, None, geo, travel_first_s, 1.0, 0.0))
+
+
+def _fit_at_any_flow(problem: _Problem, reach: _Reach, flow_penalty: float) -> _Fit:
+    """The candidate's release also on a faster or slower river than the nominal one (which a plume
+    that came faster or slower brings), refined; and its pollutant signature."""
+    settings, weight = problem.settings, problem.weight
+    best = reach.release
+    for v in settings.flow_factors:
+        if v != 1.0:
+            best = _grid(problem, best, reach.geo, reach.travel_first_s, v, flow_penalty)
+    seen_geo, seen_y = reachable(
+        reach.geo, problem.y, best.start_s - settings.refine_start_h * 3600, *settings.refine_flow
+    )
+    best = refined_release(
+        best, seen_geo, seen_y, problem.yy, settings.refine_start_h, settings.refine_flow, flow_penalty=flow_penalty
+    )
+    # a mass below two standard errors is not evidence of that pollutant, and its share of the
+    # signature is uncertain by as much (residuals come in runs, hence the inflation)
+    masses = {p: m / weight[p] if m > 2 * best.mass_se[p] else 0.0 for p, m in best.masses.items()}
+    uncertain = {p: best.mass_se[p] * np.sqrt(settings.residual_correlation) / weight[p] for p in problem.pollutants}
+    signature = problem.signature
+    profile = emission_profile(problem.beliefs.profiles, reach.candidate.type, reach.candidate.subtype)
+    sig = signature_loglik(
+        np.array([masses[p] for p in signature]),
+        np.array([profile.get(p, 0.0) for p in signature]),
+        uncertain_kg=np.array([uncertain[p] for p in signature]),
+    )
+    return _Fit(reach.candidate, best, masses, sig, reach.travel_first_s / best.velocity_factor)
+
+
+def _posterior(problem: _Problem, fits: Sequence[_Fit], s2: float) -> np.ndarray | None:
+    """Each fit's posterior probability: its fit error, signature and the prior of its source type
+    given the incident's leading pollutant; None when no fit is a number."""
+    objective_min = min(f.release.objective for f in fits)
+    lead = leading_pollutant({p: sum(f.masses_kg[p] for f in fits) for p in problem.pollutants})
+    priors = problem.beliefs.priors.get(lead, {})
     log_post = np.array(
         [
-            -(release.objective - objective_min) / (2 * s2)
-            + signature_weight * sig
-            + np.log(priors.get(lead, {}).get(c.type, 0.05))
-            for c, release, _, sig, _ in fits
+            -(f.release.objective - objective_min) / (2 * s2)
+            + problem.settings.signature_weight * f.signature
+            + np.log(priors.get(f.candidate.type, 0.05))
+            for f in fits
         ]
     )
     # a candidate whose fit is not a number (a degenerate window) is no suspect, rather than a NaN posterior for all
     finite = np.isfinite(log_post)
     if not finite.any():
-        return []
+        return None
     log_post = np.where(finite, log_post, -np.inf)
     post = np.exp(log_post - log_post.max())
     post /= post.sum()
-    signal_rms = np.sqrt(sum(yy.values()) / max(n_total, 1))
-    suspects = []
-    for (c, release, masses, sig, tau_h_s), prob in zip(fits, post):
-        match = float(np.exp(sig / max(len(signature), 1)))
-        distance = network.distance_km(c.point, first.point)
-        sse = release.objective - flow_penalty * (release.velocity_factor - 1) ** 2
-        fit_error = float(np.sqrt(max(sse, 0) / max(n_total, 1)) / max(signal_rms, 1e-12))
-        main = max(masses, key=masses.get)
-        suspects.append(
-            Suspect(
-                source_id=c.id,
-                source_type=c.type,
-                probability=float(prob),
-                distance_km=float(distance),
-                travel_time_h=tau_h_s / 3600,
-                release_start_s=release.start_s,
-                release_duration_s=release.duration_s,
-                masses_kg={p: round(m, 3) for p, m in masses.items()},
-                velocity_factor=release.velocity_factor,
-                fit_error=fit_error,
-                signature_match=match,
-                point=c.point,
-                explanation=(
-                    f"{c.name or c.id} ({c.type}) {distance:.1f} km / {tau_h_s / 3600:.1f} h upstream of "
-                    f"{first.station_id}: release of ~{masses[main]:.0f} kg {main} "
-                    f"over {release.duration_s / 60:.0f} min fits with {fit_error:.0%} error, "
-                    f"signature match {match:.2f}"
-                ),
-            )
-        )
-    suspects.sort(key=lambda s: -s.probability)
-    return suspects[:top_k]
+    return post
+
+
+def _suspect(problem: _Problem, fit: _Fit, probability: float, flow_penalty: float) -> Suspect:
+    """The fit as the suspect it names: how far, how long, how well it fits, and why in one line."""
+    c, release, masses, first = fit.candidate, fit.release, fit.masses_kg, problem.first
+    n = max(problem.n, 1)
+    signal_rms = np.sqrt(sum(problem.yy.values()) / n)
+    match = float(np.exp(fit.signature / max(len(problem.signature), 1)))
+    distance = problem.catchment.network.distance_km(c.point, first.point)
+    sse = release.objective - flow_penalty * (release.velocity_factor - 1) ** 2
+    fit_error = float(np.sqrt(max(sse, 0) / n) / max(signal_rms, 1e-12))
+    main = max(masses, key=masses.get)
+    travel_h = fit.travel_first_s / 3600
+    return Suspect(
+        source_id=c.id,
+        source_type=c.type,
+        probability=float(probability),
+        distance_km=float(distance),
+        travel_time_h=travel_h,
+        release_start_s=release.start_s,
+        release_duration_s=release.duration_s,
+        masses_kg={p: round(m, 3) for p, m in masses.items()},
+        velocity_factor=release.velocity_factor,
+        fit_error=fit_error,
+        signature_match=match,
+        point=c.point,
+        explanation=(
+            f"{c.name or c.id} ({c.type}) {distance:.1f} km / {travel_h:.1f} h upstream of "
+            f"{first.station_id}: release of ~{masses[main]:.0f} kg {main} "
+            f"over {release.duration_s / 60:.0f} min fits with {fit_error:.0%} error, "
+            f"signature match {match:.2f}"
+        ),
+    )

@@ -17,7 +17,8 @@ from pipeline.processes import wait_until
 from pipeline.schemas import Reading, Tier, utc_now
 from sensors_sim.publisher import publish_timed
 from sensors_sim.recording import messages
-from sensors_sim.scenario import load_scenario, simulate
+from sensors_sim.scenario import load_scenario
+from sensors_sim.simulation import simulate
 
 pytestmark = pytest.mark.integration
 LEAD_S = 25  # to send and drain the scenario's history before its decisive reading

@@ -1,4 +1,4 @@
-"""Tracing from the stream (pipeline/water_tracing.py ``TraceStream``), as the tracing agent runs it
+"""Tracing from the stream (pipeline/trace_stream.py ``TraceStream``), as the tracing agent runs it
 but without a broker: the simulated Ruxi spill's pollutant readings and the alert that the water
 agent raises go in as ``water.trace`` records, in event time; nothing is read from InfluxDB."""
 
@@ -9,16 +9,10 @@ import pytest
 
 from pipeline.city import default_city
 from pipeline.schemas import Alert, CameraDetection, Category, Quantity, WaterTraceRecord
-from pipeline.water_tracing import (
-    ORDER_GRACE_S,
-    POLLUTANTS,
-    SETTLE_S,
-    SINK_WAIT_S,
-    NoTrace,
-    TraceStream,
-    tracing_result,
-)
-from sensors_sim.scenario import load_scenario, simulate
+from pipeline.trace_stream import ORDER_GRACE_S, SETTLE_S, SINK_WAIT_S, TraceStream
+from pipeline.water_tracing import POLLUTANTS, NoTrace, tracing_result
+from sensors_sim.scenario import load_scenario
+from sensors_sim.simulation import simulate
 
 CITY = default_city()
 OBSERVE_S = 2 * 3600.0
@@ -202,7 +196,7 @@ def test_a_trace_record_is_split_by_river_basin_and_nothing_is_lost():
     """``water.trace`` is keyed by basin so basins spread over partitions and workers: each station's
     rows, alerts and sightings go with its basin, and every row lands in exactly one part."""
     from pipeline.city import load_city
-    from pipeline.water_tracing import by_basin
+    from pipeline.trace_stream import by_basin
 
     city = load_city(scale=2)
     stations = ["puhe-zhaixi-bridge", "ruxi-mingda", "puhe-zhaixi-bridge.2", "changjiang-chaotianmen"]
