@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import cache
 
 import faust
 import numpy as np
@@ -36,8 +37,12 @@ from pipeline.topics import reading_partition
 from pipeline.trace_stream import BASELINE_S, STEP_S, Pending, TraceStream, joined
 from pipeline.water_tracing import POLLUTANTS, History, NoTrace, tracing_result
 
-CITY = default_city()
-STREAM = TraceStream(CITY, [m * 60 for m in rules_or_exit("yuflow worker").tracing.agent.looks_min])
+
+@cache
+def live_stream() -> TraceStream:
+    """The windows of every station this worker reads, built on the first record (not at import)."""
+    return TraceStream(default_city(), [m * 60 for m in rules_or_exit("yuflow worker").tracing.agent.looks_min])
+
 
 log = logging.getLogger("yuflow.tracing")
 
@@ -48,7 +53,7 @@ class PendingTable(faust.Table):
 
     def partition_for_key(self, key: str) -> int:
         river = key.split(":", 1)[-1]  # an incident's key: water:<river>
-        return reading_partition(CITY.basins.get(river, river), self.partitions)
+        return reading_partition(default_city().basins.get(river, river), self.partitions)
 
 
 pending_table = app.tables.add(
@@ -56,12 +61,20 @@ pending_table = app.tables.add(
         app, name="tracing_pending", default=None, beacon=app.tables.beacon, partitions=SETTINGS.kafka.partitions
     )
 )
-_restored = False
+_restored = False  # the table's waiting traces taken into the stream since the last rebalance
+
+
+async def _restore_again(*_args, **_kwargs) -> None:
+    global _restored
+    _restored = False  # partitions may have come with traces another worker left waiting
+
+
+app.on_partitions_assigned.connect(_restore_again)
 
 
 def keep(key: str) -> None:
     """The incident's next look in the table (or none left)."""
-    p = STREAM.pending.get(key)
+    p = live_stream().pending.get(key)
     if p is not None:
         pending_table[key] = {"alert": p.alert.to_json().decode(), "until_s": p.until_s, "later_s": list(p.later_s)}
     elif key in pending_table:
@@ -75,8 +88,8 @@ def restore_pending() -> None:
         return
     _restored = True
     for key, value in list(pending_table.items()):
-        if key not in STREAM.pending:
-            STREAM.pending[key] = Pending(
+        if key not in live_stream().pending:
+            live_stream().pending[key] = Pending(
                 Alert.model_validate_json(value["alert"]), value["until_s"], tuple(value["later_s"])
             )
             log.info("tracing %s: restored, waiting for its window", key)
@@ -113,24 +126,26 @@ async def trace_and_publish(p: Pending) -> None:
 async def _trace_and_publish(p: Pending) -> None:
     alert = p.alert
     detected_s = alert.ts.timestamp()
-    scope = STREAM.scope(alert.station)
+    scope = live_stream().scope(alert.station)
     since_s = detected_s - scope.lookback_s - BASELINE_S
-    histories = STREAM.histories(scope.stations, since_s, p.until_s)
-    if STREAM.started_s is not None and STREAM.started_s > since_s + STEP_S:  # restarted since: the rest from the sink
+    histories = live_stream().histories(scope.stations, since_s, p.until_s)
+    if (
+        live_stream().started_s is not None and live_stream().started_s > since_s + STEP_S
+    ):  # restarted since: the rest from the sink
         try:
-            earlier = await asyncio.to_thread(earlier_from_influx, scope.stations, since_s, STREAM.started_s)
+            earlier = await asyncio.to_thread(earlier_from_influx, scope.stations, since_s, live_stream().started_s)
             histories = {s: h for s in scope.stations if (h := joined(earlier.get(s), histories.get(s))) is not None}
         except Exception as error:  # InfluxDB down: trace on what the stream holds
             log.warning(
                 "tracing %s: the history before %s could not be read from InfluxDB (%s); tracing on the stream's",
                 alert.incident_key,
-                influx_time(STREAM.started_s),
+                influx_time(live_stream().started_s),
                 error,
             )
-    sightings = STREAM.camera_sightings(scope.stations, detected_s - 6 * 3600, detected_s)
+    sightings = live_stream().camera_sightings(scope.stations, detected_s - 6 * 3600, detected_s)
     log.info("tracing %s from %s", alert.incident_key, alert.station)
     try:
-        result = await asyncio.to_thread(tracing_result, CITY, alert, histories, sightings, scope, p.until_s)
+        result = await asyncio.to_thread(tracing_result, default_city(), alert, histories, sightings, scope, p.until_s)
     except Exception as error:  # never silent: why goes to the log and the dead letters
         code = "no_trace" if isinstance(error, NoTrace) else "agent_error"
         if code == "no_trace":
@@ -144,7 +159,7 @@ _running: set[asyncio.Task] = set()  # tracing runs beside the stream, so readin
 
 
 def start_ready() -> None:
-    for pending in STREAM.ready(time.time()):
+    for pending in live_stream().ready(time.time()):
         keep(pending.alert.incident_key)
         task = asyncio.create_task(trace_and_publish(pending))
         _running.add(task)
@@ -155,7 +170,7 @@ def start_ready() -> None:
 async def trace_water(stream):
     async for raw in stream:
         try:
-            asked = STREAM.add(WaterTraceRecord.model_validate_json(raw), time.time())
+            asked = live_stream().add(WaterTraceRecord.model_validate_json(raw), time.time())
         except ValueError as error:
             await dead_letter("tracing", water_trace_topic, raw, error)
             continue
@@ -166,7 +181,7 @@ async def trace_water(stream):
                 "tracing %s from %s: looks at %s min after the detection",
                 alert.incident_key,
                 alert.station,
-                ", ".join(f"{s / 60:g}" for s in STREAM.looks_s),
+                ", ".join(f"{s / 60:g}" for s in live_stream().looks_s),
             )
         start_ready()
 
