@@ -9,8 +9,11 @@ import uuid
 
 
 def mqtt_baseline(settings, payloads: list[tuple[str, bytes]]) -> dict:
-    """mosquitto alone: one QoS 1 publisher, one QoS 1 subscriber; messages/s through both."""
+    """mosquitto alone: one QoS 1 publisher, one QoS 1 subscriber; messages/s through both (under the
+    topic root, which the broker's ACL lets the services' login use; before the bridge subscribes)."""
     from pipeline.mqtt import make_client
+
+    prefix = f"{settings.mqtt.topic_root}/bench/"
 
     received = 0
     done = threading.Event()
@@ -24,7 +27,7 @@ def mqtt_baseline(settings, payloads: list[tuple[str, bytes]]) -> dict:
 
     sub.on_message = on_message
     sub.connect(settings.mqtt.host, settings.mqtt.port)
-    sub.subscribe("bench/#", qos=1)
+    sub.subscribe(prefix + "#", qos=1)
     sub.loop_start()
     time.sleep(0.5)
     pub = make_client(settings.mqtt, f"bench-pub-{uuid.uuid4().hex[:6]}")
@@ -34,7 +37,7 @@ def mqtt_baseline(settings, payloads: list[tuple[str, bytes]]) -> dict:
     for topic, payload in payloads:
         while len(pub._out_messages) > 5000:  # paho queues without bound; keep the window like a real client
             time.sleep(0.001)
-        pub.publish("bench/" + topic, payload, qos=1)
+        pub.publish(prefix + topic, payload, qos=1)
     done.wait(120)
     elapsed = time.perf_counter() - started
     for c in (pub, sub):
