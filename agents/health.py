@@ -123,13 +123,12 @@ async def read_from_the_start(lost: list) -> None:
 
 def stuck_ahead(position: int | None, read: int | None, last_seen: tuple | None) -> str:
     """Is the consumer of a partition being read again (after a loss) stuck ahead of what it read?
-    Two ways seen after Tansu came back empty: a rebalance put the consumer back at an offset
-    committed before the loss (such a commit can reach the new broker, sent while it restarted),
-    beyond the new log's end, where a fetch returns nothing, for ever; or the records it had just
-    fetched were dropped by Faust when the group's generation changed, and, with nothing committed
-    on the new broker, the seek to the committed offset left it past them. Either way its position is
-    past what was read (``read``: of the new log) and neither has moved since the last check
-    (``last_seen``): "reset" (to what was read). Past it but not seen like that before: "watch".
+    Seen after Tansu came back empty: the records it had just fetched were dropped by Faust when the
+    group's generation changed, and, with nothing committed on the new broker, the seek to the
+    committed offset left it past them. Its position is then past what was read (``read``: of the
+    new log) and neither has moved since the last check (``last_seen``): "reset" (to what was read).
+    Past it but not seen like that before: "watch". (A consumer put beyond the log's end by a stale
+    commit looks read up to there; ``log_end`` finds that one.)
 
     >>> stuck_ahead(79, None, None), stuck_ahead(79, None, (79, None)), stuck_ahead(6, None, (6, None))
     ('watch', 'reset', 'reset')
